@@ -1,0 +1,254 @@
+"""Feature families and their seqio feature converters (docs/contracts.md is the interface).
+
+Task features (what a registered task yields, tokenized, no EOS unless noted) -> model features (fixed shapes):
+
+  lm               targets [T] (EOS appended)                 -> seqio.DecoderFeatureConverter(pack=True) names
+  lm (imitation)   inputs [Tc], targets [Tr] (EOS appended)   -> same names; loss weights 0 on the context
+  comparison       context [Tc], responses [K, None], scores [K] -> tokens [K, L], response_start, eoc_index,
+                                                                     score, valid [K]
+  binary           context, response, label []                -> tokens [L], response_start, eoc_index, label, valid
+  multiple_choice  context, choices [C, None], targets [C]    -> tokens [C, L], response_start, eoc_index, target,
+                                                                     valid [C]
+  distill          text [T]                                   -> tokens [L], loss_weights [L]
+
+Truncation rule (a sample is context + response + end-of-context token, length L):
+  1. the response keeps at most L - 1 tokens (its END is cut: counted as `truncated_response`);
+  2. the context keeps its LAST  L - 1 - len(response) tokens (its BEGINNING is cut: counted as
+     `truncated_context`), so the response and the end-of-context token always survive.
+  Imitation LM examples use the same rule with the EOS in place of the end-of-context token. Distillation texts
+  and plain LM documents keep their first L tokens (counted as `truncated_text`). Responses beyond `k` (choices
+  beyond `c`) are dropped and counted as `dropped_responses`.
+The counts travel through the tf.data pipeline as `_stat_*` features; pipeline.make_iterator sums them into
+`iterator.stats` and strips them from the batches.
+"""
+from __future__ import annotations
+
+from typing import Dict, Mapping, Tuple
+
+import numpy as np
+import seqio
+import tensorflow as tf
+
+FAMILIES = ("lm", "comparison", "binary", "multiple_choice", "distill")
+STAT_PREFIX = "_stat_"
+
+
+def family_spec(family: str, batch_size: int, seq_len: int, k: int = 2, c: int = 4
+                ) -> Dict[str, Tuple[Tuple[int, ...], np.dtype]]:
+  """{feature: (shape, dtype)} of one batch of `family`, without reading data (for jax.ShapeDtypeStruct)."""
+  B, L = batch_size, seq_len
+  i32, f32 = np.dtype("int32"), np.dtype("float32")
+  if family == "lm":
+    return {"decoder_input_tokens": ((B, L), i32), "decoder_target_tokens": ((B, L), i32),
+            "decoder_loss_weights": ((B, L), f32), "decoder_segment_ids": ((B, L), i32),
+            "decoder_positions": ((B, L), i32)}
+  if family == "comparison":
+    return {"tokens": ((B, k, L), i32), "response_start": ((B, k), i32), "eoc_index": ((B, k), i32),
+            "score": ((B, k), f32), "valid": ((B, k), f32)}
+  if family == "binary":
+    return {"tokens": ((B, L), i32), "response_start": ((B,), i32), "eoc_index": ((B,), i32),
+            "label": ((B,), f32), "valid": ((B,), f32)}
+  if family == "multiple_choice":
+    return {"tokens": ((B, c, L), i32), "response_start": ((B, c), i32), "eoc_index": ((B, c), i32),
+            "target": ((B, c), f32), "valid": ((B, c), f32)}
+  if family == "distill":
+    return {"tokens": ((B, L), i32), "loss_weights": ((B, L), f32)}
+  raise ValueError(f"unknown feature family {family!r}; expected one of {FAMILIES}")
+
+
+def build_sample(context: tf.Tensor, response: tf.Tensor, seq_len: int, end_id: int):
+  """context + response + [end_id] under the truncation rule, right-padded with 0 to seq_len.
+
+  Returns (tokens [L], response_start, end_index, truncated_context, truncated_response).
+  """
+  context = tf.cast(context, tf.int32)
+  response = tf.cast(response, tf.int32)
+  r = response[: seq_len - 1]
+  room = seq_len - 1 - tf.size(r)
+  n_ctx = tf.size(context)
+  c = context[tf.maximum(n_ctx - room, 0):]
+  toks = tf.concat([c, r, tf.constant([end_id], tf.int32)], 0)
+  toks = tf.pad(toks, [[0, seq_len - tf.size(toks)]])
+  toks = tf.ensure_shape(toks, [seq_len])
+  start = tf.size(c)
+  end = start + tf.size(r)
+  return (toks, start, end, tf.cast(tf.size(c) < n_ctx, tf.int32),
+          tf.cast(tf.size(r) < tf.size(response), tf.int32))
+
+
+def _ragged_rows(rt: tf.RaggedTensor, k: int):
+  """Row i (or an empty row) of a ragged [N, None] tensor for i < k, and the validity of each row."""
+  n = rt.nrows(out_type=tf.int32)
+  splits = tf.cast(rt.row_splits, tf.int32)
+  flat = rt.flat_values
+  rows, valid = [], []
+  for i in range(k):
+    ok = i < n
+    j = tf.minimum(i, tf.maximum(n - 1, 0))
+    lo = tf.where(ok, splits[j], 0)
+    hi = tf.where(ok, splits[j + 1], 0)
+    rows.append(flat[lo:hi])
+    valid.append(ok)
+  return rows, valid, tf.maximum(n - k, 0)
+
+
+class _Converter(seqio.FeatureConverter):
+  """Base for the unpacked families: validates the task features, maps one example at a time."""
+
+  TASK_FEATURES: Mapping[str, seqio.FeatureConverter.FeatureSpec] = {}
+  MODEL_FEATURES: Mapping[str, seqio.FeatureConverter.FeatureSpec] = {}
+  PACKING_FEATURE_DTYPES: Mapping[str, tf.dtypes.DType] = {}
+
+  def __init__(self, end_id: int, **kwargs):
+    self._end_id = int(end_id)
+    super().__init__(pack=False, apply_length_check=False, **kwargs)
+
+  def __call__(self, ds: tf.data.Dataset, task_feature_lengths: Mapping[str, int]) -> tf.data.Dataset:
+    missing = [f for f in self.TASK_FEATURES if f not in ds.element_spec]
+    if missing:
+      raise ValueError(f"{type(self).__name__}: dataset lacks task features {missing}; has "
+                       f"{sorted(ds.element_spec)}")
+    return self._convert_features(ds, task_feature_lengths)
+
+  def get_model_feature_lengths(self, task_feature_lengths):
+    return dict(task_feature_lengths)
+
+
+class ComparisonFeatureConverter(_Converter):
+  """context + each of up to k ranked responses + end-of-context token -> [k, L] (padding responses valid=0)."""
+
+  TASK_FEATURES = {"context": seqio.FeatureConverter.FeatureSpec(tf.int32),
+                   "responses": seqio.FeatureConverter.FeatureSpec(tf.int32, rank=2),
+                   "scores": seqio.FeatureConverter.FeatureSpec(tf.float32)}
+
+  def __init__(self, end_id: int, k: int = 2, **kwargs):
+    self._k = int(k)
+    super().__init__(end_id, **kwargs)
+
+  def _convert_features(self, ds, task_feature_lengths):
+    L, k, end = int(task_feature_lengths["tokens"]), self._k, self._end_id
+
+    def convert(ex):
+      rows, valid, dropped = _ragged_rows(ex["responses"], k)
+      built = [build_sample(ex["context"], r, L, end) for r in rows]
+      scores = tf.cast(ex["scores"], tf.float32)
+      n = tf.size(scores)
+      scores = tf.pad(scores[:k], [[0, tf.maximum(k - n, 0)]])
+      v = tf.stack([tf.cast(x, tf.float32) for x in valid])
+      vi = tf.cast(v, tf.int32)
+      return {
+          "tokens": tf.stack([b[0] for b in built]) * vi[:, None],
+          "response_start": tf.stack([b[1] for b in built]) * vi,
+          "eoc_index": tf.stack([b[2] for b in built]) * vi,
+          "score": tf.ensure_shape(scores, [k]) * v,
+          "valid": v,
+          STAT_PREFIX + "truncated_context": tf.reduce_max(tf.stack([b[3] for b in built]) * vi),
+          STAT_PREFIX + "truncated_response": tf.reduce_max(tf.stack([b[4] for b in built]) * vi),
+          STAT_PREFIX + "dropped_responses": dropped,
+      }
+    return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+class MultipleChoiceFeatureConverter(ComparisonFeatureConverter):
+  """Like a comparison with C choices; `targets` (1 for a correct choice) instead of rank scores."""
+
+  TASK_FEATURES = {"context": seqio.FeatureConverter.FeatureSpec(tf.int32),
+                   "choices": seqio.FeatureConverter.FeatureSpec(tf.int32, rank=2),
+                   "targets": seqio.FeatureConverter.FeatureSpec(tf.float32)}
+
+  def _convert_features(self, ds, task_feature_lengths):
+    renamed = ds.map(lambda ex: {"context": ex["context"], "responses": ex["choices"], "scores": ex["targets"]})
+    out = super()._convert_features(renamed, task_feature_lengths)
+
+    def rename(ex):
+      ex = dict(ex)
+      ex["target"] = ex.pop("score")
+      return ex
+    return out.map(rename)
+
+
+class BinaryFeatureConverter(_Converter):
+  TASK_FEATURES = {"context": seqio.FeatureConverter.FeatureSpec(tf.int32),
+                   "response": seqio.FeatureConverter.FeatureSpec(tf.int32),
+                   "label": seqio.FeatureConverter.FeatureSpec(tf.float32, rank=0)}
+
+  def _convert_features(self, ds, task_feature_lengths):
+    L, end = int(task_feature_lengths["tokens"]), self._end_id
+
+    def convert(ex):
+      toks, start, stop, tc, tr = build_sample(ex["context"], ex["response"], L, end)
+      return {"tokens": toks, "response_start": start, "eoc_index": stop,
+              "label": tf.cast(ex["label"], tf.float32), "valid": tf.constant(1.0),
+              STAT_PREFIX + "truncated_context": tc, STAT_PREFIX + "truncated_response": tr}
+    return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+class DistillFeatureConverter(_Converter):
+  """The text X, first L tokens; loss_weights = 1 at positions whose next token is in X (0..n-2)."""
+
+  TASK_FEATURES = {"text": seqio.FeatureConverter.FeatureSpec(tf.int32)}
+
+  def _convert_features(self, ds, task_feature_lengths):
+    L = int(task_feature_lengths["tokens"])
+
+    def convert(ex):
+      t = tf.cast(ex["text"], tf.int32)
+      x = t[:L]
+      n = tf.size(x)
+      toks = tf.ensure_shape(tf.pad(x, [[0, L - n]]), [L])
+      w = tf.cast(tf.range(L) < n - 1, tf.float32)
+      return {"tokens": toks, "loss_weights": w,
+              STAT_PREFIX + "truncated_text": tf.cast(tf.size(t) > L, tf.int32)}
+    return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+class MaskedLMFeatureConverter(seqio.FeatureConverter):
+  """Imitation learning: context ("inputs") + response ("targets") packed like seqio's decoder LM, with
+  decoder_loss_weights 0 on the context. The context is left-truncated so the response + EOS survive."""
+
+  TASK_FEATURES = {"inputs": seqio.FeatureConverter.FeatureSpec(tf.int32),
+                   "targets": seqio.FeatureConverter.FeatureSpec(tf.int32)}
+  MODEL_FEATURES = {"decoder_target_tokens": seqio.FeatureConverter.FeatureSpec(tf.int32),
+                    "decoder_input_tokens": seqio.FeatureConverter.FeatureSpec(tf.int32),
+                    "decoder_loss_weights": seqio.FeatureConverter.FeatureSpec(tf.int32)}
+  PACKING_FEATURE_DTYPES = {"decoder_segment_ids": tf.int32, "decoder_positions": tf.int32}
+
+  def __init__(self, **kwargs):
+    super().__init__(pack=True, apply_length_check=False, **kwargs)
+
+  def __call__(self, ds, task_feature_lengths):
+    return self._convert_features(ds, task_feature_lengths)
+
+  def _convert_features(self, ds, task_feature_lengths):
+    L = int(task_feature_lengths["targets"])
+
+    def join(ex):
+      ctx, resp = tf.cast(ex["inputs"], tf.int32), tf.cast(ex["targets"], tf.int32)
+      r = resp[:L]
+      c = ctx[tf.maximum(tf.size(ctx) - (L - tf.size(r)), 0):]
+      return {"targets": tf.concat([c, r], 0),
+              "mask": tf.concat([tf.zeros_like(c), tf.ones_like(r)], 0),
+              STAT_PREFIX + "truncated_context": tf.cast(tf.size(c) < tf.size(ctx), tf.int32),
+              STAT_PREFIX + "truncated_response": tf.cast(tf.size(r) < tf.size(resp), tf.int32)}
+    ds = ds.map(join, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # Each per-example statistic rides through the packer as a length-1 feature, so the sum of a packed row is
+    # the number of its documents that were truncated (a row never holds more than L documents).
+    stats = sorted(k for k in ds.element_spec if k.startswith(STAT_PREFIX))
+    ds = ds.map(lambda ex: {k: (tf.reshape(v, [1]) if k in stats else v) for k, v in ex.items()})
+    lengths = {"targets": L, "mask": L, **{k: L for k in stats}}
+    ds = seqio.utils.trim_and_pack_dataset(ds, lengths, use_custom_ops=False)
+
+    def finish(ex):
+      seg = ex["targets_segment_ids"]
+      out = {"decoder_target_tokens": ex["targets"],
+             "decoder_input_tokens": seqio.utils.make_autoregressive_inputs(ex["targets"], sequence_id=seg),
+             "decoder_loss_weights": ex["mask"] * tf.cast(ex["targets"] > 0, tf.int32),
+             "decoder_segment_ids": seg, "decoder_positions": ex["targets_positions"]}
+      for k in stats:
+        out[k] = tf.reduce_sum(ex[k])
+      return out
+    return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+  def get_model_feature_lengths(self, task_feature_lengths):
+    L = task_feature_lengths["targets"]
+    return {k: L for k in list(self.MODEL_FEATURES) + list(self.PACKING_FEATURE_DTYPES)}

@@ -1,0 +1,66 @@
+"""Tokenization preprocessors for seqio tasks whose features may be lists of strings (rank 2).
+
+seqio.preprocessors.tokenize encodes scalar strings only (ByteVocabulary's TF encoder needs equal-length strings
+in a vector), so comparisons and multiple-choice tasks use this one: rank-1 features become [T] int32,
+rank-2 features (a vector of strings) become a ragged [K, None] int32.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import seqio
+import tensorflow as tf
+
+
+def encode_strings(vocab: seqio.Vocabulary, strings: tf.Tensor) -> tf.RaggedTensor:
+  """A vector of strings -> ragged [N, None] int32 ids (no EOS)."""
+  if isinstance(vocab, seqio.ByteVocabulary):
+    parts = tf.strings.bytes_split(strings)
+    flat = tf.cast(tf.io.decode_raw(parts.flat_values, tf.uint8), tf.int32)[:, 0] + 3  # pad/eos/unk come first
+    return tf.RaggedTensor.from_row_splits(flat, parts.row_splits)
+  if isinstance(vocab, seqio.SentencePieceVocabulary):
+    out = vocab.tf_tokenizer.tokenize(strings)
+    return tf.cast(out, tf.int32)
+  return tf.map_fn(lambda s: tf.cast(vocab.encode_tf(s), tf.int32), strings,
+                   fn_output_signature=tf.RaggedTensorSpec([None], tf.int32))
+
+
+def tokenize_features(ds: tf.data.Dataset, output_features: Mapping[str, seqio.Feature]) -> tf.data.Dataset:
+  """Encodes every string output feature of rank 1 or 2; appends EOS where Feature.add_eos."""
+
+  def fn(ex):
+    ex = dict(ex)
+    for name, feat in output_features.items():
+      if name not in ex or ex[name].dtype != tf.string:
+        continue
+      v = ex[name]
+      if v.shape.rank == 0:
+        ids = encode_strings(feat.vocabulary, tf.reshape(v, [1]))[0]
+        if feat.add_eos:
+          ids = tf.concat([ids, [feat.vocabulary.eos_id]], 0)
+        ex[name] = ids
+      else:
+        ids = encode_strings(feat.vocabulary, v)
+        if feat.add_eos:
+          raise ValueError(f"feature {name}: add_eos is not supported for lists of strings")
+        ex[name] = ids
+    return ex
+  return ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def split_long_documents(ds: tf.data.Dataset, sequence_length: Optional[Mapping[str, int]] = None,
+                         feature: str = "targets") -> tf.data.Dataset:
+  """LM pretraining: documents longer than the sequence length are split into L-token pieces (nothing is cut)."""
+  if not sequence_length or sequence_length.get(feature) is None:
+    return ds
+  L = int(sequence_length[feature])
+
+  def pieces(ex):
+    t = ex[feature]
+    n = tf.size(t, out_type=tf.int64)
+    full = n // L
+    lengths = tf.concat([tf.fill([full], tf.cast(L, tf.int64)), tf.reshape(n - full * L, [1])], 0)
+    lengths = tf.boolean_mask(lengths, lengths > 0)
+    rows = tf.RaggedTensor.from_row_lengths(t, lengths)
+    return tf.data.Dataset.from_tensor_slices({feature: rows})
+  return ds.flat_map(pieces)
