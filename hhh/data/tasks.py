@@ -188,3 +188,305 @@ for _fam in lab.FAMILIES:
 define_task("lab_compare_pair", "comparison", _lab_source(_lab_compare_pair))
 define_task("lab_binary", "binary", _lab_source(_lab_binary))
 define_task("lab_distill", "distill", _lab_source(_lab_distill))
+
+
+# -----------------------------------------------------------------------------------------------------------------
+# Real datasets from their original files. Paths come from the environment (config) with defaults:
+#   HHH_BIGBENCH_DIR  (default: ../shared/data/bigbench relative to the repository)
+#   HHH_DATA_DIR      (default: ~/hhh_data); each dataset's glob can be overridden by HHH_<DATASET>_GLOB.
+
+import logging  # noqa: E402
+import os  # noqa: E402
+
+import tensorflow_datasets as tfds  # noqa: E402
+
+from hhh.data import sources  # noqa: E402
+
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_GLOBS = {
+    "stackexchange": "stackexchange/*Posts.xml*",
+    "reddit": "reddit/RC_*",
+    "reddit_submissions": "reddit/RS_*",
+    "wikipedia": "wikipedia/*history*.xml*",
+    "hh_rlhf": "hh_rlhf/*/{split}.jsonl.gz",
+    "summarize": "summarize_from_feedback/comparisons/*.json",
+    "eli5": "eli5/{split}.jsonl*",
+    "ethics": "ethics/commonsense/cm_{split}.csv",
+    "local_text": "local/text/**/*.txt",
+    "local_code": "local/code/**/*.py",
+}
+
+
+def bigbench_dir() -> str:
+  return os.environ.get("HHH_BIGBENCH_DIR", os.path.join(REPO_DIR, "..", "shared", "data", "bigbench"))
+
+
+def data_glob(dataset: str, split: str = "") -> str:
+  env = os.environ.get(f"HHH_{dataset.upper()}_GLOB")
+  pattern = env if env else os.path.join(os.environ.get("HHH_DATA_DIR", "~/hhh_data"), _GLOBS[dataset])
+  return os.path.expanduser(pattern.replace("{split}", split))
+
+
+_PARSED: Dict[tuple, sources.ParseResult] = {}
+
+
+def _report(task: str, split: str, res: sources.ParseResult):
+  if res.bad:
+    shown = "; ".join(f"{i}: {r}" for i, r in res.bad[:10])
+    logging.warning("%s/%s: excluded %d bad records (%s%s)", task, split, len(res.bad), shown,
+                    " ..." if len(res.bad) > 10 else "")
+
+
+def parsed(task: str, split: str) -> sources.ParseResult:
+  """The parse (records + bad records) behind `task` and `split`, cached."""
+  key = (task, split)
+  if key not in _PARSED:
+    res = _PARSERS[task](split)
+    _report(task, split, res)
+    _PARSED[key] = res
+  return _PARSED[key]
+
+
+def bad_records(task: str, split: str) -> List[tuple]:
+  """[(record id, reason)] excluded from `task`/`split` (empty for tasks without a file parser)."""
+  return list(parsed(task, split).bad) if task in _PARSERS else []
+
+
+_PARSERS: Dict[str, Callable[[str], sources.ParseResult]] = {}
+
+
+def _file_task(name: str, kind: str, splits, parse: Callable[[str], sources.ParseResult]):
+  _PARSERS[name] = parse
+  define_task(name, kind, lambda vocab_name: function_source(lambda split: parsed(name, split).records, kind,
+                                                             splits), shuffle_buffer_size=10_000)
+
+
+def _hash_filtered(res: sources.ParseResult, split: str) -> sources.ParseResult:
+  return sources.ParseResult([r for r in res.records if sources.hash_split(r["id"].split(":")[0]) == split],
+                             [b for b in res.bad if sources.hash_split(b[0].split(":")[0]) == split])
+
+
+def _pairs(res):
+  return sources.ParseResult([p for r in res.records for p in sources.ranked_pairs(r)], list(res.bad))
+
+
+def _binary_pmp(res):
+  return sources.ParseResult([b for r in _pairs(res).records for b in sources.binary_pmp(r)], list(res.bad))
+
+
+# --- BIG-bench (evaluation data; a single split called "test")
+
+def _bb_mc(subsets, style="paper"):
+  def parse(split):
+    res = sources.ParseResult()
+    for s in subsets:
+      path = os.path.join(bigbench_dir(), "hhh_alignment", s, "task.json")
+      if not os.path.exists(path):
+        raise sources.MissingData(f"hhh_alignment: {path} not found (set HHH_BIGBENCH_DIR); canonical: "
+                                  f"{sources.URLS['hhh_alignment'].format(subset=s)}")
+      res.extend(sources.parse_bigbench_choices(path, f"hhh-{s}", style=style))
+    return res
+  return parse
+
+
+_file_task("hhh_alignment_mc", "multiple_choice", ["test"], _bb_mc(sources.BIGBENCH_SUBSETS))
+_file_task("hhh_alignment_bigbench_mc", "multiple_choice", ["test"], _bb_mc(sources.BIGBENCH_SUBSETS, "bigbench"))
+_file_task("hhh_alignment", "comparison", ["test"],
+           lambda split: sources.bigbench_as_comparisons(_bb_mc(sources.BIGBENCH_SUBSETS)(split)))
+for _s in sources.BIGBENCH_SUBSETS:
+  _file_task(f"hhh_alignment_{_s}", "comparison", ["test"],
+             functools.partial(lambda split, s: sources.bigbench_as_comparisons(_bb_mc([s])(split)), s=_s))
+
+
+def _truthful(split):
+  path = os.path.join(bigbench_dir(), "truthful_qa", "task_mc.json")
+  if not os.path.exists(path):
+    raise sources.MissingData(f"truthful_qa_mc: {path} not found (set HHH_BIGBENCH_DIR); canonical: "
+                              f"{sources.URLS['truthful_qa_mc']}")
+  return sources.parse_bigbench_choices(path, "truthfulqa")
+
+
+_file_task("truthful_qa_mc", "multiple_choice", ["test"], _truthful)
+
+
+# --- PMP sources: ranked (pairs A > B) and binary (GOOD:/BAD:) variants; hash split 95/5
+
+@functools.lru_cache(maxsize=None)
+def _se_all():
+  res = sources.ParseResult()
+  for p in sources.expand(data_glob("stackexchange"), "stackexchange", sources.URLS["stackexchange"]):
+    site = os.path.basename(os.path.dirname(p)) or "se"
+    res.extend(sources.parse_stackexchange(p, site=f"se-{site}"))
+  return res
+
+
+@functools.lru_cache(maxsize=None)
+def _reddit_all():
+  comments = sources.expand(data_glob("reddit"), "reddit", sources.URLS["reddit"])
+  subs = sorted(__import__("glob").glob(data_glob("reddit_submissions")))
+  return sources.parse_reddit(comments, subs)
+
+
+@functools.lru_cache(maxsize=None)
+def _wiki_all():
+  res = sources.ParseResult()
+  for p in sources.expand(data_glob("wikipedia"), "wikipedia", sources.URLS["wikipedia"]):
+    res.extend(sources.parse_wikipedia(p))
+  return res
+
+
+for _name, _all in (("stackexchange", _se_all), ("reddit", _reddit_all), ("wikipedia", _wiki_all)):
+  _file_task(f"{_name}_ranked", "comparison", ["train", "validation"],
+             functools.partial(lambda split, f: _pairs(_hash_filtered(f(), split)), f=_all))
+  _file_task(f"{_name}_binary", "comparison", ["train", "validation"],
+             functools.partial(lambda split, f: _binary_pmp(_hash_filtered(f(), split)), f=_all))
+
+
+# --- finetuning sources
+
+def _hh(split):
+  res = sources.ParseResult()
+  for p in sources.expand(data_glob("hh_rlhf", split), "hh_rlhf", sources.URLS["hh_rlhf"]):
+    res.extend(sources.parse_hh_rlhf(p, prefix=f"hh-{os.path.basename(os.path.dirname(p))}-{split}"))
+  return res
+
+
+@functools.lru_cache(maxsize=None)
+def _summarize_all():
+  res = sources.ParseResult()
+  for p in sources.expand(data_glob("summarize"), "summarize", sources.URLS["summarize_from_feedback"]):
+    res.extend(sources.parse_summarize(p))
+  return res
+
+
+def _eli5(split):
+  res = sources.ParseResult()
+  for p in sources.expand(data_glob("eli5", split), "eli5", sources.URLS["eli5"]):
+    res.extend(sources.parse_eli5(p))
+  return res
+
+
+def _ethics(split):
+  res = sources.ParseResult()
+  for p in sources.expand(data_glob("ethics", split), "ethics", sources.URLS["ethics"]):
+    res.extend(sources.parse_ethics(p))
+  return res
+
+
+_file_task("hh_rlhf", "comparison", ["train", "test"], _hh)
+_file_task("summarize_from_feedback", "comparison", ["train", "validation"],
+           lambda split: _hash_filtered(_summarize_all(), split))
+_file_task("eli5", "comparison", ["train", "validation", "test"], _eli5)
+_file_task("eli5_pairs", "comparison", ["train", "validation", "test"], lambda split: _pairs(_eli5(split)))
+_file_task("ethics", "binary", ["train", "test"],
+           lambda split: sources.ParseResult(sources.comparisons_to_binary(_ethics(split).records),
+                                             list(_ethics(split).bad)))
+_file_task("ethics_compare", "comparison", ["train", "test"], _ethics)
+
+
+# --- pretraining: local files (~90% natural language, ~10% Python code) and TFDS c4
+
+def _local(dataset):
+  def parse(split):
+    res = sources.ParseResult()
+    for p in sorted(__import__("glob").glob(data_glob(dataset), recursive=True)):
+      if sources.hash_split(p, validation_percent=5) != split:
+        continue
+      with open(p, "rb") as f:
+        text = sources._decode(f.read(), p, res.bad)
+      if text is None:
+        continue
+      if not text.strip():
+        res.bad.append((p, "empty file"))
+        continue
+      res.records.append({"targets": text})
+    if not res.records:
+      raise sources.MissingData(f"{dataset}: no {split} files match {data_glob(dataset)!r} "
+                                f"(set HHH_DATA_DIR or HHH_{dataset.upper()}_GLOB)")
+    return res
+  return parse
+
+
+_file_task("local_text", "lm", ["train", "validation"], _local("local_text"))
+_file_task("local_code", "lm", ["train", "validation"], _local("local_code"))
+
+
+def _tfds_text(ds, field):
+  return ds.map(lambda ex: {"targets": ex[field]})
+
+
+define_task("c4_lm", "lm",
+            lambda vocab_name: seqio.TfdsDataSource(tfds_name="c4/en:3.1.0",
+                                                    splits={"train": "train", "validation": "validation"}),
+            extra_preprocessors=[functools.partial(_tfds_text, field="text")])
+
+
+# --- alignment-tax capability evaluations from TFDS builders (multiple choice; plain text, not dialogue)
+
+def _tax_lambada(ds):
+  def fn(ex):
+    words = tf.strings.split(tf.strings.strip(ex["passage"]))
+    return {"context": tf.strings.reduce_join(words[:-1], separator=" "),
+            "choices": tf.strings.join([" ", words[-1:]]), "targets": tf.ones([1], tf.float32)}
+  return ds.map(fn)
+
+
+def _tax_hellaswag(ds):
+  return ds.map(lambda ex: {"context": ex["context"], "choices": tf.strings.join([" ", ex["endings"]]),
+                            "targets": tf.one_hot(ex["label"], tf.size(ex["endings"]), dtype=tf.float32)})
+
+
+def _qa(q):
+  return tf.strings.join(["Question: ", q, "\nAnswer:"])
+
+
+def _tax_arc(ds):
+  return ds.map(lambda ex: {"context": _qa(ex["question"]), "choices": tf.strings.join([" ", ex["choices"]["text"]]),
+                            "targets": tf.cast(tf.equal(ex["choices"]["label"], ex["answerKey"]), tf.float32)})
+
+
+def _tax_openbookqa(ds):
+  def fn(ex):
+    q = ex["question"]
+    ch = tf.stack([q["choice_A"], q["choice_B"], q["choice_C"], q["choice_D"]])
+    return {"context": _qa(q["stem"]), "choices": tf.strings.join([" ", ch]),
+            "targets": tf.one_hot(ex["answerKey"], 4, dtype=tf.float32)}
+  return ds.map(fn)
+
+
+def _tax_piqa(ds):
+  return ds.map(lambda ex: {"context": _qa(ex["goal"]), "choices": tf.strings.join([" ", tf.stack([ex["sol1"],
+                                                                                                   ex["sol2"]])]),
+                            "targets": tf.one_hot(ex["label"], 2, dtype=tf.float32)})
+
+
+TAX_TASKS = {
+    "tax_lambada": ("lambada:1.0.0", {"validation": "validation", "test": "test"}, _tax_lambada),
+    "tax_hellaswag": ("hellaswag:1.1.0", {"train": "train", "validation": "validation", "test": "test"},
+                      _tax_hellaswag),
+    "tax_arc_easy": ("ai2_arc/ARC-Easy:1.0.0", {"train": "train", "validation": "validation", "test": "test"},
+                     _tax_arc),
+    "tax_arc_challenge": ("ai2_arc/ARC-Challenge:1.0.0",
+                          {"train": "train", "validation": "validation", "test": "test"}, _tax_arc),
+    "tax_openbookqa": ("openbookqa:0.1.0", {"train": "train", "validation": "validation", "test": "test"},
+                       _tax_openbookqa),
+    "tax_piqa": ("piqa:1.0.0", {"train": "train", "validation": "validation"}, _tax_piqa),
+}
+for _name, (_tfds_name, _splits, _pre) in TAX_TASKS.items():
+  define_task(_name, "multiple_choice",
+              functools.partial(lambda vocab_name, n, s: seqio.TfdsDataSource(tfds_name=n, splits=s),
+                                n=_tfds_name, s=_splits),
+              extra_preprocessors=[_pre], shuffle_buffer_size=1000)
+
+
+# -----------------------------------------------------------------------------------------------------------------
+# Mixtures
+
+define_mixture("local_pretrain", [("local_text", 0.9), ("local_code", 0.1)])
+define_mixture("pmp_ranked", [("stackexchange_ranked", 1.0), ("reddit_ranked", 1.0), ("wikipedia_ranked", 1.0)])
+define_mixture("pmp_binary", [("stackexchange_binary", 1.0), ("reddit_binary", 1.0), ("wikipedia_binary", 1.0)])
+define_mixture("finetune_compare", [("hh_rlhf", 1.0), ("summarize_from_feedback", 1.0), ("eli5_pairs", 1.0),
+                                    ("ethics_compare", 1.0)])
+define_mixture("lab_finetune", [("lab_compare_arith", 1.0), ("lab_compare_code", 1.0), ("lab_compare_hhh", 1.0)])
+define_mixture("eval_mc", [("hhh_alignment_mc", 1.0), ("truthful_qa_mc", 1.0)])
+define_mixture("tax_mc", [(t, 1.0) for t in TAX_TASKS])
