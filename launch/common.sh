@@ -23,7 +23,7 @@ WORKER_ID_SNIPPET='W=$(curl -sf -H Metadata-Flavor:Google http://metadata.google
 
 # Kill whatever holds the TPU (a crashed or stale run keeps /dev/accel* (v4) or /dev/vfio/*
 # (v5e, v5p, v6e) open and the next run fails with "TPU in use"), then drop libtpu's lock file.
-KILL_SNIPPET='pids=$( (sudo lsof -t -w /dev/accel* /dev/vfio/* 2>/dev/null || true) | sort -u); if [ -n "$pids" ]; then echo "killing stale TPU processes: $pids"; for p in $pids; do sudo kill -9 "$p" || true; tail --pid="$p" -f /dev/null || true; done; fi; sudo rm -f /tmp/libtpu_lockfile'
+KILL_SNIPPET='pids=$( (sudo lsof -t -w /dev/accel* /dev/vfio/* 2>/dev/null || true) | sort -u); if [ -n "$pids" ]; then echo "killing stale TPU processes: $pids"; for p in $pids; do sudo kill -9 "$p" || true; timeout 30 tail --pid="$p" -f /dev/null || true; done; fi; sudo rm -f /tmp/libtpu_lockfile'
 
 die() {
   echo "error: $*" >&2

@@ -67,7 +67,12 @@ if [[ "${CMD[0]}" == python || "${CMD[0]}" == python3 ]]; then
 fi
 ENV=("JAX_PLATFORMS=$PLATFORM" PYTHONUNBUFFERED=1 "HHH_RUN_NAME=$RUN_NAME")
 if [[ -n "$DEVICES" ]]; then
-  ENV+=("XLA_FLAGS=${XLA_FLAGS:+$XLA_FLAGS }--xla_force_host_platform_device_count=$DEVICES")
+  # Keep the caller's XLA_FLAGS, but replace any device count already in them.
+  xla=""
+  for f in ${XLA_FLAGS:-}; do
+    [[ "$f" == --xla_force_host_platform_device_count=* ]] || xla+="$f "
+  done
+  ENV+=("XLA_FLAGS=${xla}--xla_force_host_platform_device_count=$DEVICES")
 fi
 if (( NPROC == 1 )); then ENV+=(HHH_DISTRIBUTED=off); fi
 ENV+=(${EXTRA_ENV[@]+"${EXTRA_ENV[@]}"})

@@ -75,7 +75,7 @@ remote="set -o pipefail; $WORKER_ID_SNIPPET; cd $REMOTE_DIR || exit 4; mkdir -p 
 if (( KILL )); then remote+="; $KILL_SNIPPET"; fi
 if (( DETACH )); then
   inner="$program > $log 2>&1; echo hhh-exit-code=\$? >> $log"
-  remote+="; nohup bash -c $(q "$inner") > /dev/null 2>&1 < /dev/null & echo \"[worker \$W] started pid \$! on \$(hostname), log $REMOTE_DIR/$log\""
+  remote+="; export W; nohup bash -c $(q "$inner") > /dev/null 2>&1 < /dev/null & echo \"[worker \$W] started pid \$! on \$(hostname), log $REMOTE_DIR/$log\""
 else
   remote+="; { $program; rc=\$?; echo hhh-exit-code=\$rc; exit \$rc; } 2>&1 | tee $log | sed -u \"s/^/[worker \$W] /\""
 fi
