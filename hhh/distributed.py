@@ -182,15 +182,23 @@ def preemption_requested() -> bool:
   return _preempted.is_set()
 
 
-def any_process_preempted() -> bool:
-  """``preemption_requested()`` OR-ed over all processes (a small collective; call every few steps).
+def any_process_preempted(step: int | None = None, every: int = 1) -> bool:
+  """``preemption_requested()`` OR-ed over all processes.
 
-  Every host must call it at the same step, so all of them see the same answer and take part in
-  the same final checkpoint. With one process it is just the local flag.
+  Every host must call it at the same steps, so all of them see the same answer and take part in
+  the same final checkpoint. With one process it is just the local flag (no synchronisation).
+  With several it is a small all-gather that waits for the work already dispatched, which stops
+  the host from running ahead; pass ``step`` and ``every`` to pay that only when
+  ``step % every == 0`` (other steps return False on every host alike). A preemption notice gives
+  tens of seconds, so checking every few steps is enough.
   """
   import jax
+  if every < 1:
+    raise ValueError(f"every must be >= 1, got {every}")
   if jax.process_count() == 1:
     return preemption_requested()
+  if step is not None and step % every != 0:
+    return False
   import numpy as np
   from jax.experimental import multihost_utils
   flags = multihost_utils.process_allgather(np.array([preemption_requested()], dtype=np.int32))

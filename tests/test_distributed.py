@@ -144,3 +144,23 @@ def test_request_preemption_by_hand():
   assert dist.any_process_preempted() is False
   dist.request_preemption()
   assert dist.preemption_requested() is True
+
+
+def test_any_process_preempted_multi_process_checks_only_every_n_steps(monkeypatch):
+  from jax.experimental import multihost_utils
+  gathered = []
+
+  def fake_allgather(x):
+    gathered.append(x.tolist())
+    import numpy as np
+    return np.array([[0], [1]])  # the other process was preempted
+
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  monkeypatch.setattr(multihost_utils, "process_allgather", fake_allgather)
+  assert dist.any_process_preempted(step=7, every=5) is False
+  assert gathered == []
+  assert dist.any_process_preempted(step=10, every=5) is True
+  assert gathered == [[0]]  # this process contributed "not preempted"
+  assert dist.any_process_preempted() is True
+  with pytest.raises(ValueError, match="every must be >= 1, got 0"):
+    dist.any_process_preempted(step=1, every=0)
