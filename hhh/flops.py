@@ -149,7 +149,7 @@ def resolve_peak_flops(device: Any = None) -> tuple[float | None, str]:
 
 
 def train_flops_per_token(n_params_nonembed: int, n_layers: int, d_model: int, seq_len: int,
-                          vocab_size: int) -> float:
+                          vocab_size: int, *, attn_width: int | None = None) -> float:
   """Model FLOPs to train on one token (forward + backward) of a decoder-only transformer.
 
   ``6 * N + 6 * vocab_size * d_model + 12 * n_layers * seq_len * d_model``
@@ -163,8 +163,8 @@ def train_flops_per_token(n_params_nonembed: int, n_layers: int, d_model: int, s
     costs no FLOPs. For a scalar score head (preference model) pass the head's width instead.
   * ``12 * n_layers * seq_len * d_model``: attention scores ``Q K^T`` and the weighted sum
     ``softmax(.) V`` each cost ``2 * seq_len * d_model`` FLOPs per token per layer forward
-    (summed over heads; pass ``n_heads * d_head`` as ``d_model`` if they differ), so 4 forward
-    and 12 with backward. The
+    (summed over heads: ``d_model`` here is ``n_heads * d_head``; pass ``attn_width`` when it
+    differs from the residual width), so 4 forward and 12 with backward. The
     causal mask is applied to a full ``seq_len x seq_len`` score matrix, so this counts the
     computation as executed, not the half that the mask keeps.
 
@@ -175,15 +175,19 @@ def train_flops_per_token(n_params_nonembed: int, n_layers: int, d_model: int, s
                       ("d_model", d_model), ("seq_len", seq_len), ("vocab_size", vocab_size)):
     if value < 0:
       raise ValueError(f"{name} must be >= 0, got {value}")
+  attn_width = d_model if attn_width is None else attn_width
+  if attn_width < 0:
+    raise ValueError(f"attn_width must be >= 0, got {attn_width}")
   return float(6 * n_params_nonembed + 6 * vocab_size * d_model
-               + 12 * n_layers * seq_len * d_model)
+               + 12 * n_layers * seq_len * attn_width)
 
 
 def forward_flops_per_token(n_params_nonembed: int, n_layers: int, d_model: int, seq_len: int,
-                            vocab_size: int) -> float:
+                            vocab_size: int, *, attn_width: int | None = None) -> float:
   """Forward-only FLOPs per token (evaluation, scoring): one third of ``train_flops_per_token``,
   i.e. ``2 * N + 2 * vocab_size * d_model + 4 * n_layers * seq_len * d_model``."""
-  return train_flops_per_token(n_params_nonembed, n_layers, d_model, seq_len, vocab_size) / 3.0
+  return train_flops_per_token(n_params_nonembed, n_layers, d_model, seq_len, vocab_size,
+                               attn_width=attn_width) / 3.0
 
 
 def mfu(tokens_per_sec: float, flops_per_token: float, peak_flops_per_device: float,

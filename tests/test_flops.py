@@ -80,6 +80,12 @@ def test_each_term_separately():
   assert flops.train_flops_per_token(0, 5, 3, 8, 0) == 1440.0
 
 
+def test_attention_width_separate_from_residual_width():
+  # d_model=6 for the unembedding (6*11*6=396), 4 heads x 2 = 8 for attention (12*5*4*8=1920).
+  assert flops.train_flops_per_token(0, 5, 6, 4, 11, attn_width=8) == 396.0 + 1920.0
+  assert flops.forward_flops_per_token(0, 5, 6, 4, 11, attn_width=8) == 772.0
+
+
 def test_train_flops_52b_like():
   L, d, T, V = 64, 8192, 8192, 65536
   n = 12 * L * d * d  # 51_539_607_552
