@@ -227,14 +227,15 @@ class MaskedLMFeatureConverter(seqio.FeatureConverter):
       r = resp[:L]
       c = ctx[tf.maximum(tf.size(ctx) - (L - tf.size(r)), 0):]
       return {"targets": tf.concat([c, r], 0),
-              "mask": tf.concat([tf.zeros_like(c), tf.ones_like(r)], 0),
+              # The packer treats 0 as padding and drops it, so the mask travels as 1 (context) / 2 (response).
+              "mask": tf.concat([tf.ones_like(c), 2 * tf.ones_like(r)], 0),
               STAT_PREFIX + "truncated_context": tf.cast(tf.size(c) < tf.size(ctx), tf.int32),
               STAT_PREFIX + "truncated_response": tf.cast(tf.size(r) < tf.size(resp), tf.int32)}
     ds = ds.map(join, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     # Each per-example statistic rides through the packer as a length-1 feature, so the sum of a packed row is
     # the number of its documents that were truncated (a row never holds more than L documents).
     stats = sorted(k for k in ds.element_spec if k.startswith(STAT_PREFIX))
-    ds = ds.map(lambda ex: {k: (tf.reshape(v, [1]) if k in stats else v) for k, v in ex.items()})
+    ds = ds.map(lambda ex: {k: (tf.reshape(v, [1]) + 1 if k in stats else v) for k, v in ex.items()})
     lengths = {"targets": L, "mask": L, **{k: L for k in stats}}
     ds = seqio.utils.trim_and_pack_dataset(ds, lengths, use_custom_ops=False)
 
@@ -242,10 +243,10 @@ class MaskedLMFeatureConverter(seqio.FeatureConverter):
       seg = ex["targets_segment_ids"]
       out = {"decoder_target_tokens": ex["targets"],
              "decoder_input_tokens": seqio.utils.make_autoregressive_inputs(ex["targets"], sequence_id=seg),
-             "decoder_loss_weights": ex["mask"] * tf.cast(ex["targets"] > 0, tf.int32),
+             "decoder_loss_weights": tf.cast(tf.equal(ex["mask"], 2), tf.int32) * tf.cast(ex["targets"] > 0, tf.int32),
              "decoder_segment_ids": seg, "decoder_positions": ex["targets_positions"]}
       for k in stats:
-        out[k] = tf.reduce_sum(ex[k])
+        out[k] = tf.reduce_sum(tf.maximum(ex[k] - 1, 0))
       return out
     return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 

@@ -1,7 +1,7 @@
 """seqio task and mixture registry. Importing this module registers every task with the byte vocabulary.
 
 Tasks are registered per vocabulary: under their plain name for "byte", and on demand (`ensure_task(name, vocab)`)
-as "{name}@{vocab-hash}" for any other vocabulary string, so the vocabulary stays a config choice.
+as "{name}#{vocab-hash}" for any other vocabulary string, so the vocabulary stays a config choice.
 
 Each task has a KIND (the feature family it feeds): lm, imitation (lm family, loss on responses only),
 comparison, binary, multiple_choice, distill. See docs/data.md for the list.
@@ -109,7 +109,7 @@ def define_mixture(name: str, tasks_and_rates):
 
 
 def kind_of(name: str) -> str:
-  base = name.split("@")[0]
+  base = name.split("#")[0]
   if base in _TASKS:
     return _TASKS[base][0]
   if base in _MIXTURES:
@@ -130,7 +130,7 @@ def ensure_task(name: str, vocab_name: str = DEFAULT_VOCAB) -> str:
   kind_of(name)
   if vocab_name == DEFAULT_VOCAB:
     return name
-  suffix = f"@{zlib.crc32(vocab_name.encode()):08x}"
+  suffix = f"#{zlib.crc32(vocab_name.encode()):08x}"
   registered = name + suffix
   if name in _TASKS:
     if registered not in seqio.TaskRegistry.names():
@@ -472,10 +472,22 @@ TAX_TASKS = {
                        _tax_openbookqa),
     "tax_piqa": ("piqa:1.0.0", {"train": "train", "validation": "validation"}, _tax_piqa),
 }
+
+
+def tfds_source(tfds_name: str, splits: Dict[str, str]) -> seqio.FunctionDataSource:
+  """Small evaluation sets through tfds.load (data_dir from TFDS_DATA_DIR); seqio shards them by example.
+  (seqio.TfdsDataSource asks the builder for split sizes first, which fails under tfds.testing.mock_data.)"""
+
+  def dataset_fn(split, shuffle_files, seed=None):
+    read = tfds.ReadConfig(shuffle_seed=seed) if seed is not None else None
+    return tfds.load(tfds_name, split=splits[split], shuffle_files=shuffle_files, read_config=read,
+                     try_gcs=False)
+  return seqio.FunctionDataSource(dataset_fn, splits=list(splits))
+
+
 for _name, (_tfds_name, _splits, _pre) in TAX_TASKS.items():
   define_task(_name, "multiple_choice",
-              functools.partial(lambda vocab_name, n, s: seqio.TfdsDataSource(tfds_name=n, splits=s),
-                                n=_tfds_name, s=_splits),
+              functools.partial(lambda vocab_name, n, s: tfds_source(n, s), n=_tfds_name, s=_splits),
               extra_preprocessors=[_pre], shuffle_buffer_size=1000)
 
 

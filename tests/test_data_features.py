@@ -1,0 +1,164 @@
+"""Feature converters (exact values, truncation rule), sharding, TFDS tax tasks, mixtures, SPM vocabulary."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import seqio
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from hhh.data import features as F
+from hhh.data import lab, pipeline, tasks
+from hhh.data import vocab as V
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _one(ds):
+  return next(iter(ds.as_numpy_iterator()))
+
+
+def test_comparison_converter_exact_left_truncation():
+  # context 10 tokens, responses of 3 and 9 tokens, L = 8, end-of-context 99
+  ds = tf.data.Dataset.from_tensors({
+      "context": tf.range(10, 20, dtype=tf.int32),
+      "responses": tf.ragged.constant([[1, 2, 3], [4, 5, 6, 7, 8, 9, 10, 11, 12]], dtype=tf.int32),
+      "scores": tf.constant([1.0, 0.0])})
+  ex = _one(F.ComparisonFeatureConverter(99, k=3)(ds, {"tokens": 8}))
+  np.testing.assert_array_equal(ex["tokens"], [[16, 17, 18, 19, 1, 2, 3, 99],   # context keeps its LAST 4 tokens
+                                               [4, 5, 6, 7, 8, 9, 10, 99],       # response cut at its end
+                                               [0] * 8])                         # padding response
+  np.testing.assert_array_equal(ex["response_start"], [4, 0, 0])
+  np.testing.assert_array_equal(ex["eoc_index"], [7, 7, 0])
+  np.testing.assert_array_equal(ex["score"], [1, 0, 0])
+  np.testing.assert_array_equal(ex["valid"], [1, 1, 0])
+  assert ex["_stat_truncated_context"] == 1 and ex["_stat_truncated_response"] == 1
+  # too many responses for k: extra ones are dropped and counted
+  ex = _one(F.ComparisonFeatureConverter(99, k=1)(ds, {"tokens": 16}))
+  assert ex["tokens"].shape == (1, 16) and ex["_stat_dropped_responses"] == 1
+  np.testing.assert_array_equal(ex["tokens"][0, :14], list(range(10, 20)) + [1, 2, 3, 99])
+
+
+def test_binary_and_distill_converters_exact():
+  ds = tf.data.Dataset.from_tensors({"context": tf.constant([5, 6, 7]), "response": tf.constant([8, 9]),
+                                     "label": tf.constant(1.0)})
+  ex = _one(F.BinaryFeatureConverter(42)(ds, {"tokens": 8}))
+  np.testing.assert_array_equal(ex["tokens"], [5, 6, 7, 8, 9, 42, 0, 0])
+  assert (ex["response_start"], ex["eoc_index"], ex["label"], ex["valid"]) == (3, 5, 1.0, 1.0)
+  assert ex["_stat_truncated_context"] == 0
+  ds = tf.data.Dataset.from_tensors({"text": tf.constant([3, 4, 5])})
+  ex = _one(F.DistillFeatureConverter(42)(ds, {"tokens": 5}))
+  np.testing.assert_array_equal(ex["tokens"], [3, 4, 5, 0, 0])
+  np.testing.assert_array_equal(ex["loss_weights"], [1, 1, 0, 0, 0])
+
+
+def test_imitation_loss_only_on_responses_and_eos():
+  it = pipeline.make_iterator("lab_imitation", split="validation", family="lm", seq_len=256, batch_size=2,
+                              vocab="byte", seed=0, shuffle=False, repeat=False)
+  b = next(it)
+  v = V.get_vocabulary("byte")
+  first = lab.imitation_pairs("validation")[0]
+  seg = b["decoder_segment_ids"][0]
+  idx = np.flatnonzero(seg == 1)
+  tgt, w = b["decoder_target_tokens"][0][idx], b["decoder_loss_weights"][0][idx]
+  n_ctx = len(v.encode(first[1]))
+  assert v.decode(tgt.tolist()) == first[1] + first[2]
+  assert (w[:n_ctx] == 0).all() and (w[n_ctx:] == 1).all() and tgt[-1] == 1  # response + EOS carry the loss
+
+
+def test_lab_compare_batches():
+  it = pipeline.make_iterator("lab_compare", split="validation", family="comparison", seq_len=256, batch_size=8,
+                              vocab="byte", seed=0, shuffle=False, repeat=False, k=4)
+  b = next(it)
+  v = V.get_vocabulary("byte")
+  rec = lab.comparisons("validation")[0]
+  for j in range(4):
+    toks = b["tokens"][0, j]
+    e, s = b["eoc_index"][0, j], b["response_start"][0, j]
+    assert toks[e] == V.eoc_id(v) and (toks[e + 1:] == 0).all()
+    assert v.decode(toks[s:e].tolist()) == rec.responses[j]
+    assert v.decode(toks[:s].tolist()) == rec.context
+  np.testing.assert_array_equal(b["score"][0], rec.scores)
+  assert b["valid"].all()
+
+
+def test_four_hosts_are_disjoint_and_cover():
+  provider = seqio.get_mixture_or_task("lab_binary")
+  every = [x["id"] for x in provider.get_dataset(None, split="validation", shuffle=False).as_numpy_iterator()]
+  shards = [[x["id"] for x in provider.get_dataset(None, split="validation", shuffle=True, seed=3,
+                                                   shard_info=seqio.ShardInfo(i, 4)).as_numpy_iterator()]
+            for i in range(4)]
+  sets = [set(s) for s in shards]
+  assert all(len(s) == len(set(s)) for s in shards)
+  for i in range(4):
+    for j in range(i + 1, 4):
+      assert not sets[i] & sets[j]
+  assert set().union(*sets) == set(every) and sum(map(len, shards)) == len(every) == 2400
+  # and through make_iterator: per-host example counts add up to the whole split
+  n = 0
+  for i in range(4):
+    it = pipeline.make_iterator("lab_binary", split="validation", family="binary", seq_len=32, batch_size=64,
+                                vocab="byte", seed=3, shuffle=True, repeat=False, shard_index=i, num_shards=4)
+    list(it)
+    n += it.stats["examples"]
+  assert n == 2400
+
+
+@pytest.mark.parametrize("task,c", [("tax_hellaswag", 4), ("tax_arc_easy", 8), ("tax_openbookqa", 4),
+                                    ("tax_piqa", 2), ("tax_lambada", 1)])
+def test_tax_tasks_through_tfds_mock(task, c):
+  split = "validation"
+  with tfds.testing.mock_data(num_examples=3):
+    it = pipeline.make_iterator(task, split=split, family="multiple_choice", seq_len=64, batch_size=4, vocab="byte",
+                                seed=0, shuffle=False, repeat=False, c=c)
+    b = next(it)
+  assert it.stats["examples"] == 3
+  assert b["tokens"].shape == (4, c, 64)
+  assert (b["valid"][:3].sum(1) >= 1).all() and b["valid"][3].sum() == 0
+  # mock labels are random (possibly out of range), so check structure: gold only on real choices, at most one
+  assert set(np.unique(b["target"])) <= {0.0, 1.0} and (b["target"] <= b["valid"]).all()
+  assert (b["target"].sum(1) <= 1).all() or task == "tax_arc_easy"
+  if task == "tax_lambada":
+    np.testing.assert_array_equal(b["target"][:3, 0], [1, 1, 1])
+  e = b["eoc_index"][0, 0]
+  assert b["tokens"][0, 0, e] == V.eoc_id("byte")
+
+
+def test_local_files_mixture_is_about_90_10(tmp_path, monkeypatch):
+  (tmp_path / "text").mkdir()
+  (tmp_path / "code").mkdir()
+  for i in range(60):
+    (tmp_path / "text" / f"t{i}.txt").write_text(f"Plain prose number {i}.\n\nSecond paragraph.")
+    (tmp_path / "code" / f"c{i}.py").write_text(f"def f{i}(x):\n    return x + {i}\n")
+  monkeypatch.setenv("HHH_LOCAL_TEXT_GLOB", str(tmp_path / "text" / "*.txt"))
+  monkeypatch.setenv("HHH_LOCAL_CODE_GLOB", str(tmp_path / "code" / "*.py"))
+  tasks._PARSED.clear()
+  ds = seqio.get_mixture_or_task("local_pretrain").get_dataset({"targets": 64}, split="train", shuffle=True,
+                                                               seed=0, num_epochs=None)
+  v = V.get_vocabulary("byte")
+  code = sum(v.decode(x["targets"].tolist()).startswith("def ") for x in ds.take(1000).as_numpy_iterator())
+  assert 60 <= code <= 140  # ~10% code (binomial sd ~ 9.5)
+  tasks._PARSED.clear()
+
+
+def test_spm_vocab_round_trips_dialogue_and_feeds_the_pipeline(tmp_path):
+  corpus = tmp_path / "corpus.txt"
+  corpus.write_text("\n".join(lab.lm_documents("validation")))
+  out = subprocess.run([sys.executable, os.path.join(REPO, "tools", "train_vocab.py"), f"--input={corpus}",
+                        "--vocab_size=700", f"--output={tmp_path / 'v'}"], capture_output=True, text=True)
+  assert out.returncode == 0, out.stderr[-2000:]
+  name = f"spm:{tmp_path / 'v.model'}"
+  v = V.get_vocabulary(name)
+  s = "\n\nHuman: What is  12 * 3?\n\nAssistant: 12 * 3 = 36.\n\n\tdone"
+  assert v.decode(v.encode(s)) == s
+  assert (V.pad_id(v), V.eos_id(v), V.eoc_id(v), V.vocab_size(v)) == (0, 1, V.vocab_size(v) - 1, v.vocab_size)
+  it = pipeline.make_iterator("lab_compare_pair", split="validation", family="comparison", seq_len=128,
+                              batch_size=4, vocab=name, seed=0, shuffle=False, repeat=False)
+  b = next(it)
+  rec = lab.pairs("validation")[0]
+  s0, e0 = b["response_start"][0, 0], b["eoc_index"][0, 0]
+  assert b["tokens"][0, 0, e0] == V.eoc_id(v)
+  assert v.decode(b["tokens"][0, 0, s0:e0].tolist()) == rec.responses[0]
+  assert b["tokens"].max() < V.vocab_size(v)
