@@ -162,3 +162,23 @@ def test_spm_vocab_round_trips_dialogue_and_feeds_the_pipeline(tmp_path):
   assert b["tokens"][0, 0, e0] == V.eoc_id(v)
   assert v.decode(b["tokens"][0, 0, s0:e0].tolist()) == rec.responses[0]
   assert b["tokens"].max() < V.vocab_size(v)
+
+
+def test_lab_compare_binary_is_the_good_bad_transformation():
+  recs = seqio.get_mixture_or_task("lab_compare_binary").get_dataset(None, split="validation", shuffle=False)
+  a, b = list(recs.take(2).as_numpy_iterator())
+  v = V.get_vocabulary("byte")
+  pair = lab.pairs("validation")[0]
+  assert [v.decode(r.tolist()) for r in a["responses"]] == ["GOOD:" + pair.responses[0], "BAD:" + pair.responses[0]]
+  assert [v.decode(r.tolist()) for r in b["responses"]] == ["BAD:" + pair.responses[1], "GOOD:" + pair.responses[1]]
+  assert a["scores"].tolist() == b["scores"].tolist() == [1.0, 0.0]
+
+
+def test_show_task_cli():
+  out = subprocess.run([sys.executable, os.path.join(REPO, "tools", "show_task.py"), "lab_compare_pair",
+                        "--split=test", "--n=1", "--count"], capture_output=True, text=True, cwd=REPO)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "Human:" in out.stdout and "count: 1200 examples in lab_compare_pair/test" in out.stdout
+  h = subprocess.run([sys.executable, os.path.join(REPO, "tools", "show_task.py"), "--help"], capture_output=True,
+                     text=True)
+  assert h.returncode == 0 and "--count" in h.stdout

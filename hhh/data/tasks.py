@@ -142,6 +142,11 @@ def ensure_task(name: str, vocab_name: str = DEFAULT_VOCAB) -> str:
   return registered
 
 
+def sources_binary_pmp(pair):
+  from hhh.data import sources as _src  # noqa: F811  (the GOOD:/BAD: transformation lives with the PMP sources)
+  return _src.binary_pmp(pair)
+
+
 # -----------------------------------------------------------------------------------------------------------------
 # The embedded laboratory (hhh/data/lab.py): always available, no downloads.
 
@@ -187,6 +192,8 @@ for _fam in lab.FAMILIES:
   define_task(f"lab_compare_{_fam}", "comparison", _lab_source(functools.partial(_lab_compare, family=_fam)))
 define_task("lab_compare_pair", "comparison", _lab_source(_lab_compare_pair))
 define_task("lab_binary", "binary", _lab_source(_lab_binary))
+define_task("lab_compare_binary", "comparison", _lab_source(
+    lambda split: [b for p in _lab_compare_pair(split) for b in sources_binary_pmp(p)]))
 define_task("lab_distill", "distill", _lab_source(_lab_distill))
 
 
