@@ -1,0 +1,113 @@
+"""The base config every `configs/*.py` file starts from, and the paper's size ladder.
+
+Sizes are small overrides of one base config: `configs/preference.py:52b` = base + the 52b model shape + the
+preference objective. The returned ConfigDict is locked, so a typo in an override (`--config.train.stepz=1`) fails
+and names the key.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from hhh import sharding
+
+# The seven sizes of the paper (non-embedding parameters ~ 12 * n_layers * d_model^2), vocab 2^16, context 8192,
+# plus CPU sizes for tests, laptops and benchmarks. Head dim 128 for the large sizes, 64 below.
+PAPER_SIZES = {
+    "13m": dict(n_layers=4, d_model=512, n_heads=8),
+    "42m": dict(n_layers=8, d_model=640, n_heads=10),
+    "197m": dict(n_layers=16, d_model=1024, n_heads=16),
+    "810m": dict(n_layers=24, d_model=1664, n_heads=13),
+    "2.7b": dict(n_layers=32, d_model=2560, n_heads=20),
+    "13b": dict(n_layers=40, d_model=5120, n_heads=40),
+    "52b": dict(n_layers=64, d_model=8192, n_heads=64),
+}
+CPU_SIZES = {
+    # Steps in well under a second on 2 CPU cores; used by tests and the embedded default job.
+    "tiny": dict(n_layers=2, d_model=64, n_heads=4, vocab_size=512, max_len=512),
+    # Laboratory sizes: three small rungs that train in minutes on a laptop.
+    "lab_s": dict(n_layers=2, d_model=128, n_heads=4, vocab_size=512, max_len=1024),
+    "lab_m": dict(n_layers=4, d_model=192, n_heads=6, vocab_size=512, max_len=1024),
+    "lab_l": dict(n_layers=4, d_model=256, n_heads=8, vocab_size=512, max_len=1024),
+    # ~19M non-embedding parameters: the CPU benchmark size.
+    "cpu": dict(n_layers=6, d_model=512, n_heads=8, vocab_size=512, max_len=1024),
+}
+SIZES = {**PAPER_SIZES, **CPU_SIZES}
+PAPER_LABELS = {"13m": 13e6, "42m": 42e6, "197m": 197e6, "810m": 810e6, "2.7b": 2.7e9, "13b": 13e9, "52b": 52e9}
+
+
+def model_config(size: str) -> ml_collections.ConfigDict:
+  if size not in SIZES:
+    raise ValueError(f"unknown model size {size!r}; choose one of {list(SIZES)}")
+  m = ml_collections.ConfigDict(dict(
+      vocab_size=65536, d_model=0, n_layers=0, n_heads=0, d_head=0, d_ff=0, max_len=8192,
+      dtype="float32", param_dtype="float32", remat="none", scan_layers=True, rope_theta=10000.0,
+      init_std=0.02, norm_eps=1e-6, score_head=False))
+  m.update(SIZES[size])
+  if size in PAPER_SIZES:
+    m.dtype = "bfloat16"  # TPU compute dtype; parameters stay f32
+    m.remat = "full"
+  return m
+
+
+def base_config(size: str = "tiny") -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.size = size
+  c.seed = 0
+  c.model = model_config(size)
+
+  c.objective = ml_collections.ConfigDict(dict(name="lm"))
+
+  small = size in CPU_SIZES
+  c.data = ml_collections.ConfigDict(dict(
+      task="lab_lm",  # seqio task or mixture (see README for the registered names)
+      train_split="train",
+      eval_task="",  # "" = same as task
+      eval_split="validation",
+      vocab="byte",  # "byte" (zero set-up) or "spm:PATH" from tools/train_vocab.py (pod runs: a 65,536-piece model)
+      seq_len=128 if small else 8192,
+      num_responses=2,  # K of the comparison family
+      shuffle=True,
+  ))
+
+  c.train = ml_collections.ConfigDict(dict(
+      steps=200 if small else 100_000,
+      batch_size=16 if small else 512,  # global batch (sequences, comparisons or samples)
+      grad_accum=1,
+      log_every=10,
+      eval_every=100,
+      eval_batches=4,
+      checkpoint_every=100,
+      keep_checkpoints=3,
+      async_checkpoints=True,
+  ))
+
+  c.optim = ml_collections.ConfigDict(dict(
+      lr=3e-3 if small else 3e-4,
+      warmup_steps=20 if small else 2000,
+      schedule="cosine",  # cosine | linear | constant (after warmup)
+      end_lr_fraction=0.1,  # final lr = lr * end_lr_fraction
+      weight_decay=0.1,
+      b1=0.9, b2=0.95, eps=1e-8,
+      clip_grad_norm=1.0,  # <= 0 disables clipping
+  ))
+
+  c.mesh = ml_collections.ConfigDict(dict(
+      shape=ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1)),
+      slices=1,
+      rules=[list(r) for r in sharding.DEFAULT_RULES],
+  ))
+
+  c.init_from = ""  # checkpoint directory (a run's workdir or a step dir): load its parameters only
+  c.multihost = "auto"  # auto | on | off: jax.distributed.initialize
+  return c
+
+
+def parse_arg(arg: str | None) -> str:
+  """The config string's argument is the size, e.g. `configs/pretrain.py:13m` (default: tiny)."""
+  return (arg or "tiny").strip()
+
+
+def finalize(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  c.lock()
+  return c

@@ -1,0 +1,267 @@
+"""Decoder-only transformer with an LM head and a scalar score head.
+
+Every parameter and activation carries logical axis names (see `hhh.sharding` for the table that maps them onto the
+(slice, data, fsdp, tensor) mesh), so the same module runs on one CPU and on a pod slice.
+
+Architecture: pre-norm blocks (RMSNorm), rotary position embeddings, 4x GELU MLP, separate embedding and unembedding,
+attention through `jax.nn.dot_product_attention` with an explicit causal + same-segment mask (packed documents never
+attend to each other), `nn.scan` over layers and a configurable rematerialisation policy. Parameters are stored in
+`param_dtype` (f32) and computed in `dtype` (bf16 on TPU, f32 on CPU); logits and scores are returned in f32.
+
+The score head is a linear read-out of the final hidden state at the END-OF-CONTEXT token of each sample, located by
+the explicit index `score_index` (never guessed from padding).
+
+`prefix_cache` lets a caller reuse the keys/values of a fixed prefix (the HHH prompt of context distillation) for
+every sequence of a batch: it holds per-layer `k`, `v` of shape [layers, P, heads, head_dim] computed once with
+`return_cache=True`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from hhh import sharding
+
+REMAT_POLICIES = {
+    "none": None,  # no rematerialisation (store every activation)
+    "full": "nothing_saveable",  # recompute the whole block in the backward pass
+    "dots": "checkpoint_dots",  # keep matmul outputs, recompute the rest
+    "dots_no_batch": "checkpoint_dots_with_no_batch_dims",  # keep weight matmuls only (MaxText's 'minimal')
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+  vocab_size: int
+  d_model: int
+  n_layers: int
+  n_heads: int
+  d_head: int = 0  # 0: d_model // n_heads
+  d_ff: int = 0  # 0: 4 * d_model
+  max_len: int = 8192
+  dtype: str = "float32"
+  param_dtype: str = "float32"
+  remat: str = "none"
+  scan_layers: bool = True
+  rope_theta: float = 10000.0
+  init_std: float = 0.02
+  norm_eps: float = 1e-6
+  score_head: bool = False  # preference / binary models; LMs have none (so `init_from` an LM creates it fresh)
+
+  def __post_init__(self):
+    if self.d_head == 0:
+      if self.d_model % self.n_heads:
+        raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+      object.__setattr__(self, "d_head", self.d_model // self.n_heads)
+    if self.d_ff == 0:
+      object.__setattr__(self, "d_ff", 4 * self.d_model)
+    if self.remat not in REMAT_POLICIES:
+      raise ValueError(f"unknown remat policy {self.remat!r}; choose one of {sorted(REMAT_POLICIES)}")
+    if self.d_head % 2:
+      raise ValueError(f"rotary embeddings need an even head dimension, got d_head={self.d_head}")
+
+  @classmethod
+  def from_config(cls, cfg) -> "TransformerConfig":
+    """Builds from an ml_collections ConfigDict (or any mapping) holding these fields."""
+    d = dict(cfg)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+      raise ValueError(f"unknown model config keys {unknown}; known: {sorted(names)}")
+    return cls(**d)
+
+  @property
+  def compute_dtype(self):
+    return jnp.dtype(self.dtype)
+
+  def non_embedding_params(self) -> int:
+    """Analytic count of parameters outside embedding, unembedding and score head (checked against eval_shape)."""
+    attn = 4 * self.d_model * self.n_heads * self.d_head
+    mlp = 2 * self.d_model * self.d_ff
+    norms = 2 * self.d_model
+    return self.n_layers * (attn + mlp + norms) + self.d_model  # + final norm
+
+
+def _dense_init(std):
+  return nn.initializers.normal(stddev=std)
+
+
+class RMSNorm(nn.Module):
+  eps: float
+  dtype: Any
+  param_dtype: Any
+
+  @nn.compact
+  def __call__(self, x):
+    scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
+                       (x.shape[-1],), self.param_dtype)
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    return (y * scale.astype(jnp.float32)).astype(self.dtype)
+
+
+def rotary(x, positions, theta):
+  """Rotary position embedding on [batch, length, heads, head_dim] with positions [batch, length]."""
+  d = x.shape[-1]
+  freq = 1.0 / (theta ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d))
+  angles = positions.astype(jnp.float32)[:, :, None, None] * freq  # [B, T, 1, d/2]
+  sin, cos = jnp.sin(angles), jnp.cos(angles)
+  x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+  return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
+
+
+def attention_mask(segment_ids, prefix_len: int):
+  """Boolean [B, 1, T, P + T] mask: a query sees earlier keys of its own segment, and the whole shared prefix."""
+  t = segment_ids.shape[1]
+  idx = jnp.arange(t)
+  causal = idx[None, :] <= idx[:, None]  # [T(q), T(k)]
+  same = segment_ids[:, :, None] == segment_ids[:, None, :]  # [B, T, T]
+  mask = same & causal[None]
+  if prefix_len:
+    mask = jnp.concatenate([jnp.ones((mask.shape[0], t, prefix_len), bool), mask], axis=-1)
+  return mask[:, None]
+
+
+class Attention(nn.Module):
+  cfg: TransformerConfig
+
+  @nn.compact
+  def __call__(self, x, positions, segment_ids, prefix_kv):
+    cfg = self.cfg
+    def kernel(name, shape, names, std):
+      return self.param(name, nn.with_logical_partitioning(_dense_init(std), names), shape, cfg.param_dtype)
+
+    qkv_shape, qkv_names = (cfg.d_model, cfg.n_heads, cfg.d_head), ("embed", "heads", "kv")
+    dt = cfg.compute_dtype
+    x = x.astype(dt)
+    q, k, v = (jnp.einsum("btd,dhk->bthk", x, kernel(n, qkv_shape, qkv_names, cfg.init_std).astype(dt))
+               for n in ("query", "key", "value"))
+    names = ("activation_batch", "activation_length", "activation_heads", "activation_kv")
+    q, k, v = (sharding.constrain(t, names) for t in (q, k, v))
+    q, k = rotary(q, positions, cfg.rope_theta), rotary(k, positions, cfg.rope_theta)
+    new_kv = {"k": k, "v": v}
+    prefix_len = 0
+    if prefix_kv is not None:
+      prefix_len = prefix_kv["k"].shape[0]
+      b = x.shape[0]
+      pk = jnp.broadcast_to(prefix_kv["k"].astype(k.dtype)[None], (b,) + prefix_kv["k"].shape)
+      pv = jnp.broadcast_to(prefix_kv["v"].astype(v.dtype)[None], (b,) + prefix_kv["v"].shape)
+      k, v = jnp.concatenate([pk, k], axis=1), jnp.concatenate([pv, v], axis=1)
+    out = jax.nn.dot_product_attention(q, k, v, mask=attention_mask(segment_ids, prefix_len), implementation="xla")
+    out = sharding.constrain(out, names)
+    w_out = kernel("out", (cfg.n_heads, cfg.d_head, cfg.d_model), ("heads", "kv", "embed"),
+                   cfg.init_std / (2 * cfg.n_layers) ** 0.5)
+    return jnp.einsum("bthk,hkd->btd", out, w_out.astype(dt)), new_kv
+
+
+class Mlp(nn.Module):
+  cfg: TransformerConfig
+
+  @nn.compact
+  def __call__(self, x):
+    cfg = self.cfg
+    h = nn.Dense(cfg.d_ff, use_bias=False, dtype=cfg.compute_dtype, param_dtype=cfg.param_dtype,
+                 kernel_init=nn.with_logical_partitioning(_dense_init(cfg.init_std), ("embed", "mlp")), name="wi")(x)
+    h = sharding.constrain(nn.gelu(h), ("activation_batch", "activation_length", "activation_mlp"))
+    return nn.Dense(cfg.d_model, use_bias=False, dtype=cfg.compute_dtype, param_dtype=cfg.param_dtype,
+                    kernel_init=nn.with_logical_partitioning(
+                        _dense_init(cfg.init_std / (2 * cfg.n_layers) ** 0.5), ("mlp", "embed")), name="wo")(h)
+
+
+class Block(nn.Module):
+  """One pre-norm transformer block. Signature fits nn.scan: (carry, per-layer input) -> (carry, per-layer output)."""
+  cfg: TransformerConfig
+  return_cache: bool = False
+
+  @nn.compact
+  def __call__(self, x, positions, segment_ids, prefix_kv):
+    cfg = self.cfg
+    act = ("activation_batch", "activation_length", "activation_embed")
+    norm = lambda name: RMSNorm(cfg.norm_eps, cfg.compute_dtype, cfg.param_dtype, name=name)  # noqa: E731
+    h, kv = Attention(cfg, name="attention")(norm("attention_norm")(x), positions, segment_ids, prefix_kv)
+    x = sharding.constrain(x + h, act)
+    x = sharding.constrain(x + Mlp(cfg, name="mlp")(norm("mlp_norm")(x)), act)
+    return x, (kv if self.return_cache else None)
+
+
+class Transformer(nn.Module):
+  cfg: TransformerConfig
+
+  @nn.compact
+  def __call__(self, tokens, positions=None, segment_ids=None, score_index=None, prefix_cache=None,
+               return_logits=True, return_cache=False):
+    cfg = self.cfg
+    lead, length = tokens.shape[:-1], tokens.shape[-1]
+    tokens = tokens.reshape(-1, length)
+    n = tokens.shape[0]
+    prefix_len = 0 if prefix_cache is None else prefix_cache["k"].shape[1]
+    if length + prefix_len > cfg.max_len:
+      raise ValueError(f"sequence length {length} (+ prefix {prefix_len}) exceeds the model context "
+                       f"max_len={cfg.max_len}")
+    if positions is None:
+      positions = jnp.broadcast_to(prefix_len + jnp.arange(length, dtype=jnp.int32), (n, length))
+    else:
+      positions = positions.reshape(n, length)
+    if segment_ids is None:
+      segment_ids = jnp.ones((n, length), jnp.int32)
+    else:
+      segment_ids = segment_ids.reshape(n, length)
+
+    embedding = self.param(
+        "embedding", nn.with_logical_partitioning(nn.initializers.normal(1.0), ("vocab", "embed")),
+        (cfg.vocab_size, cfg.d_model), cfg.param_dtype)
+    x = jnp.take(embedding, tokens, axis=0).astype(cfg.compute_dtype)
+    x = sharding.constrain(x, ("activation_batch", "activation_length", "activation_embed"))
+
+    block = Block
+    if cfg.remat != "none":
+      block = nn.remat(Block, policy=getattr(jax.checkpoint_policies, REMAT_POLICIES[cfg.remat]),
+                       prevent_cse=not cfg.scan_layers)
+    if cfg.scan_layers:
+      layers = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
+                       in_axes=(nn.broadcast, nn.broadcast, 0), length=cfg.n_layers,
+                       metadata_params={nn.PARTITION_NAME: "layers"})
+      x, cache = layers(cfg, return_cache, name="layers")(x, positions, segment_ids, prefix_cache)
+    else:
+      caches = []
+      for i in range(cfg.n_layers):
+        layer_prefix = None if prefix_cache is None else jax.tree.map(lambda c, i=i: c[i], prefix_cache)
+        x, kv = block(cfg, return_cache, name=f"layer_{i}")(x, positions, segment_ids, layer_prefix)
+        caches.append(kv)
+      cache = jax.tree.map(lambda *c: jnp.stack(c), *caches) if return_cache else None
+    x = RMSNorm(cfg.norm_eps, cfg.compute_dtype, cfg.param_dtype, name="final_norm")(x)
+
+    out = {}
+    if return_logits or self.is_initializing():
+      logits = nn.Dense(
+          cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype, param_dtype=cfg.param_dtype,
+          kernel_init=nn.with_logical_partitioning(_dense_init(cfg.init_std), ("embed", "vocab")),
+          name="unembedding")(x).astype(jnp.float32)
+      logits = sharding.constrain(logits, ("activation_batch", "activation_length", "activation_vocab"))
+      out["logits"] = logits.reshape(lead + (length, cfg.vocab_size))
+    if score_index is not None and not cfg.score_head:
+      raise ValueError("score_index given but the model has no score head (set model.score_head=True)")
+    score_head = nn.Dense(
+        1, dtype=jnp.float32, param_dtype=cfg.param_dtype, name="score_head",
+        kernel_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed", "score")),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("score",)))
+    if score_index is not None:
+      idx = jnp.asarray(score_index, jnp.int32).reshape(n)
+      h = jnp.take_along_axis(x, idx[:, None, None], axis=1)[:, 0]  # [N, D] hidden at the end-of-context token
+      out["score"] = score_head(h.astype(jnp.float32))[:, 0].reshape(lead)
+    elif cfg.score_head and self.is_initializing():
+      score_head(x[:, 0].astype(jnp.float32))  # create the head's parameters at init
+    if return_cache:
+      # {"k", "v"}: [layers, N, T, heads, head_dim]. The prefix of context distillation is one sequence: take [:, 0].
+      out["cache"] = cache
+    return out
+
+
+def init_inputs(cfg: TransformerConfig, length: int = 8):
+  """Small dummy inputs for `model.init` (shapes of parameters do not depend on length)."""
+  return jnp.zeros((1, min(length, cfg.max_len)), jnp.int32)

@@ -1,0 +1,441 @@
+"""The one trainer for every objective.
+
+  python -m hhh.train --config=configs/pretrain.py:tiny --workdir=/tmp/run --config.train.steps=100
+
+An objective (`config.objective.name`) is a pure loss function plus the feature family it consumes; everything else
+- sharded state creation, AdamW with warmup and decay, gradient clipping and accumulation, donation, periodic
+held-out evaluation, logging, orbax checkpoints with exact resume and a final save on SIGTERM - is shared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import math
+import os
+import sys
+import time
+from typing import Any, Callable, Iterator
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from hhh import checkpoint as ckpt_lib
+from hhh import distributed
+from hhh import flops as flops_lib
+from hhh import metrics as metrics_lib
+from hhh import objectives
+from hhh import sharding
+from hhh.models.transformer import Transformer, TransformerConfig, init_inputs
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+# ----------------------------------------------------------------------------------------------- optimiser
+
+
+def learning_rate_schedule(optim: ml_collections.ConfigDict, steps: int) -> optax.Schedule:
+  """Linear warmup to `lr`, then cosine or linear decay to `lr * end_lr_fraction` at `steps` (or constant)."""
+  peak, warmup = float(optim.lr), int(optim.warmup_steps)
+  end = peak * float(optim.end_lr_fraction)
+  decay_steps = max(steps - warmup, 1)
+  if optim.schedule == "cosine":
+    decay = optax.cosine_decay_schedule(peak, decay_steps, alpha=float(optim.end_lr_fraction))
+  elif optim.schedule == "linear":
+    decay = optax.linear_schedule(peak, end, decay_steps)
+  elif optim.schedule == "constant":
+    decay = optax.constant_schedule(peak)
+  else:
+    raise ValueError(f"unknown optim.schedule {optim.schedule!r}; choose cosine, linear or constant")
+  if warmup <= 0:
+    return decay
+  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
+
+
+def make_optimizer(optim: ml_collections.ConfigDict, steps: int):
+  schedule = learning_rate_schedule(optim, steps)
+  # Weight decay on matrices only (not on norm scales and biases).
+  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # noqa: E731
+  parts = []
+  if float(optim.clip_grad_norm) > 0:
+    parts.append(optax.clip_by_global_norm(float(optim.clip_grad_norm)))
+  parts.append(optax.adamw(schedule, b1=float(optim.b1), b2=float(optim.b2), eps=float(optim.eps),
+                           weight_decay=float(optim.weight_decay), mask=decay_mask))
+  return optax.chain(*parts), schedule
+
+
+# ----------------------------------------------------------------------------------------------- setup
+
+
+@dataclasses.dataclass
+class Setup:
+  """Everything the step functions and the loop share, derived from the config once."""
+  config: ml_collections.ConfigDict
+  model_config: TransformerConfig
+  model: Transformer
+  objective: objectives.Objective
+  mesh: jax.sharding.Mesh
+  rules: tuple
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+  abstract_state: Any  # unboxed ShapeDtypeStructs
+  state_shardings: Any
+
+  def batch_shardings(self, batch):
+    return jax.tree.map(lambda x: sharding.batch_sharding(self.mesh, np.ndim(x)), batch)
+
+
+def check_config(config: ml_collections.ConfigDict, mesh) -> None:
+  """Errors that name the problem, before anything is compiled."""
+  dp = sharding.data_parallel_size(mesh)
+  b, accum = int(config.train.batch_size), int(config.train.grad_accum)
+  if accum < 1:
+    raise ValueError(f"train.grad_accum must be >= 1, got {accum}")
+  if b % accum:
+    raise ValueError(f"train.batch_size={b} is not divisible by train.grad_accum={accum}")
+  if (b // accum) % dp:
+    raise ValueError(f"the global batch per accumulation step ({b} / grad_accum {accum} = {b // accum}) is not "
+                     f"divisible by the data-parallel size {dp} (mesh slice x data x fsdp = "
+                     f"{dict((a, mesh.shape[a]) for a in sharding.BATCH_AXES)})")
+  if b % jax.process_count():
+    raise ValueError(f"train.batch_size={b} is not divisible by the {jax.process_count()} processes")
+  if int(config.data.seq_len) > int(config.model.max_len):
+    raise ValueError(f"data.seq_len={config.data.seq_len} is longer than the model's context "
+                     f"model.max_len={config.model.max_len}")
+  if int(config.train.steps) < 1:
+    raise ValueError(f"train.steps must be >= 1, got {config.train.steps}")
+
+
+def build(config: ml_collections.ConfigDict, devices=None) -> Setup:
+  model_config = TransformerConfig.from_config(config.model)
+  model = Transformer(model_config)
+  objective = objectives.get(config.objective.name)
+  mesh = sharding.make_mesh(config.mesh, devices)
+  check_config(config, mesh)
+  rules = sharding.rules_from_config(config.mesh.rules)
+  tx, schedule = make_optimizer(config.optim, int(config.train.steps))
+
+  def init_boxed(rng):
+    params = model.init(rng, init_inputs(model_config))["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+  boxed = jax.eval_shape(init_boxed, jax.random.key(0))
+  with nn.logical_axis_rules(rules):
+    state_shardings = sharding.logical_to_shardings(boxed, mesh, rules)
+  abstract_state = nn.meta.unbox(boxed)
+  return Setup(config, model_config, model, objective, mesh, rules, tx, schedule, abstract_state, state_shardings)
+
+
+def init_state(setup: Setup, rng) -> TrainState:
+  """Creates the train state already sharded: each device computes only its own shards."""
+
+  def init(rng):
+    params = nn.meta.unbox(setup.model.init(rng, init_inputs(setup.model_config))["params"])
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=setup.tx.init(params))
+
+  with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
+    return jax.jit(init, out_shardings=setup.state_shardings)(rng)
+
+
+# ----------------------------------------------------------------------------------------------- steps
+
+
+def _mean_over_microbatches(fn, batch, accum: int):
+  """Runs fn on `accum` equal microbatches and averages its (pytree) outputs.
+
+  Microbatch i takes rows i, i+accum, i+2*accum, ... so that every device keeps contributing its own rows (a
+  contiguous split would put a whole microbatch on a fraction of the data-parallel devices).
+  """
+  if accum == 1:
+    return fn(batch)
+
+  def split(x):
+    x = x.reshape((x.shape[0] // accum, accum) + x.shape[1:])
+    return jnp.swapaxes(x, 0, 1)
+
+  micro = jax.tree.map(split, batch)
+  first = jax.tree.map(lambda x: x[0], micro)
+  out_shape = jax.eval_shape(fn, first)
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_shape)
+
+  def body(acc, mb):
+    mb = jax.tree.map(lambda x: sharding.constrain(x, ("activation_batch",) + (None,) * (x.ndim - 1)), mb)
+    return jax.tree.map(jnp.add, acc, fn(mb)), None
+
+  total, _ = jax.lax.scan(body, zeros, micro)
+  return jax.tree.map(lambda x: x / accum, total)
+
+
+def make_train_step(setup: Setup):
+  objective, model, tx, schedule = setup.objective, setup.model, setup.tx, setup.schedule
+  obj_cfg, accum = setup.config.objective, int(setup.config.train.grad_accum)
+
+  def train_step(state: TrainState, batch, rng):
+    rng = jax.random.fold_in(rng, state.step)
+
+    def loss_and_grads(mb):
+      def loss(params):
+        return objective.loss_fn(params, mb, model=model, config=obj_cfg, rng=rng)
+      (l, metrics), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
+      return l, metrics, grads
+
+    l, metrics, grads = _mean_over_microbatches(loss_and_grads, batch, accum)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(metrics, loss=l, grad_norm=optax.global_norm(grads), lr=schedule(state.step))
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return train_step
+
+
+def make_eval_step(setup: Setup):
+  objective, model, obj_cfg = setup.objective, setup.model, setup.config.objective
+
+  def eval_step(params, batch, rng):
+    l, metrics = objective.loss_fn(params, batch, model=model, config=obj_cfg, rng=rng)
+    return dict(metrics, loss=l)
+
+  return eval_step
+
+
+def jit_train_step(setup: Setup, batch_like):
+  repl = sharding.replicated(setup.mesh)
+  return jax.jit(make_train_step(setup),
+                 in_shardings=(setup.state_shardings, setup.batch_shardings(batch_like), repl),
+                 out_shardings=(setup.state_shardings, repl), donate_argnums=(0,))
+
+
+def jit_eval_step(setup: Setup, batch_like):
+  repl = sharding.replicated(setup.mesh)
+  return jax.jit(make_eval_step(setup),
+                 in_shardings=(setup.state_shardings.params, setup.batch_shardings(batch_like), repl),
+                 out_shardings=repl)
+
+
+def global_batch(setup: Setup, local_batch: dict):
+  """Assembles the global batch from this host's piece (every host passes its own rows)."""
+  return {k: jax.make_array_from_process_local_data(sharding.batch_sharding(setup.mesh, np.ndim(v)), np.asarray(v))
+          for k, v in local_batch.items()}
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def flops_per_example(setup: Setup) -> tuple[float, int]:
+  """(analytic training FLOPs per example, tokens per example) for MFU."""
+  mc, cfg = setup.model_config, setup.config
+  seq = int(cfg.data.seq_len)
+  head = mc.vocab_size if setup.objective.family in ("lm", "distill") else 1
+  per_token = flops_lib.train_flops_per_token(mc.non_embedding_params(), mc.n_layers, mc.d_model, seq, head,
+                                              attn_width=mc.n_heads * mc.d_head)
+  responses = int(cfg.data.num_responses) if setup.objective.family == "comparison" else 1
+  tokens = seq * responses
+  return per_token * tokens, tokens
+
+
+def data_iterator(config, *, split: str, start_batch: int, train: bool) -> Iterator[dict]:
+  from hhh.data import pipeline  # pylint: disable=g-import-not-at-top  (TensorFlow import is slow)
+  task = config.data.task if train or not config.data.eval_task else config.data.eval_task
+  per_host = int(config.train.batch_size) // jax.process_count()
+  family = objectives.get(config.objective.name).family
+  return pipeline.make_iterator(
+      task, split=split, family=family, seq_len=int(config.data.seq_len), batch_size=per_host,
+      vocab=config.data.vocab, seed=int(config.seed), shuffle=bool(config.data.shuffle) and train, repeat=train,
+      shard_index=jax.process_index(), num_shards=jax.process_count(), start_batch=start_batch,
+      **({"num_responses": int(config.data.num_responses)} if family == "comparison" else {}))
+
+
+# ----------------------------------------------------------------------------------------------- loop
+
+
+def write_run_config(config, workdir: str) -> None:
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+  with open(os.path.join(workdir, "run.json"), "w") as f:
+    json.dump({"seed": int(config.seed), "argv": sys.argv, "jax": jax.__version__,
+               "devices": [str(d) for d in jax.devices()][:16], "device_count": jax.device_count(),
+               "process_count": jax.process_count(), "mesh": dict(sharding.resolve_mesh_shape(
+                   dict(config.mesh.shape), int(config.mesh.slices), jax.device_count()))}, f, indent=2)
+
+
+def _check_finite(step: int, metrics: dict) -> None:
+  bad = [k for k in ("loss", "grad_norm") if k in metrics and not math.isfinite(float(metrics[k]))]
+  if bad:
+    raise FloatingPointError(f"non-finite {bad} at step {step}: {metrics}. Lower optim.lr, check the data, or "
+                             f"resume from the last checkpoint.")
+
+
+def evaluate(setup: Setup, params, eval_step, batches, rng) -> dict:
+  totals, n = {}, 0
+  for local in batches:
+    m = jax.device_get(eval_step(params, global_batch(setup, local), rng))
+    for k, v in m.items():
+      totals[k] = totals.get(k, 0.0) + float(v)
+    n += 1
+  return {k: v / n for k, v in totals.items()} if n else {}
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *, train_batches: Callable[[int], Iterator[dict]] | None = None,
+          eval_batches: Callable[[], Iterator[dict]] | None = None, devices=None,
+          step_hook: Callable[[int, dict], None] | None = None) -> dict:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint. Returns the last logged metrics.
+
+  `train_batches(start_batch)` / `eval_batches()` override the seqio pipeline (tests, tools). `step_hook(step,
+  metrics)` is called after each logged step.
+  """
+  distributed.maybe_initialize(config.multihost)
+  primary = distributed.is_primary()
+  writer = metrics_lib.MetricWriter(workdir, enabled=primary)
+  setup = build(config, devices)
+  if primary:
+    write_run_config(config, workdir)
+  steps, log_every = int(config.train.steps), max(int(config.train.log_every), 1)
+  checkpointer = ckpt_lib.Checkpointer(workdir, every=int(config.train.checkpoint_every),
+                                       keep=int(config.train.keep_checkpoints),
+                                       async_save=bool(config.train.async_checkpoints))
+  rng = jax.random.key(int(config.seed))
+  init_rng, step_rng, eval_rng = jax.random.split(rng, 3)
+
+  start = checkpointer.latest_step()
+  if start is not None:
+    abstract = ckpt_lib.abstract_with_shardings(setup.abstract_state, setup.state_shardings)
+    state, data_state = checkpointer.restore(start, abstract)
+    batches_done = int(data_state["train_batches"])
+    writer.console(f"resumed from {checkpointer.directory}/{start} (data position: {batches_done} batches)")
+  else:
+    state = init_state(setup, init_rng)
+    batches_done = 0
+    if config.init_from:
+      params, loaded, fresh = ckpt_lib.load_params(config.init_from, state.params, setup.state_shardings.params)
+      state = state.replace(params=params)
+      writer.console(f"init_from {config.init_from}: loaded {len(loaded)} parameter arrays; freshly initialised: "
+                     f"{fresh if fresh else 'none'}")
+  start = int(jax.device_get(state.step))
+
+  n_params = sum(math.prod(x.shape) for x in jax.tree.leaves(setup.abstract_state.params))
+  writer.console(f"hhh.train: objective={config.objective.name} size={config.size} params={n_params:,} "
+                 f"(non-embedding {setup.model_config.non_embedding_params():,}) mesh={dict(setup.mesh.shape)} "
+                 f"devices={jax.device_count()} ({jax.devices()[0].device_kind}) workdir={workdir}")
+
+  if train_batches is None:
+    train_batches = lambda s: data_iterator(config, split=config.data.train_split, start_batch=s, train=True)  # noqa
+  if eval_batches is None:
+    eval_batches = lambda: data_iterator(config, split=config.data.eval_split, start_batch=0, train=False)  # noqa
+  batches = train_batches(batches_done)
+
+  flops_ex, tokens_ex = flops_per_example(setup)
+  peak, peak_src = flops_lib.resolve_peak_flops(jax.devices()[0])
+  if peak:
+    writer.console(f"peak FLOP/s per device: {peak / 1e9:.1f} G ({peak_src})")
+  distributed.install_preemption_handler()
+
+  train_step = eval_step = None
+  last: dict = {}
+  t_log, steps_since_log = time.perf_counter(), 0
+  t_start = time.perf_counter()
+  step = saved_step = start
+  preempted = False
+  try:
+    with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
+      while step < steps:
+        try:
+          local = next(batches)
+        except StopIteration:
+          writer.console(f"training data exhausted after {batches_done} batches at step {step}; stopping")
+          break
+        batch = global_batch(setup, local)
+        if train_step is None:
+          train_step = jit_train_step(setup, batch)
+        state, metrics = train_step(state, batch, step_rng)
+        step += 1
+        batches_done += 1
+        steps_since_log += 1
+
+        if step % log_every == 0 or step == steps or step == start + 1:
+          metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+          _check_finite(step, metrics)
+          now = time.perf_counter()
+          dt = (now - t_log) / steps_since_log
+          examples_per_s = int(config.train.batch_size) / dt
+          metrics.update(step_time_s=dt, tokens_per_s=examples_per_s * tokens_ex)
+          if peak:
+            metrics["mfu"] = examples_per_s * flops_ex / (peak * jax.device_count())
+          eta = None if step == start + 1 else dt * (steps - step)
+          writer.write(step, metrics, prefix="train/")
+          writer.console(writer.progress_line(step, steps, metrics, eta, order=(
+              "loss", "lr", "grad_norm", "tokens_per_s", "step_time_s", "mfu")))
+          last = metrics
+          if step_hook is not None:
+            step_hook(step, metrics)
+          t_log, steps_since_log = time.perf_counter(), 0
+
+        if int(config.train.eval_every) > 0 and (step % int(config.train.eval_every) == 0 or step == steps):
+          held_out = list(itertools.islice(eval_batches(), int(config.train.eval_batches)))
+          if held_out:
+            if eval_step is None:
+              eval_step = jit_eval_step(setup, global_batch(setup, held_out[0]))
+            ev = evaluate(setup, state.params, eval_step, held_out, eval_rng)
+            writer.write(step, ev, prefix="eval/")
+            writer.console("eval " + writer.progress_line(step, steps, ev, None, order=("loss",)))
+            last.update({f"eval/{k}": v for k, v in ev.items()})
+          t_log = time.perf_counter()
+
+        if checkpointer.save(step, state, {"train_batches": batches_done}):
+          saved_step = step
+        if distributed.any_process_preempted(step=step, every=10) or checkpointer.reached_preemption(step):
+          preempted = True
+          break
+      if step > start and saved_step != step:  # the final (or preemption) save
+        checkpointer.save(step, state, {"train_batches": batches_done}, force=True)
+    checkpointer.wait()
+  finally:
+    checkpointer.close()
+    distributed.reset_preemption()
+  total = time.perf_counter() - t_start
+  if preempted:
+    writer.console(f"preempted: saved step {step} to {checkpointer.directory}; rerun the same command to resume")
+  else:
+    writer.console(f"done: {step - start} steps in {metrics_lib.format_eta(total)}; checkpoints in "
+                   f"{checkpointer.directory}")
+  writer.close()
+  last["step"] = step
+  last["preempted"] = preempted
+  return last
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+
+def main(argv=None):
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
+  config_flag = config_flags.DEFINE_config_file(
+      "config", None, "Config file and model size, e.g. configs/pretrain.py:tiny. Any field can be overridden: "
+      "--config.train.steps=100 --config.optim.lr=1e-3 (unknown keys are errors).", lock_config=True)
+  flags.DEFINE_string("workdir", None, "Run directory: config.json, metrics, TensorBoard events, checkpoints. "
+                      "An existing workdir is resumed from its latest checkpoint.")
+  flags.mark_flags_as_required(["config", "workdir"])
+
+  def run(_):
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    train(config_flag.value, flags.FLAGS.workdir)
+
+  app.run(run, argv=argv)
+
+
+if __name__ == "__main__":
+  main()
