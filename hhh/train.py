@@ -182,12 +182,13 @@ def make_train_step(setup: Setup):
   objective, model, tx, schedule = setup.objective, setup.model, setup.tx, setup.schedule
   obj_cfg, accum = setup.config.objective, int(setup.config.train.grad_accum)
 
-  def train_step(state: TrainState, batch, rng):
+  def train_step(state: TrainState, batch, rng, aux=None):
     rng = jax.random.fold_in(rng, state.step)
+    extra = {} if objective.init_aux is None else {"aux": aux}
 
     def loss_and_grads(mb):
       def loss(params):
-        return objective.loss_fn(params, mb, model=model, config=obj_cfg, rng=rng)
+        return objective.loss_fn(params, mb, model=model, config=obj_cfg, rng=rng, **extra)
       (l, metrics), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
       return l, metrics, grads
 
@@ -203,25 +204,43 @@ def make_train_step(setup: Setup):
 def make_eval_step(setup: Setup):
   objective, model, obj_cfg = setup.objective, setup.model, setup.config.objective
 
-  def eval_step(params, batch, rng):
-    l, metrics = objective.loss_fn(params, batch, model=model, config=obj_cfg, rng=rng)
+  def eval_step(params, batch, rng, aux=None):
+    extra = {} if objective.init_aux is None else {"aux": aux}
+    l, metrics = objective.loss_fn(params, batch, model=model, config=obj_cfg, rng=rng, **extra)
     return dict(metrics, loss=l)
 
   return eval_step
 
 
-def jit_train_step(setup: Setup, batch_like):
+def _aux_shardings(setup: Setup, aux):
+  return None if aux is None else jax.tree.map(lambda x: x.sharding, aux)
+
+
+def jit_train_step(setup: Setup, batch_like, aux=None):
+  """`step(state, batch, rng, aux)`; the old state is donated. `batch_like`/`aux` fix shardings (arrays or
+  ShapeDtypeStructs with shardings)."""
   repl = sharding.replicated(setup.mesh)
   return jax.jit(make_train_step(setup),
-                 in_shardings=(setup.state_shardings, setup.batch_shardings(batch_like), repl),
+                 in_shardings=(setup.state_shardings, setup.batch_shardings(batch_like), repl,
+                               _aux_shardings(setup, aux)),
                  out_shardings=(setup.state_shardings, repl), donate_argnums=(0,))
 
 
-def jit_eval_step(setup: Setup, batch_like):
+def jit_eval_step(setup: Setup, batch_like, aux=None):
   repl = sharding.replicated(setup.mesh)
   return jax.jit(make_eval_step(setup),
-                 in_shardings=(setup.state_shardings.params, setup.batch_shardings(batch_like), repl),
+                 in_shardings=(setup.state_shardings.params, setup.batch_shardings(batch_like), repl,
+                               _aux_shardings(setup, aux)),
                  out_shardings=repl)
+
+
+def make_aux(setup: Setup, initial_params):
+  """The objective's frozen inputs (see hhh.objectives), computed once, sharded by the compiler."""
+  if setup.objective.init_aux is None:
+    return None
+  fn = lambda p: setup.objective.init_aux(p, model=setup.model, config=setup.config.objective)  # noqa: E731
+  with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
+    return jax.jit(fn)(initial_params)
 
 
 def global_batch(setup: Setup, local_batch: dict):
@@ -254,7 +273,7 @@ def data_iterator(config, *, split: str, start_batch: int, train: bool) -> Itera
       task, split=split, family=family, seq_len=int(config.data.seq_len), batch_size=per_host,
       vocab=config.data.vocab, seed=int(config.seed), shuffle=bool(config.data.shuffle) and train, repeat=train,
       shard_index=jax.process_index(), num_shards=jax.process_count(), start_batch=start_batch,
-      **({"num_responses": int(config.data.num_responses)} if family == "comparison" else {}))
+      k=int(config.data.num_responses))
 
 
 # ----------------------------------------------------------------------------------------------- loop
@@ -278,10 +297,10 @@ def _check_finite(step: int, metrics: dict) -> None:
                              f"resume from the last checkpoint.")
 
 
-def evaluate(setup: Setup, params, eval_step, batches, rng) -> dict:
+def evaluate(setup: Setup, params, eval_step, batches, rng, aux=None) -> dict:
   totals, n = {}, 0
   for local in batches:
-    m = jax.device_get(eval_step(params, global_batch(setup, local), rng))
+    m = jax.device_get(eval_step(params, global_batch(setup, local), rng, aux))
     for k, v in m.items():
       totals[k] = totals.get(k, 0.0) + float(v)
     n += 1
@@ -309,20 +328,28 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_batches: Cal
   rng = jax.random.key(int(config.seed))
   init_rng, step_rng, eval_rng = jax.random.split(rng, 3)
 
-  start = checkpointer.latest_step()
-  if start is not None:
-    abstract = ckpt_lib.abstract_with_shardings(setup.abstract_state, setup.state_shardings)
-    state, data_state = checkpointer.restore(start, abstract)
-    batches_done = int(data_state["train_batches"])
-    writer.console(f"resumed from {checkpointer.directory}/{start} (data position: {batches_done} batches)")
-  else:
+  def initial_state():
     state = init_state(setup, init_rng)
-    batches_done = 0
     if config.init_from:
       params, loaded, fresh = ckpt_lib.load_params(config.init_from, state.params, setup.state_shardings.params)
       state = state.replace(params=params)
       writer.console(f"init_from {config.init_from}: loaded {len(loaded)} parameter arrays; freshly initialised: "
                      f"{fresh if fresh else 'none'}")
+    return state
+
+  start = checkpointer.latest_step()
+  aux = None
+  if start is not None:
+    if setup.objective.init_aux is not None:  # frozen inputs come from the run's starting point, not the resume
+      aux = make_aux(setup, initial_state().params)
+    abstract = ckpt_lib.abstract_with_shardings(setup.abstract_state, setup.state_shardings)
+    state, data_state = checkpointer.restore(start, abstract)
+    batches_done = int(data_state["train_batches"])
+    writer.console(f"resumed from {checkpointer.directory}/{start} (data position: {batches_done} batches)")
+  else:
+    state = initial_state()
+    aux = make_aux(setup, state.params)
+    batches_done = 0
   start = int(jax.device_get(state.step))
 
   n_params = sum(math.prod(x.shape) for x in jax.tree.leaves(setup.abstract_state.params))
@@ -358,8 +385,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_batches: Cal
           break
         batch = global_batch(setup, local)
         if train_step is None:
-          train_step = jit_train_step(setup, batch)
-        state, metrics = train_step(state, batch, step_rng)
+          train_step = jit_train_step(setup, batch, aux)
+        state, metrics = train_step(state, batch, step_rng, aux)
         step += 1
         batches_done += 1
         steps_since_log += 1
@@ -386,8 +413,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_batches: Cal
           held_out = list(itertools.islice(eval_batches(), int(config.train.eval_batches)))
           if held_out:
             if eval_step is None:
-              eval_step = jit_eval_step(setup, global_batch(setup, held_out[0]))
-            ev = evaluate(setup, state.params, eval_step, held_out, eval_rng)
+              eval_step = jit_eval_step(setup, global_batch(setup, held_out[0]), aux)
+            ev = evaluate(setup, state.params, eval_step, held_out, eval_rng, aux)
             writer.write(step, ev, prefix="eval/")
             writer.console("eval " + writer.progress_line(step, steps, ev, None, order=("loss",)))
             last.update({f"eval/{k}": v for k, v in ev.items()})

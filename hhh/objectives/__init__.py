@@ -2,6 +2,11 @@
 
 Each module defines `FAMILY` (the feature family of docs/contracts.md it consumes) and
 `loss_fn(params, batch, *, model, config, rng) -> (loss, metrics)`; `config` is the run's `config.objective`.
+
+An objective that needs frozen inputs besides the trained parameters (context distillation: the frozen initial
+model and its prompt keys/values) also defines `init_aux(initial_params, *, model, config) -> pytree`. The trainer
+calls it once per run with the parameters the run started from (fresh init + `init_from`, re-derived identically on
+resume), and passes the result to `loss_fn(..., aux=aux)`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ class Objective:
   name: str
   family: str
   loss_fn: Callable
+  init_aux: Callable | None = None
 
 
 def register(name: str, module: str) -> None:
@@ -34,4 +40,4 @@ def get(name: str) -> Objective:
   if name not in _MODULES:
     raise ValueError(f"unknown objective {name!r}; registered objectives: {names()}")
   mod = importlib.import_module(_MODULES[name])
-  return Objective(name=name, family=mod.FAMILY, loss_fn=mod.loss_fn)
+  return Objective(name=name, family=mod.FAMILY, loss_fn=mod.loss_fn, init_aux=getattr(mod, "init_aux", None))
