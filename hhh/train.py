@@ -265,6 +265,9 @@ def flops_per_example(setup: Setup) -> tuple[float, int]:
 
 
 def data_iterator(config, *, split: str, start_batch: int, train: bool) -> Iterator[dict]:
+  if config.objective.get("teacher_dir"):  # offline context distillation: the stored teacher files are the data
+    from hhh.objectives import distill  # pylint: disable=g-import-not-at-top
+    return distill.stored_batches(config, split=split, start_batch=start_batch, train=train)
   from hhh.data import pipeline  # pylint: disable=g-import-not-at-top  (TensorFlow import is slow)
   task = config.data.task if train or not config.data.eval_task else config.data.eval_task
   per_host = int(config.train.batch_size) // jax.process_count()

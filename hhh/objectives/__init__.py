@@ -17,6 +17,10 @@ from typing import Callable
 
 _MODULES = {
     "lm": "hhh.objectives.lm",
+    "imitation": "hhh.objectives.imitation",
+    "binary": "hhh.objectives.binary",
+    "preference": "hhh.objectives.preference",
+    "distill": "hhh.objectives.distill",
 }
 
 

@@ -1,0 +1,37 @@
+"""Context distillation of the HHH prompt: the student (no prompt) matches the frozen initial model conditioned on
+the prompt, by forward KL at every position of the text.
+
+  online:  python -m hhh.train --config=configs/distill.py:tiny --config.init_from=LM_RUN --workdir=DIR
+  offline: python tools/teacher_logits.py --config=configs/distill.py:tiny,offline --config.init_from=LM_RUN \
+               --out=TEACHER_DIR
+           python -m hhh.train --config=configs/distill.py:tiny,offline --config.init_from=LM_RUN \
+               --config.objective.teacher_dir=TEACHER_DIR --workdir=DIR
+
+Learning rate 0.05x pretraining, decayed linearly to 0 (paper). Data: `lab_distill` (half dialogues, half prose
+after "Human:"). The prompt: hhh/prompts/hhh_prompt.txt or --config.objective.prompt_file=PATH. On the CPU sizes
+the model context is short, so the prompt keeps its preamble and as many whole dialogues as fit in
+max_len - seq_len tokens; the paper sizes take the whole prompt.
+"""
+
+import ml_collections
+
+from hhh import config as hc
+
+DISTILL_LR_FACTOR = 0.05
+
+
+def get_config(arg=None):
+  parts = [p.strip() for p in hc.parse_arg(arg).split(",")]
+  size, rest = parts[0], parts[1:]
+  if rest not in ([], ["online"], ["offline"]):
+    raise ValueError(f"configs/distill.py:SIZE[,online|offline], got {arg!r}")
+  c = hc.base_config(size)
+  c.data.task = "lab_distill"
+  c.optim.lr = c.optim.lr * DISTILL_LR_FACTOR
+  c.optim.schedule, c.optim.end_lr_fraction = "linear", 0.0
+  small = size in hc.CPU_SIZES
+  c.objective = ml_collections.ConfigDict(dict(
+      name="distill", mode=rest[0] if rest else "online", prompt_file="",
+      prompt_max_tokens=int(c.model.max_len) - int(c.data.seq_len) if small else 0,
+      vocab=c.data.get_ref("vocab"), teacher_dir="", top_k=50, student_sees_prompt=False))
+  return hc.finalize(c)

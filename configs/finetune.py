@@ -1,0 +1,33 @@
+"""Preference-model finetuning, usually from a PMP run (`init_from`; score head included), at 0.01x the
+pretraining learning rate.
+
+  python -m hhh.train --config=configs/finetune.py:13m --config.init_from=PMP_RUN --workdir=DIR
+  python -m hhh.train --config=configs/finetune.py:tiny,lab --config.init_from=PMP_RUN --workdir=DIR
+
+Data: `finetune_compare` (HH-RLHF, summarize-from-feedback, ELI5, ETHICS); with `lab`, the embedded `lab_compare_hhh`
+(K=4 ranked). Without init_from this is PM training from scratch at a low rate (the "no PMP" baseline of
+tools/transfer_sweep.py overrides the rate).
+"""
+
+from hhh import config as hc
+from configs.preference import preference_objective
+
+FINETUNE_LR_FACTOR = 0.01
+
+
+def get_config(arg=None):
+  parts = [p.strip() for p in hc.parse_arg(arg).split(",")]
+  size, rest = parts[0], parts[1:]
+  if rest not in ([], ["lab"]):
+    raise ValueError(f"configs/finetune.py:SIZE[,lab], got {arg!r}")
+  c = hc.base_config(size)
+  c.objective = preference_objective()
+  c.model.score_head = True
+  c.optim.lr = c.optim.lr * FINETUNE_LR_FACTOR
+  if rest == ["lab"]:
+    c.data.task, c.data.num_responses = "lab_compare_hhh", 4
+  else:
+    c.data.task, c.data.num_responses = "finetune_compare", 2
+  if size in hc.PAPER_SIZES:
+    c.data.seq_len = 1024
+  return hc.finalize(c)

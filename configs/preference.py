@@ -1,0 +1,24 @@
+"""Ranked preference modelling: -log sigmoid(r_better - r_worse - margin) over every pair of a K-way ranked list.
+
+  python -m hhh.train --config=configs/preference.py:tiny --workdir=DIR [--config.init_from=LM_RUN]
+  (margin: --config.objective.margin=0.5 [--config.objective.margin_mode=score_gap])
+
+Default data: the embedded lab comparisons (`lab_compare`, K=4 ranked responses with ties).
+"""
+
+import ml_collections
+
+from hhh import config as hc
+
+
+def preference_objective():
+  return ml_collections.ConfigDict(dict(name="preference", margin=0.0, margin_mode="constant"))
+
+
+def get_config(arg=None):
+  c = hc.base_config(hc.parse_arg(arg))
+  c.objective = preference_objective()
+  c.model.score_head = True
+  c.data.task = "lab_compare"
+  c.data.num_responses = 4
+  return hc.finalize(c)

@@ -1,0 +1,171 @@
+"""Context distillation: the student p_theta (no prompt) matches the frozen initial model conditioned on the HHH
+prompt C, by forward KL at every position of the text X:
+
+  L(theta) = sum_t w_t KL( p_0(. | C, x_<=t) || p_theta(. | x_<=t) ) / sum_t w_t
+
+(the paper sums over positions; we average over distilled positions so the loss scale does not depend on L).
+
+Modes (config.objective.mode):
+  * online: `init_aux` keeps a copy of the initial parameters as the teacher and computes the prompt's keys/values
+    ONCE per run (`prompt_cache`); every batch reuses them through the model's `prefix_cache`, so the prompt is never
+    recomputed per example. KL over the full vocabulary.
+  * offline: tools/teacher_logits.py stored the teacher's top-k log-probs per position plus one bucket for the
+    remaining mass ({teacher_dir}/{split}.npz); training reads them (the trainer's data comes from these files, see
+    `stored_batches`) and the loss is the (k+1)-way KL between the stored distribution and the student's
+    distribution coarsened to the same buckets.
+
+config.objective: mode, prompt_file ("" = hhh/prompts/hhh_prompt.txt), prompt_max_tokens (0 = whole prompt; else
+the preamble plus as many whole dialogues as fit), vocab (must be the data's vocab; the distill configs tie it to
+data.vocab), teacher_dir (offline), top_k (offline, default 50), student_sees_prompt (False; True gives the
+student the prompt too, recomputed from its own parameters - a check: at initialisation the KL is exactly 0).
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hhh import prompts
+
+FAMILY = "distill"
+OFFLINE_KEYS = ("topk_ids", "topk_logprobs", "remainder_logprob")
+
+
+def prompt_tokens(config) -> np.ndarray:
+  from hhh.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
+  voc = vocab_lib.get_vocabulary(config.get("vocab", "byte"))
+  ids = prompts.fit(prompts.read(config.get("prompt_file", "")), voc.encode, int(config.get("prompt_max_tokens", 0)))
+  return np.asarray(ids, np.int32)
+
+
+def prompt_cache(model, params, tokens):
+  """Keys/values of the prompt [layers, P, heads, head_dim] (one sequence), for `prefix_cache`."""
+  out = model.apply({"params": params}, jnp.asarray(tokens)[None], return_logits=False, return_cache=True)
+  return jax.tree.map(lambda c: c[:, 0], out["cache"])
+
+
+def init_aux(initial_params, *, model, config):
+  if config.get("mode", "online") == "offline":
+    return None
+  # `+ 0` makes the teacher a separate buffer: the trainer donates (deletes) the trained parameters every step.
+  teacher = jax.tree.map(lambda p: p + 0, initial_params)
+  return {"teacher": teacher, "prompt": prompt_cache(model, initial_params, prompt_tokens(config))}
+
+
+def teacher_logits(model, aux, tokens):
+  """The prompted teacher's logits on tokens [B, L], reusing the prompt's keys/values."""
+  out = model.apply({"params": aux["teacher"]}, tokens, prefix_cache=aux["prompt"])
+  return jax.lax.stop_gradient(out["logits"])
+
+
+def forward_kl(teacher_logits_, student_logits):
+  """KL(teacher || student) per position over the full vocabulary: [..., V] -> [...]."""
+  lq = jax.nn.log_softmax(teacher_logits_.astype(jnp.float32), -1)
+  lp = jax.nn.log_softmax(student_logits.astype(jnp.float32), -1)
+  return (jnp.exp(lq) * (lq - lp)).sum(-1)
+
+
+def topk_kl(topk_ids, topk_logprobs, remainder_logprob, student_logits):
+  """(k+1)-way KL(teacher || student) per position: the teacher's top-k tokens plus one bucket for the rest.
+
+  The student's bucket probabilities are its probabilities of the same k tokens and of everything else
+  (logsumexp of the other logits, stable). Buckets where the teacher has zero mass contribute 0.
+  """
+  logits = student_logits.astype(jnp.float32)
+  lse = jax.nn.logsumexp(logits, -1)
+  lp_top = jnp.take_along_axis(logits, topk_ids, -1) - lse[..., None]
+  rest = jnp.put_along_axis(logits, topk_ids, -1e30, axis=-1, inplace=False)
+  lp_rest = jax.nn.logsumexp(rest, -1) - lse
+  lq = jnp.concatenate([topk_logprobs.astype(jnp.float32), remainder_logprob.astype(jnp.float32)[..., None]], -1)
+  lp = jnp.concatenate([lp_top, lp_rest[..., None]], -1)
+  q = jnp.exp(lq)
+  pos = q > 0
+  return jnp.where(pos, q * (jnp.where(pos, lq, 0.0) - lp), 0.0).sum(-1)
+
+
+def topk_with_remainder(logits, k: int):
+  """What the offline teacher stores: (top-k ids, their log-probs, log of the remaining mass) per position."""
+  lq = jax.nn.log_softmax(logits.astype(jnp.float32), -1)
+  lps, ids = jax.lax.top_k(lq, k)
+  rest = jnp.put_along_axis(lq, ids, -jnp.inf, axis=-1, inplace=False)
+  return ids.astype(jnp.int32), lps, jax.nn.logsumexp(rest, -1)
+
+
+def loss_fn(params, batch, *, model, config, rng=None, aux=None):
+  del rng
+  tokens = batch["tokens"]
+  w = batch["loss_weights"].astype(jnp.float32)
+  student_prefix = None
+  if config.get("student_sees_prompt", False):
+    student_prefix = prompt_cache(model, params, prompt_tokens(config))
+  student = model.apply({"params": params}, tokens, prefix_cache=student_prefix)["logits"]
+  if config.get("mode", "online") == "offline":
+    missing = [k for k in OFFLINE_KEYS if k not in batch]
+    if missing:
+      raise ValueError(f"offline distillation needs the stored teacher features {missing}: set "
+                       f"objective.teacher_dir to the output of tools/teacher_logits.py")
+    kl = topk_kl(batch["topk_ids"], batch["topk_logprobs"], batch["remainder_logprob"], student)
+  else:
+    kl = forward_kl(teacher_logits(model, aux, tokens), student)
+  n = jnp.maximum(w.sum(), 1.0)
+  loss = (kl * w).sum() / n
+  return loss, {"kl": loss, "positions": w.sum()}
+
+
+# ----------------------------------------------------------------------------------------------- offline files
+
+
+def teacher_file(teacher_dir: str, split: str) -> str:
+  return os.path.join(teacher_dir, f"{split}.npz")
+
+
+def stored_batches(config, *, split: str, start_batch: int, train: bool):
+  """Batches of the stored teacher file: tokens, loss_weights and the teacher's top-k features.
+
+  Per host: rows i with i % process_count == process_index. Training repeats the file with a fresh permutation
+  per epoch (seeded by config.seed; none when data.shuffle is False) and resumes exactly at `start_batch`;
+  evaluation makes one pass and pads the last batch with rows of weight 0.
+  """
+  path = teacher_file(config.objective.teacher_dir, split)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: write it with `python tools/teacher_logits.py "
+                            f"--config=... --out={config.objective.teacher_dir} --splits={split}`")
+  with np.load(path) as f:
+    data = {k: f[k] for k in ("tokens", "loss_weights") + OFFLINE_KEYS}
+  data["loss_weights"] = data["loss_weights"].astype(np.float32)
+  n_proc, idx = jax.process_count(), jax.process_index()
+  data = {k: v[idx::n_proc] for k, v in data.items()}
+  n = len(data["tokens"])
+  b = int(config.train.batch_size) // n_proc
+  if n == 0:
+    raise ValueError(f"{path} holds no examples for process {idx}")
+
+  def rows(epoch):
+    if train and bool(config.data.shuffle):
+      return np.random.default_rng([int(config.seed), epoch]).permutation(n)
+    return np.arange(n)
+
+  def gen():
+    if not train:
+      for s in range(0, n, b):
+        sel = np.arange(s, min(s + b, n))
+        out = {k: v[sel] for k, v in data.items()}
+        if len(sel) < b:
+          out = {k: np.concatenate([v, np.zeros((b - len(sel),) + v.shape[1:], v.dtype)]) for k, v in out.items()}
+        yield out
+      return
+    # Training drops the incomplete last batch of an epoch (like the seqio pipeline's drop_remainder).
+    per_epoch = n // b
+    if per_epoch == 0:
+      raise ValueError(f"{path}: {n} examples per process is less than one batch of {b}")
+    i = start_batch
+    while True:
+      epoch, j = divmod(i, per_epoch)
+      sel = rows(epoch)[j * b:(j + 1) * b]
+      yield {k: v[sel] for k, v in data.items()}
+      i += 1
+
+  return gen()

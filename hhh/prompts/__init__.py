@@ -1,0 +1,37 @@
+"""The project's own HHH prompt (hhh_prompt.txt): a preamble and example Human/Assistant dialogues, each followed
+by a line of dashes. Any file of the same shape can be used instead (config.objective.prompt_file)."""
+
+from __future__ import annotations
+
+import os
+
+SEPARATOR = "\n-----\n"
+DEFAULT_PROMPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hhh_prompt.txt")
+
+
+def read(path: str = "") -> str:
+  with open(path or DEFAULT_PROMPT, encoding="utf-8") as f:
+    return f.read()
+
+
+def split(text: str) -> tuple[str, list[str]]:
+  """(preamble, dialogues) of a prompt file."""
+  parts = text.split(SEPARATOR)
+  return parts[0], [p for p in parts[1:] if p.strip()]
+
+
+def fit(text: str, encode, max_tokens: int = 0) -> list[int]:
+  """Token ids of the prompt, keeping the preamble and as many WHOLE dialogues (in file order) as fit in
+  `max_tokens` (0: everything). Whole dialogues, because a prompt cut mid-dialogue shows broken behaviour."""
+  preamble, dialogues = split(text)
+  out = preamble + SEPARATOR
+  ids = list(encode(out))
+  if max_tokens and len(ids) > max_tokens:
+    raise ValueError(f"the prompt preamble alone is {len(ids)} tokens, more than prompt_max_tokens={max_tokens}")
+  for d in dialogues:
+    longer = out + d + SEPARATOR
+    longer_ids = list(encode(longer))
+    if max_tokens and len(longer_ids) > max_tokens:
+      break
+    out, ids = longer, longer_ids
+  return ids
