@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from typing import Any, Sequence
 
@@ -70,6 +71,9 @@ def parse_topology(name: str) -> Topology:
 
 def tpu_devices(topology: str, num_slices: int = 1) -> list:
   """Compile-only devices of `num_slices` slices of `topology` (needs libtpu; no TPU is used)."""
+  # Compile-only devices use no TPU, so several compiling processes (parallel tests, other users of this host) may
+  # load libtpu at once; without this libtpu takes a host-wide lock and the second process fails.
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
   from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
   topo = parse_topology(topology)
   if num_slices < 1:
