@@ -9,8 +9,8 @@ the prompt, by forward KL at every position of the text.
 
 Learning rate 0.05x pretraining, decayed linearly to 0 (paper). Data: `lab_distill` (half dialogues, half prose
 after "Human:"). The prompt: hhh/prompts/hhh_prompt.txt or --config.objective.prompt_file=PATH. On the CPU sizes
-the model context is short, so the prompt keeps its preamble and as many whole dialogues as fit in
-max_len - seq_len tokens; the paper sizes take the whole prompt.
+the prompt keeps its preamble and as many whole dialogues as fit in max_len - seq_len tokens (max_len raised to
+2048: ~1.9k tokens, 4 dialogues of the byte-level project prompt); the paper sizes take the whole prompt.
 """
 
 import ml_collections
@@ -30,6 +30,8 @@ def get_config(arg=None):
   c.optim.lr = c.optim.lr * DISTILL_LR_FACTOR
   c.optim.schedule, c.optim.end_lr_fraction = "linear", 0.0
   small = size in hc.CPU_SIZES
+  if small:  # rotary positions: max_len is only a bound, so the CPU sizes can take a longer prompt than they train on
+    c.model.max_len = max(int(c.model.max_len), 2048)
   c.objective = ml_collections.ConfigDict(dict(
       name="distill", mode=rest[0] if rest else "online", prompt_file="",
       prompt_max_tokens=int(c.model.max_len) - int(c.data.seq_len) if small else 0,
