@@ -296,3 +296,23 @@ def format_report(r: Report) -> str:
       f"compile     {r.compile_seconds:.1f} s",
   ]
   return "\n".join(lines)
+
+
+def markdown_table(reports: Sequence[dict]) -> str:
+  """docs/scale.md's table from the tool's --json outputs."""
+  head = ("| size | objective | slice | mesh (slice, data, fsdp, tensor) | batch x seq (accum) | per device: args + "
+          "temp = total / HBM | step at 100% / at MFU | replicated |")
+  rows = [head, "|" + "---|" * 8]
+  for r in reports:
+    m = r["mesh"]
+    slices = f"{r['num_slices']} x {r['topology']}" if r["num_slices"] > 1 else r["topology"]
+    k = r["batch_shapes"].get("tokens", [0, 0, 0])
+    batch = (f"{r['global_batch']} x {k[1]} x {r['seq_len']}" if len(k) == 3 else f"{r['global_batch']} x {r['seq_len']}")
+    mem = ("out of memory" if r.get("error") else
+           f"{r['argument_bytes'] / GiB:.1f} + {r['temp_bytes'] / GiB:.1f} = **{r['total_bytes'] / GiB:.1f}** / "
+           f"{r['hbm_bytes'] / GiB:.0f} GiB")
+    rows.append(f"| {r['config_size']} | {r['objective']} | {slices} ({r['num_devices']} x {r['device_kind']}) | "
+                f"{m['slice']}, {m['data']}, {m['fsdp']}, {m['tensor']} | {batch} ({r['grad_accum']}) | {mem} | "
+                f"{_seconds(r['step_time_at_100'])} / **{_seconds(r['step_time_at_mfu'])}** at {r['mfu']:.0%} | "
+                f"{r['replicated_fraction']:.3%} |")
+  return "\n".join(rows)

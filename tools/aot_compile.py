@@ -24,6 +24,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The TPU devices come from the topology description (compile-only); the host computations (eval_shape) run on CPU.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402

@@ -1,0 +1,238 @@
+"""AOT compilation of the real train step for TPU topologies on this CPU host (tools/aot_compile.py, hhh/aot.py).
+
+Tests marked `tpu` need libtpu (the `tpu` extra) and skip with the reason when TPU topology devices cannot be
+created. The replication check of the paper sizes runs on abstract shapes only (no compile, no libtpu).
+"""
+
+import dataclasses
+import importlib.util
+import json
+import pathlib
+
+import jax
+import pytest
+
+from hhh import aot, sharding
+from hhh.sharding import MeshError
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+_spec = importlib.util.spec_from_file_location("aot_compile_tool", REPO / "tools" / "aot_compile.py")
+tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tool)
+
+
+def config(path: str, size: str, **overrides):
+  """configs/<path>:size with dotted overrides, like --config.a.b=v on the command line."""
+  spec = importlib.util.spec_from_file_location(f"cfg_{path}", REPO / "configs" / path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  c = mod.get_config(size)
+  for key, value in overrides.items():
+    node = c
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return c
+
+
+def tiny_lm(**overrides):
+  return config("pretrain.py", "tiny", **{"data.seq_len": 64, "train.batch_size": 8, **overrides})
+
+
+_NO_TPU = None
+
+
+def no_tpu_reason():
+  global _NO_TPU
+  if _NO_TPU is None:
+    _NO_TPU = aot.libtpu_unavailable_reason() or ""
+  return _NO_TPU
+
+
+@pytest.fixture
+def tpu():
+  reason = no_tpu_reason()
+  if reason:
+    pytest.skip(reason)
+
+
+# ----------------------------------------------------------------------------------------------- names (no libtpu)
+
+
+@pytest.mark.parametrize("name,libtpu,chips", [
+    ("v5p-128", "v5p:4x4x4", 64),  # v5p names count TensorCores: 128 cores = 64 chips
+    ("v5p-8", "v5p:2x2x1", 4),
+    ("v5p-1024", "v5p:8x8x8", 512),
+    ("v4-64", "v4:2x4x4", 32),
+    ("v4-8", "v4:2x2x1", 4),
+    ("v5e-256", "v5e:16x16", 256),  # v5e / v6e names count chips
+    ("v5litepod-16", "v5e:4x4", 16),
+    ("v6e-256", "v6e:16x16", 256),
+    ("v6e-8", "v6e:2x4", 8),
+    ("v5p:4x4x8", "v5p:4x4x8", 128),  # a libtpu string passes through
+])
+def test_parse_topology(name, libtpu, chips):
+  t = aot.parse_topology(name)
+  assert (t.libtpu, t.chips) == (libtpu, chips)
+
+
+@pytest.mark.parametrize("name,match", [
+    ("v5p-127", "not a multiple of 2"),
+    ("v5p-96", "no standard v5p slice with 48 chips"),
+    ("v5e-3", "no standard v5e slice with 3 chips"),
+    ("v7-64", "unknown topology"),
+    ("tpu", "unknown topology"),
+])
+def test_parse_topology_errors(name, match):
+  with pytest.raises(aot.TopologyError, match=match):
+    aot.parse_topology(name)
+
+
+# ----------------------------------------------------------------------------------------------- checks (no libtpu)
+
+
+def _report(**kw):
+  base = dict(config_size="52b", objective="preference", topology="v5p-128", num_slices=1, device_kind="TPU v5",
+              num_devices=64, mesh={}, global_batch=64, grad_accum=1, seq_len=8192, batch_shapes={},
+              n_params=52_000_000_000, param_bytes=208_000_000_000, argument_bytes=10 * aot.GiB,
+              output_bytes=10 * aot.GiB, alias_bytes=10 * aot.GiB, temp_bytes=20 * aot.GiB, code_bytes=0,
+              total_bytes=30 * aot.GiB, hbm_bytes=95 * aot.GiB, fits=True, flops_per_step=1e18,
+              tokens_per_step=1, peak_flops_per_device=459e12, step_time_at_100=1.0, mfu=0.4,
+              step_time_at_mfu=2.5, replicated_fraction=0.0001, compile_seconds=1.0)
+  base.update(kw)
+  return aot.Report(**base)
+
+
+def test_check_report():
+  assert aot.check_report(_report()) == []
+  over = aot.check_report(_report(total_bytes=100 * aot.GiB, fits=aot.fits_in_hbm(100 * aot.GiB, 95 * aot.GiB)))
+  assert len(over) == 1 and "does not fit: 100.00 GiB per device needed, 95.00 GiB HBM" in over[0]
+  oom = aot.check_report(_report(error="RESOURCE_EXHAUSTED: Ran out of memory in memory space hbm", fits=False))
+  assert len(oom) == 1 and "ran out of memory" in oom[0]
+  repl = aot.check_report(_report(replicated_fraction=0.5))
+  assert len(repl) == 1 and "50.0% of parameter bytes" in repl[0]
+  # small models may be purely data parallel
+  assert aot.check_report(_report(n_params=13_000_000, replicated_fraction=1.0)) == []
+  assert aot.fits_in_hbm(5, None)
+
+
+# ----------------------------------------------------------------------------------------------- replication (no compile)
+
+
+@pytest.mark.parametrize("size", ["2.7b", "13b", "52b"])
+def test_large_sizes_are_sharded(size):
+  """The paper's large sizes, on the 8 fake CPU devices with the scale-table meshes: < 1% of parameter bytes on
+  every device in full (only norm scales and the score bias stay replicated). Shapes only: nothing is allocated."""
+  c = config("pretrain.py", size, **{"mesh.shape.data": 1, "mesh.shape.fsdp": -1, "mesh.shape.tensor": 2,
+                                     "model.score_head": True})
+  frac = aot.replicated_fraction_for(c, jax.devices())
+  assert 0 < frac < 0.01
+
+
+def test_replication_check_fails_for_data_parallel_52b():
+  """The check can fail: pure data parallelism (the base config's default mesh) replicates every parameter."""
+  c = config("pretrain.py", "52b")  # mesh data=-1
+  frac = aot.replicated_fraction_for(c, jax.devices())
+  assert frac == 1.0
+  problems = aot.check_report(_report(replicated_fraction=frac))
+  assert problems and "replicated on every device" in problems[0]
+
+
+# ----------------------------------------------------------------------------------------------- compile (libtpu)
+
+
+@pytest.mark.tpu
+def test_compile_tiny_lm_for_v5p_8(tpu, tmp_path):
+  out = []
+  path = tmp_path / "r.json"
+  code = tool.run(tiny_lm(**{"mesh.shape.data": 1, "mesh.shape.fsdp": -1}), "v5p-8", json_path=str(path),
+                  out=out.append)
+  text = "\n".join(out)
+  assert code == 0, text
+  r = json.loads(path.read_text())
+  assert r["ok"] and r["fits"] and not r["problems"]
+  assert r["num_devices"] == 4 and r["device_kind"] == "TPU v5"
+  assert r["mesh"] == dict(slice=1, data=1, fsdp=4, tensor=1)
+  for k in ("argument_bytes", "output_bytes", "temp_bytes", "total_bytes"):
+    assert r[k] > 0, k
+  assert r["total_bytes"] < r["hbm_bytes"] == 95 * aot.GiB
+  assert r["flops_per_step"] > 0 and 0 < r["step_time_at_100"] < r["step_time_at_mfu"]
+  assert r["batch_shapes"]["decoder_input_tokens"] == [8, 64]
+  assert "FITS" in text and "OK:" in text
+
+
+@pytest.mark.tpu
+def test_impossible_mesh_is_a_clear_error(tpu):
+  out = []
+  code = tool.run(tiny_lm(**{"mesh.shape.data": 3, "mesh.shape.fsdp": -1}), "v5p-8", out=out.append)  # 3 does not divide 4
+  assert code == 2
+  assert "does not divide the 4 devices per slice" in "\n".join(out)
+  with pytest.raises(MeshError, match="does not divide"):
+    aot.compile_train_step(tiny_lm(**{"mesh.shape.tensor": 3}), aot.tpu_devices("v5p-8"))
+  out = []
+  assert tool.run(tiny_lm(), "v5p-96", out=out.append) == 2
+  assert "no standard v5p slice" in "\n".join(out)
+
+
+@pytest.mark.tpu
+def test_does_not_fit_exits_non_zero(tpu):
+  """A tiny model with an absurd per-device batch: the logits alone need ~64 GiB per v5e chip (16 GiB)."""
+  out = []
+  c = tiny_lm(**{"train.batch_size": 4 * 16384, "data.seq_len": 512, "mesh.shape.data": -1})
+  code = tool.run(c, "v5e-4", out=out.append)
+  text = "\n".join(out)
+  assert code == 1, text
+  assert "FAIL:" in text and ("does not fit" in text or "ran out of memory" in text)
+
+
+@pytest.mark.tpu
+@pytest.mark.slow
+def test_compile_multislice_v5p(tpu, tmp_path):
+  """Two v5p-8 slices over DCN: the slice axis is the outer data-parallel axis; each slice's devices stay together."""
+  path = tmp_path / "r.json"
+  out = []
+  code = tool.run(tiny_lm(**{"mesh.shape.data": 1, "mesh.shape.fsdp": -1}), "v5p-8", num_slices=2,
+                  json_path=str(path), out=out.append)
+  assert code == 0, "\n".join(out)
+  r = json.loads(path.read_text())
+  assert r["num_devices"] == 8 and r["mesh"] == dict(slice=2, data=1, fsdp=4, tensor=1)
+  devices = aot.tpu_devices("v5p-8", 2)
+  c = tiny_lm(**{"mesh.shape.data": 1, "mesh.shape.fsdp": -1, "mesh.slices": 2})
+  mesh = sharding.make_mesh(c.mesh, devices)
+  for s in range(2):
+    assert {d.slice_index for d in mesh.devices[s].flat} == {s}
+
+
+@pytest.mark.tpu
+@pytest.mark.slow
+def test_compile_tiny_preference_model(tpu, tmp_path):
+  """The comparison family's [B, K, L] batch and the score head through the real preference objective."""
+  from hhh import objectives
+  if "preference" not in objectives.names():
+    pytest.skip("the preference objective is not registered yet")
+  if (REPO / "configs" / "preference.py").exists():
+    c = config("preference.py", "tiny", **{"data.seq_len": 64, "train.batch_size": 8})
+  else:
+    c = tiny_lm(**{"objective.name": "preference", "model.score_head": True})
+  path = tmp_path / "r.json"
+  out = []
+  assert tool.run(c, "v4-8", json_path=str(path), out=out.append) == 0, "\n".join(out)
+  r = json.loads(path.read_text())
+  assert r["device_kind"] == "TPU v4" and r["num_devices"] == 8  # AOT v4 devices are TensorCores
+  assert r["hbm_bytes"] == 16 * aot.GiB
+  k = int(c.data.num_responses)
+  assert r["batch_shapes"]["tokens"] == [8, k, 64] and r["fits"]
+
+
+def test_tool_rejects_slices_mismatch():
+  out = []
+  code = tool.run(tiny_lm(**{"mesh.slices": 4}), "v5p-8", num_slices=2, out=out.append)
+  assert code == 2 and "config.mesh.slices=4 but --num_slices=2" in out[0]
+
+
+def test_report_dataclass_roundtrip():
+  r = _report()
+  assert aot.Report(**r.as_dict()) == r and "FITS" in aot.format_report(r)
+  assert "DOES NOT FIT" in aot.format_report(dataclasses.replace(r, fits=False))
