@@ -1,0 +1,1 @@
+"""Evaluations: HHH comparisons, TruthfulQA, alignment tax, calibration (python -m hhh.eval)."""

@@ -1,0 +1,418 @@
+"""The evaluation job.
+
+  python -m hhh.eval --config=configs/eval.py:SIZE --workdir=DIR --config.checkpoint=PATH \\
+      [--config.distilled_checkpoint=PATH] [--config.pm_checkpoint=PATH] [--config.eval.suites=hhh,truthfulqa,tax]
+
+Conditions (each row of the tables):
+  plain      the LM at `checkpoint`
+  prompt     the same LM with the HHH prompt prepended (its keys/values computed once and shared by every row)
+  distilled  the context-distilled LM at `distilled_checkpoint`
+  pm         the preference or binary model at `pm_checkpoint` (score head; `pm_checkpoint` models get
+             model.score_head=True)
+Suites: hhh (BIG-bench hhh_alignment, accuracy overall and per subset by sum / mean / mutual information, or score),
+truthfulqa (MC1 by sum and mean log-prob, MC2), compare (pairwise accuracy on ranked comparison tasks such as the
+lab's held-out `lab_compare`), tax (lambada and TFDS multiple choice, with and without the intervention), and
+calibration for whatever ran (preference pairs, multiple-choice answers).
+
+The model runs on the same (slice, data, fsdp, tensor) mesh and logical rules as training; parameters are loaded
+straight onto their shardings. Outputs in DIR: eval.json (everything, reliability bins included), eval.md (readable
+tables), TensorBoard scalars (eval/...) and metrics.jsonl. The same checkpoint gives the same numbers every time
+(no sampling; fixed data order).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from typing import Any, Callable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from hhh import checkpoint as ckpt_lib
+from hhh import metrics as metrics_lib
+from hhh import sharding
+from hhh.eval import calibration, examples, hhh as hhh_eval, scoring, tax as tax_eval, truthfulqa
+from hhh.models.transformer import Transformer, TransformerConfig, init_inputs
+
+LM_CONDITIONS = ("plain", "prompt", "distilled")
+NULL_CONTEXT = {"paper": "\n\nAssistant:", "bigbench": "\nAssistant:"}
+HHH_TASK = {"paper": "hhh_alignment_mc", "bigbench": "hhh_alignment_bigbench_mc"}
+
+
+@dataclasses.dataclass
+class ModelSetup:
+  model: Transformer
+  mesh: Any
+  rules: tuple
+  shardings: Any
+  abstract: Any
+
+
+def build_model(model_cfg, mesh_cfg, devices=None) -> ModelSetup:
+  """The model, the mesh and the parameters' shardings (as in training, without optimiser state)."""
+  mc = TransformerConfig.from_config(model_cfg)
+  model = Transformer(mc)
+  mesh = sharding.make_mesh(mesh_cfg, devices)
+  rules = sharding.rules_from_config(mesh_cfg.rules)
+  boxed = jax.eval_shape(lambda r: model.init(r, init_inputs(mc))["params"], jax.random.key(0))
+  with nn.logical_axis_rules(rules):
+    shardings = sharding.logical_to_shardings(boxed, mesh, rules)
+  return ModelSetup(model, mesh, rules, shardings, nn.meta.unbox(boxed))
+
+
+def load_params(ms: ModelSetup, path: str, *, what: str):
+  """Parameters of the checkpoint at `path` (a workdir, its checkpoints/ or a step folder) on their shardings.
+  Every parameter the model uses must be in the checkpoint (a fresh score head would score nothing)."""
+  def init(r):
+    return nn.meta.unbox(ms.model.init(r, init_inputs(ms.model.cfg))["params"])
+  with jax.set_mesh(ms.mesh), nn.logical_axis_rules(ms.rules):
+    fresh_params = jax.jit(init, out_shardings=ms.shardings)(jax.random.key(0))
+  params, _, fresh = ckpt_lib.load_params(path, fresh_params, ms.shardings)
+  if ms.model.cfg.score_head is False:
+    fresh = [f for f in fresh if not f.startswith("score_head")]
+  if fresh:
+    raise ValueError(f"{what} checkpoint {path} lacks parameters {fresh}: is it the right kind of model "
+                     f"(an LM for checkpoint/distilled_checkpoint, a preference/binary model for pm_checkpoint) "
+                     f"and the right size?")
+  return params
+
+
+def checkpoint_step(path: str) -> int:
+  try:
+    p = ckpt_lib._state_item_dir(path)  # pylint: disable=protected-access
+  except ckpt_lib.CheckpointNotFoundError:
+    return 0
+  for part in reversed(p.parts):
+    if part.isdigit():
+      return int(part)
+  return 0
+
+
+# ----------------------------------------------------------------------------------------------- the prompt
+
+
+def prompt_ids(spec: str, vocab: str, budget: int) -> tuple[np.ndarray, dict]:
+  """Token ids of the HHH prompt (`spec`: a text file, "" = the project's hhh/prompts/hhh_prompt.txt), keeping the
+  preamble and as many whole example dialogues as fit in `budget` tokens (hhh.prompts.fit, as distillation does)."""
+  from hhh import prompts  # pylint: disable=g-import-not-at-top
+  from hhh.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
+  text = prompts.read(os.path.expanduser(spec) if spec else "")
+  encode = vocab_lib.get_vocabulary(vocab).encode
+  ids = np.asarray(prompts.fit(text, encode, budget), np.int32)
+  full = len(encode(text))
+  return ids, {"prompt_tokens": int(full), "prompt_tokens_used": int(len(ids))}
+
+
+# ----------------------------------------------------------------------------------------------- evaluation
+
+
+class Condition:
+  """A way of scoring responses: an LM (optionally after the prompt) or a score-head model."""
+
+  def __init__(self, name: str, scorer: scoring.Scorer, *, kind: str, with_prefix: bool = False):
+    self.name, self.scorer, self.kind, self.with_prefix = name, scorer, kind, with_prefix
+
+  def score(self, ex, *, batch_size: int, null_ids=None, eoc_id=None) -> dict:
+    if self.kind == "pm":
+      return scoring.score_pm(self.scorer, ex, batch_size=batch_size)
+    return scoring.score_lm(self.scorer, ex, batch_size=batch_size, with_prefix=self.with_prefix,
+                            null_ids=null_ids, eoc_id=eoc_id)
+
+
+def make_conditions(config, devices=None, log: Callable[[str], None] = print) -> tuple[list, dict]:
+  """Conditions named in config.eval.conditions whose checkpoints are given (others are skipped, with a note)."""
+  ev = config.eval
+  wanted = [c.strip() for c in ev.conditions.split(",") if c.strip()]
+  unknown = sorted(set(wanted) - set(LM_CONDITIONS + ("pm",)))
+  if unknown:
+    raise ValueError(f"unknown eval.conditions {unknown}; choose from {LM_CONDITIONS + ('pm',)}")
+  conds, info = [], {"skipped": {}}
+  lm_setup = None
+  if config.checkpoint and ({"plain", "prompt"} & set(wanted)):
+    lm_setup = build_model(config.model, config.mesh, devices)
+    params = load_params(lm_setup, config.checkpoint, what="checkpoint")
+    prefix = None
+    if "prompt" in wanted:
+      budget = int(config.model.max_len) - int(ev.seq_len)
+      try:
+        prefix, pinfo = prompt_ids(ev.prompt, config.data.vocab, budget)
+        info.update(pinfo)
+      except (ImportError, ValueError, OSError) as e:
+        info["skipped"]["prompt"] = f"no HHH prompt: {e}"
+    scorer = scoring.Scorer(lm_setup.model, params, lm_setup.mesh, lm_setup.rules, lm_setup.shardings,
+                            prefix_tokens=prefix)
+    if "plain" in wanted:
+      conds.append(Condition("plain", scorer, kind="lm"))
+    if "prompt" in wanted and prefix is not None:
+      conds.append(Condition("prompt", scorer, kind="lm", with_prefix=True))
+  elif {"plain", "prompt"} & set(wanted):
+    info["skipped"]["plain/prompt"] = "no --config.checkpoint"
+  if "distilled" in wanted:
+    if config.distilled_checkpoint:
+      ms = lm_setup or build_model(config.model, config.mesh, devices)
+      params = load_params(ms, config.distilled_checkpoint, what="distilled_checkpoint")
+      conds.append(Condition("distilled", scoring.Scorer(ms.model, params, ms.mesh, ms.rules, ms.shardings),
+                             kind="lm"))
+    else:
+      info["skipped"]["distilled"] = "no --config.distilled_checkpoint"
+  if "pm" in wanted:
+    if config.pm_checkpoint:
+      pm_model = ml_collections.ConfigDict(config.model.to_dict())
+      pm_model.score_head = True
+      ms = build_model(pm_model, config.mesh, devices)
+      params = load_params(ms, config.pm_checkpoint, what="pm_checkpoint")
+      conds.append(Condition("pm", scoring.Scorer(ms.model, params, ms.mesh, ms.rules, ms.shardings), kind="pm"))
+    else:
+      info["skipped"]["pm"] = "no --config.pm_checkpoint"
+  for name, why in info["skipped"].items():
+    log(f"hhh.eval: skipping condition {name}: {why}")
+  return conds, info
+
+
+def _suites(config) -> list:
+  return [s.strip() for s in config.eval.suites.split(",") if s.strip()]
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
+             log: Callable[[str], None] = print) -> dict:
+  """Runs the configured suites for every condition; writes eval.json, eval.md and TensorBoard scalars."""
+  from hhh.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
+  t0 = time.perf_counter()
+  ev = config.eval
+  conv = ev.convention
+  if conv not in HHH_TASK:
+    raise ValueError(f"eval.convention must be one of {sorted(HHH_TASK)}, got {conv!r}")
+  vocab = config.data.vocab
+  eoc = vocab_lib.eoc_id(vocab)
+  null = np.asarray(vocab_lib.get_vocabulary(vocab).encode(ev.null_context or NULL_CONTEXT[conv]), np.int32)
+  conds, info = make_conditions(config, devices, log)
+  seq_len, bs, bins = int(ev.seq_len), int(ev.batch_size), int(ev.calibration_bins)
+  res: dict = {"size": config.size, "checkpoint": config.checkpoint, "distilled_checkpoint": config.distilled_checkpoint,
+               "pm_checkpoint": config.pm_checkpoint, "convention": conv, "seq_len": seq_len,
+               "conditions": [c.name for c in conds], **info, "timing_s": {}, "calibration": {}}
+  timing = res["timing_s"]
+  suites = _suites(config)
+  unknown = sorted(set(suites) - {"hhh", "truthfulqa", "compare", "tax"})
+  if unknown:
+    raise ValueError(f"unknown eval.suites {unknown}; choose from hhh, truthfulqa, compare, tax")
+
+  def load(task, k, split="test", max_examples=0):
+    try:
+      return examples.load(task, split=split, seq_len=seq_len, k=k, vocab=vocab, max_examples=max_examples)
+    except Exception as e:  # pylint: disable=broad-except  (missing data must not sink the other suites)
+      from hhh.data import sources  # pylint: disable=g-import-not-at-top
+      if isinstance(e, (sources.MissingData, FileNotFoundError)) or "MissingData" in type(e).__name__ or \
+          "not found" in str(e):
+        res.setdefault("missing", {})[task] = str(e)
+        log(f"hhh.eval: {task} unavailable: {e}")
+        return None
+      raise
+
+  if "hhh" in suites:
+    ex = load(HHH_TASK[conv], 2)
+    if ex is not None:
+      out = {"task": ex.task, "n": len(ex), "conditions": {}}
+      for c in conds:
+        t = time.perf_counter()
+        s = c.score(ex, batch_size=bs, null_ids=null, eoc_id=eoc)
+        timing[f"hhh/{c.name}"] = time.perf_counter() - t
+        out["conditions"][c.name] = hhh_eval.evaluate(s, ex)
+        key = "score" if c.kind == "pm" else "sum"
+        if c.kind == "pm":
+          res["calibration"]["hhh/pm_pairs"] = calibration.pairwise_preference(s["score"], ex.label, ex.valid, bins)
+        res["calibration"][f"hhh/{c.name}"] = calibration.multiple_choice(s[key], ex.label, ex.valid, bins)
+        log(f"hhh.eval: hhh_alignment {c.name}: " + ", ".join(
+            f"{m} {100 * v['overall']:.1f}%" for m, v in out["conditions"][c.name].items()) +
+            f" ({timing[f'hhh/{c.name}']:.1f}s)")
+      timing["hhh/total"] = sum(v for k, v in timing.items() if k.startswith("hhh/"))
+      res["hhh"] = out
+
+  if "truthfulqa" in suites:
+    ex = load("truthful_qa_mc", truthfulqa.MAX_CHOICES)
+    if ex is not None:
+      out = {"n": len(ex), "conditions": {}}
+      for c in conds:
+        t = time.perf_counter()
+        s = c.score(ex, batch_size=bs)
+        timing[f"truthfulqa/{c.name}"] = time.perf_counter() - t
+        out["conditions"][c.name] = truthfulqa.evaluate(s, ex)
+        key = "score" if c.kind == "pm" else "sum"
+        res["calibration"][f"truthfulqa/{c.name}"] = calibration.multiple_choice(s[key], ex.label, ex.valid, bins)
+        log(f"hhh.eval: truthful_qa_mc {c.name}: " + ", ".join(
+            f"{m} {100 * v:.1f}%" for m, v in out["conditions"][c.name].items() if m != "n"))
+      res["truthfulqa"] = out
+
+  if "compare" in suites:
+    res["compare"] = {}
+    for task in [t.strip() for t in ev.compare_tasks.split(",") if t.strip()]:
+      ex = load(task, int(ev.compare_k), split=ev.compare_split, max_examples=int(ev.max_examples))
+      if ex is None:
+        continue
+      out = {"n": len(ex), "conditions": {}}
+      for c in conds:
+        s = c.score(ex, batch_size=bs, null_ids=None if c.kind == "pm" else null, eoc_id=eoc)
+        accs = {}
+        for m in ("score", "sum", "mean", "mi"):
+          if m in s:
+            correct, pairs = scoring.pairwise_correct(s[m], ex.label, ex.valid)
+            accs[m] = float(correct.sum() / max(pairs.sum(), 1))
+        accs["pairs"] = int(scoring.pairwise_correct(s.get("score", s.get("sum")), ex.label, ex.valid)[1].sum())
+        out["conditions"][c.name] = accs
+        if c.kind == "pm":
+          res["calibration"][f"{task}/pm_pairs"] = calibration.pairwise_preference(s["score"], ex.label, ex.valid,
+                                                                                   bins)
+        log(f"hhh.eval: {task} {c.name}: " + ", ".join(f"{m} {100 * v:.1f}%" for m, v in accs.items()
+                                                        if m != "pairs"))
+      res["compare"][task] = out
+
+  if "tax" in suites:
+    res["tax"] = {}
+    lm_conds = [c for c in conds if c.kind == "lm"]
+    for task in [t.strip() for t in ev.tax_tasks.split(",") if t.strip()]:
+      ex = load(task, int(ev.tax_k), split=ev.tax_split, max_examples=int(ev.max_examples))
+      if ex is None:
+        continue
+      out = {"n": len(ex), "conditions": {}}
+      for c in lm_conds:
+        out["conditions"][c.name] = tax_eval.capability(task, c.score(ex, batch_size=bs), ex)
+      base = out["conditions"].get("plain")
+      if base:
+        out["tax"] = {c: tax_eval.tax(base, out["conditions"][c]) for c in ("prompt", "distilled")
+                      if c in out["conditions"]}
+      log(f"hhh.eval: {task}: " + ", ".join(f"{c} {100 * v['accuracy']:.1f}%"
+                                            for c, v in out["conditions"].items()))
+      res["tax"][task] = out
+
+  res["ece"] = {k: v["ece"] for k, v in res["calibration"].items()}
+  res["wall_time_s"] = time.perf_counter() - t0
+  write_outputs(res, workdir, step=int(ev.step) if int(ev.step) >= 0 else checkpoint_step(config.checkpoint or
+                                                                                          config.pm_checkpoint))
+  log(f"hhh.eval: done in {res['wall_time_s']:.1f}s; results in {workdir}/eval.json and eval.md")
+  return res
+
+
+# ----------------------------------------------------------------------------------------------- outputs
+
+
+def flat_scalars(res: dict) -> dict:
+  """The numbers worth a TensorBoard curve: eval/<suite>/<condition>/<metric>."""
+  out = {}
+  for cond, methods in res.get("hhh", {}).get("conditions", {}).items():
+    for m, table in methods.items():
+      for k, v in table.items():
+        if not k.startswith("n"):
+          out[f"hhh/{cond}/{m}/{k}"] = v
+  for cond, table in res.get("truthfulqa", {}).get("conditions", {}).items():
+    for k, v in table.items():
+      if k != "n":
+        out[f"truthfulqa/{cond}/{k}"] = v
+  for task, t in res.get("compare", {}).items():
+    for cond, table in t["conditions"].items():
+      for k, v in table.items():
+        if k != "pairs":
+          out[f"compare/{task}/{cond}/{k}"] = v
+  for task, t in res.get("tax", {}).items():
+    for cond, table in t["conditions"].items():
+      out[f"tax/{task}/{cond}/accuracy"] = table["accuracy"]
+    for cond, d in t.get("tax", {}).items():
+      for k, v in d.items():
+        out[f"tax/{task}/tax_{cond}/{k}"] = v
+  for k, v in res.get("ece", {}).items():
+    out[f"ece/{k}"] = v
+  return {k: float(v) for k, v in out.items() if isinstance(v, (int, float)) and math.isfinite(float(v))}
+
+
+def _pct(v) -> str:
+  return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+
+def markdown(res: dict) -> str:
+  """Readable tables (accuracies in %)."""
+  lines = [f"# Evaluation ({res.get('size')}, convention {res.get('convention')})", ""]
+  if res.get("skipped"):
+    lines += ["Skipped conditions: " + "; ".join(f"{k} ({v})" for k, v in res["skipped"].items()), ""]
+  if res.get("missing"):
+    lines += ["Missing data: " + "; ".join(f"{k}: {v}" for k, v in res["missing"].items()), ""]
+  if "hhh" in res:
+    h = res["hhh"]
+    lines += [f"## HHH evaluations ({h['task']}, {h['n']} comparisons), accuracy %", "",
+              "| condition | method | overall | harmless | helpful | honest | other |", "|---|---|---|---|---|---|---|"]
+    for cond, methods in h["conditions"].items():
+      for m, t in methods.items():
+        lines.append(f"| {cond} | {m} | {_pct(t['overall'])} | " + " | ".join(
+            f"{_pct(t.get(s))} (n={t.get('n_' + s, '-')})" for s in hhh_eval.SUBSETS) + " |")
+    lines.append("")
+  if "truthfulqa" in res:
+    t = res["truthfulqa"]
+    lines += [f"## TruthfulQA MC ({t['n']} questions), %", "", "| condition | MC1 (sum) | MC1 (mean) | MC2 | MC1 (score) |",
+              "|---|---|---|---|---|"]
+    for cond, v in t["conditions"].items():
+      lines.append(f"| {cond} | {_pct(v.get('mc1_sum'))} | {_pct(v.get('mc1_mean'))} | {_pct(v.get('mc2'))} | "
+                   f"{_pct(v.get('mc1_score'))} |")
+    lines.append("")
+  if res.get("compare"):
+    lines += ["## Ranked comparisons: pairwise accuracy %", "", "| task | condition | score | sum | mean | mi | pairs |",
+              "|---|---|---|---|---|---|---|"]
+    for task, t in res["compare"].items():
+      for cond, v in t["conditions"].items():
+        lines.append(f"| {task} | {cond} | " + " | ".join(_pct(v.get(m)) for m in ("score", "sum", "mean", "mi")) +
+                     f" | {v['pairs']} |")
+    lines.append("")
+  if res.get("tax"):
+    lines += ["## Alignment tax (capability accuracy %, tax = with - without intervention, points)", "",
+              "| task | n | plain | prompt | distilled | tax (prompt) | tax (distilled) |", "|---|---|---|---|---|---|---|"]
+    for task, t in res["tax"].items():
+      c, tx = t["conditions"], t.get("tax", {})
+      lines.append(f"| {task} | {t['n']} | " + " | ".join(_pct(c.get(k, {}).get("accuracy")) for k in LM_CONDITIONS) +
+                   " | " + " | ".join(_pct(tx.get(k, {}).get("accuracy")) for k in ("prompt", "distilled")) + " |")
+    lines.append("")
+  if res.get("ece"):
+    lines += ["## Calibration (expected calibration error)", "", "| what | ECE | n |", "|---|---|---|"]
+    for k, v in res["ece"].items():
+      lines.append(f"| {k} | {v:.3f} | {res['calibration'][k]['n']} |")
+    lines.append("")
+  if res.get("timing_s"):
+    lines += ["Wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in res["timing_s"].items()) +
+              f"; total {res.get('wall_time_s', 0):.1f}s", ""]
+  return "\n".join(lines)
+
+
+def write_outputs(res: dict, workdir: str, step: int = 0) -> None:
+  if jax.process_index() != 0:
+    return
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "eval.json"), "w") as f:
+    json.dump(res, f, indent=1, sort_keys=True, default=float)
+  with open(os.path.join(workdir, "eval.md"), "w") as f:
+    f.write(markdown(res))
+  writer = metrics_lib.MetricWriter(workdir)
+  writer.write(step, flat_scalars(res), prefix="eval/")
+  writer.close()
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+
+def main(argv=None):
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
+  config_flag = config_flags.DEFINE_config_file(
+      "config", None, "configs/eval.py:SIZE; set --config.checkpoint=PATH (and optionally distilled_checkpoint, "
+      "pm_checkpoint).", lock_config=True)
+  flags.DEFINE_string("workdir", None, "Where eval.json, eval.md and TensorBoard events go.")
+  flags.mark_flags_as_required(["config", "workdir"])
+
+  def run(_):
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    res = evaluate(config_flag.value, flags.FLAGS.workdir)
+    print(markdown(res))
+
+  app.run(run, argv=argv)

@@ -1,0 +1,287 @@
+"""Scoring responses with a language model or a preference model, batched and sharded like training.
+
+A batch of the comparison or multiple-choice family (docs/contracts.md) holds, for every example and every response
+(choice), `tokens` = context + response + end-of-context token, `response_start` and `eoc_index`. From one
+forward pass we read
+
+* an LM's log-probability of the response tokens `tokens[response_start:eoc_index]` given everything before them
+  (summed, and the token count so the mean is sum / count), optionally after a fixed prefix (the HHH prompt) whose
+  keys/values are computed once and shared by every row (`prefix_cache`);
+* a preference (or binary) model's score, read at the end-of-context token.
+
+The mutual-information score of the paper, log P(a|q) - log P(a), needs log P(a) with the query removed; the response
+cannot be scored from nothing (the first token needs a context), so P(a) is P(a | null context) with a short
+configurable null context (default "\\n\\nAssistant:", the assistant turn marker without the human's query).
+`unconditional_batch` builds those rows on the host from the same batch.
+
+`Scorer` owns the jitted functions. Batches are trimmed to a bucketed length (a multiple of 64 covering every
+end-of-context token) so that short examples do not pay for the longest one; buckets bound recompilation.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hhh import sharding
+from hhh.objectives import ranking
+
+BUCKET = 64
+
+
+def response_logprobs(logits, tokens, response_start, eoc_index):
+  """Sum of log P(tokens[t] | tokens[<t]) over response_start <= t < eoc_index, the number of such tokens, and
+  whether every one of them is the argmax prediction (greedy decoding would produce the response: lambada).
+
+  logits [N, L, V] (position t predicts token t+1), tokens [N, L], response_start/eoc_index [N] -> 3 x [N].
+  A response starting at position 0 has no context for its first token, which is then not counted.
+  """
+  total, _, count = ranking.sequence_logprobs_from_logits(logits, tokens, response_start, eoc_index)
+  pos = jnp.arange(1, tokens.shape[1])[None]
+  mask = (pos >= response_start[:, None]) & (pos < eoc_index[:, None])
+  hit = jnp.argmax(logits[:, :-1], axis=-1) == tokens[:, 1:]
+  greedy = jnp.all(hit | ~mask, axis=1).astype(jnp.float32)
+  return total, count, greedy
+
+
+def lm_forward(model, params, tokens, response_start, eoc_index, prefix_cache=None):
+  """[N, L] rows -> (sum log-prob, token count, greedy) of each row's response; pure, for jit."""
+  out = model.apply({"params": params}, tokens, prefix_cache=prefix_cache)
+  return response_logprobs(out["logits"], tokens, response_start, eoc_index)
+
+
+def pm_forward(model, params, tokens, eoc_index):
+  """[N, L] rows -> the score at each row's end-of-context token."""
+  out = model.apply({"params": params}, tokens, score_index=eoc_index, return_logits=False)
+  return out["score"]
+
+
+def bucket_length(eoc_index: np.ndarray, valid: np.ndarray, seq_len: int, bucket: int = BUCKET) -> int:
+  """Smallest multiple of `bucket` (capped at seq_len) that holds every valid row up to its end-of-context token."""
+  ends = np.asarray(eoc_index)[np.asarray(valid) > 0]
+  need = int(ends.max()) + 1 if ends.size else 1
+  return min(seq_len, max(bucket, int(math.ceil(need / bucket)) * bucket))
+
+
+def unconditional_batch(tokens, response_start, eoc_index, valid, null_ids, eoc_id: int):
+  """The same responses after `null_ids` instead of their context: (tokens, response_start, eoc_index) of the
+  same shapes. Responses that do not fit keep their first tokens (never happens when len(null) < len(context))."""
+  tokens, rs, ei = np.asarray(tokens), np.asarray(response_start), np.asarray(eoc_index)
+  lead, L = tokens.shape[:-1], tokens.shape[-1]
+  t2, r2, e2 = tokens.reshape(-1, L), rs.reshape(-1), ei.reshape(-1)
+  v2 = np.asarray(valid).reshape(-1)
+  out = np.zeros_like(t2)
+  new_rs = np.zeros_like(r2)
+  new_ei = np.zeros_like(e2)
+  null = np.asarray(null_ids, np.int32)
+  for i in range(t2.shape[0]):
+    if v2[i] <= 0:
+      continue
+    resp = t2[i, r2[i]:e2[i]][: L - 1 - len(null)]
+    row = np.concatenate([null, resp, [eoc_id]])
+    out[i, :len(row)] = row
+    new_rs[i], new_ei[i] = len(null), len(null) + len(resp)
+  return out.reshape(tokens.shape), new_rs.reshape(lead), new_ei.reshape(lead)
+
+
+class Scorer:
+  """Jitted LM / PM scoring of host batches on `mesh`, parameters already sharded (`param_shardings`)."""
+
+  def __init__(self, model, params, mesh, rules, param_shardings, *, prefix_tokens: Optional[np.ndarray] = None):
+    self.model, self.params, self.mesh, self.rules = model, params, mesh, tuple(rules)
+    self.param_shardings = param_shardings
+    self.dp = sharding.data_parallel_size(mesh)
+    self._repl = sharding.replicated(mesh)
+    self._lm, self._lm_prefix, self._pm = _jitted(model, mesh, self.rules, param_shardings)
+    self.prefix_cache = None
+    self.prefix_len = 0
+    if prefix_tokens is not None and len(prefix_tokens):
+      self.prefix_cache = self._prefix_cache(np.asarray(prefix_tokens, np.int32))
+      self.prefix_len = int(len(prefix_tokens))
+
+  def _ctx(self):
+    return _Ctx(self.mesh, self.rules)
+
+  def _prefix_cache(self, prefix):
+    def fn(p, t):
+      out = self.model.apply({"params": p}, t[None], return_logits=False, return_cache=True)
+      return jax.tree.map(lambda c: c[:, 0], out["cache"])  # [layers, P, heads, head_dim]
+    with self._ctx():
+      return jax.jit(fn, in_shardings=(self.param_shardings, self._repl), out_shardings=self._repl)(
+          self.params, jnp.asarray(prefix))
+
+  def _rows(self, x, n_pad):
+    x = np.asarray(x)
+    if n_pad:
+      x = np.concatenate([x, np.zeros((n_pad,) + x.shape[1:], x.dtype)])
+    return x
+
+  def _flatten(self, tokens, response_start, eoc_index, valid):
+    """[..., L] host arrays -> flat rows padded to a multiple of the data-parallel size, trimmed to a bucket."""
+    tokens = np.asarray(tokens)
+    L = tokens.shape[-1]
+    length = bucket_length(eoc_index, valid, L)
+    if self.prefix_cache is not None:
+      length = min(length, self.model.cfg.max_len - self.prefix_len)
+    t = tokens.reshape(-1, L)[:, :length]
+    rs = np.minimum(np.asarray(response_start).reshape(-1), length - 1)
+    ei = np.minimum(np.asarray(eoc_index).reshape(-1), length - 1)
+    n = t.shape[0]
+    pad = (-n) % self.dp
+    shardings = (sharding.batch_sharding(self.mesh, 2), sharding.batch_sharding(self.mesh, 1),
+                 sharding.batch_sharding(self.mesh, 1))
+    return [_global(self._rows(a, pad), sh) for a, sh in zip((t, rs, ei), shardings)], n
+
+  def lm(self, tokens, response_start, eoc_index, valid, *, with_prefix: bool = False):
+    """Host arrays with leading shape S -> (sum log-prob, count, greedy) numpy arrays of shape S."""
+    lead = np.asarray(response_start).shape
+    (t, rs, ei), n = self._flatten(tokens, response_start, eoc_index, valid)
+    with self._ctx():
+      if with_prefix:
+        if self.prefix_cache is None:
+          raise ValueError("with_prefix=True but the scorer has no prefix (prompt) tokens")
+        out = self._lm_prefix(self.params, t, rs, ei, self.prefix_cache)
+      else:
+        out = self._lm(self.params, t, rs, ei)
+    return tuple(_to_host(x)[:n].reshape(lead) for x in out)
+
+  def pm(self, tokens, eoc_index, valid):
+    lead = np.asarray(eoc_index).shape
+    (t, _, ei), n = self._flatten(tokens, np.zeros_like(np.asarray(eoc_index)), eoc_index, valid)
+    with self._ctx():
+      s = self._pm(self.params, t, ei)
+    return _to_host(s)[:n].reshape(lead)
+
+
+_JIT_CACHE: dict = {}
+
+
+def _jitted(model, mesh, rules, param_shardings):
+  """One set of jitted functions per (model config, mesh, rules): repeated evaluations reuse compilations."""
+  key = (model.cfg, mesh, rules)
+  if key not in _JIT_CACHE:
+    row, col, repl = sharding.batch_sharding(mesh, 2), sharding.batch_sharding(mesh, 1), sharding.replicated(mesh)
+    lm = jax.jit(lambda p, t, s, e: lm_forward(model, p, t, s, e),
+                 in_shardings=(param_shardings, row, col, col), out_shardings=(col, col, col))
+    lm_prefix = jax.jit(lambda p, t, s, e, c: lm_forward(model, p, t, s, e, prefix_cache=c),
+                        in_shardings=(param_shardings, row, col, col, repl), out_shardings=(col, col, col))
+    pm = jax.jit(lambda p, t, e: pm_forward(model, p, t, e), in_shardings=(param_shardings, row, col),
+                 out_shardings=col)
+    _JIT_CACHE[key] = (lm, lm_prefix, pm)
+  return _JIT_CACHE[key]
+
+
+class _Ctx:
+  def __init__(self, mesh, rules):
+    self.mesh, self.rules = mesh, rules
+
+  def __enter__(self):
+    self._a = jax.set_mesh(self.mesh)
+    self._b = nn.logical_axis_rules(self.rules)
+    self._a.__enter__()
+    self._b.__enter__()
+
+  def __exit__(self, *exc):
+    self._b.__exit__(*exc)
+    self._a.__exit__(*exc)
+
+
+def _global(x: np.ndarray, sh) -> jax.Array:
+  """A global array from the full host copy every process holds (evaluation sets are small)."""
+  return jax.make_array_from_callback(x.shape, sh, lambda idx: x[idx])
+
+
+def _to_host(x: Any) -> np.ndarray:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(jax.device_get(x))
+
+
+# ----------------------------------------------------------------------------------------------- choice metrics
+
+
+def choose(scores, valid):
+  """Index of the highest-scoring valid choice per row; ties go to the first choice (np.argmax order)."""
+  s = np.where(np.asarray(valid) > 0, np.asarray(scores, np.float64), -np.inf)
+  return np.argmax(s, axis=-1)
+
+
+def choice_correct(scores, target, valid):
+  """Per row: 1 if the chosen choice has the highest target among the valid choices (MC1 / HHH accuracy)."""
+  target = np.asarray(target, np.float64)
+  pick = choose(scores, valid)
+  best = np.where(np.asarray(valid) > 0, target, -np.inf).max(axis=-1)
+  return (np.take_along_axis(target, pick[:, None], axis=-1)[:, 0] == best).astype(np.float64)
+
+
+def mc2(logprob_sums, target, valid):
+  """Per row: normalised probability mass on the true choices, sum_{true} P(a) / sum_{all} P(a) with P(a) =
+  exp(summed log-prob) (TruthfulQA MC2)."""
+  lp = np.where(np.asarray(valid) > 0, np.asarray(logprob_sums, np.float64), -np.inf)
+  m = lp.max(axis=-1, keepdims=True)
+  p = np.exp(lp - m)
+  true = (np.asarray(target) > 0) & (np.asarray(valid) > 0)
+  return (p * true).sum(-1) / p.sum(-1)
+
+
+def pairwise_correct(pred, score, valid):
+  """For ranked comparisons: (correct, pairs) per row over response pairs with different true scores; a pair is
+  correct when the prediction orders it the same way, 0.5 on a predicted tie (as hhh.objectives.ranking.pair_stats,
+  so the evaluator and the trainer's held-out accuracy agree)."""
+  pred, score, valid = (np.asarray(a, np.float64) for a in (pred, score, valid))
+  k = pred.shape[-1]
+  correct = np.zeros(pred.shape[0])
+  pairs = np.zeros(pred.shape[0])
+  for i in range(k):
+    for j in range(k):
+      ok = (valid[:, i] > 0) & (valid[:, j] > 0) & (score[:, i] > score[:, j])
+      pairs += ok
+      correct += ok * ((pred[:, i] > pred[:, j]) + 0.5 * (pred[:, i] == pred[:, j]))
+  return correct, pairs
+
+
+# ----------------------------------------------------------------------------------------------- whole sets
+
+
+def _length_order(ex):
+  """Rows sorted by their longest sample, so each forward pass trims to a tight bucket."""
+  longest = np.where(ex.valid > 0, ex.eoc_index, 0).max(-1)
+  return np.argsort(longest, kind="stable")
+
+
+def score_lm(scorer: Scorer, ex, *, batch_size: int, with_prefix: bool = False, null_ids=None,
+             eoc_id: int | None = None) -> dict:
+  """LM scores of every response of an evaluation set: {sum, count, mean, greedy[, uncond, mi]} arrays [N, K].
+
+  With `null_ids`, also log P(a | null context) ("uncond") and the mutual information "mi" = sum - uncond.
+  """
+  order = _length_order(ex)
+  out = {name: np.zeros(ex.valid.shape, np.float64) for name in ("sum", "count", "greedy", "uncond")}
+  for i in range(0, len(order), batch_size):
+    idx = order[i:i + batch_size]
+    t, rs, ei, v = ex.tokens[idx], ex.response_start[idx], ex.eoc_index[idx], ex.valid[idx]
+    out["sum"][idx], out["count"][idx], out["greedy"][idx] = scorer.lm(t, rs, ei, v, with_prefix=with_prefix)
+    if null_ids is not None:
+      ut, urs, uei = unconditional_batch(t, rs, ei, v, null_ids, eoc_id)
+      out["uncond"][idx] = scorer.lm(ut, urs, uei, v, with_prefix=with_prefix)[0]
+  out["mean"] = out["sum"] / np.maximum(out["count"], 1)
+  if null_ids is not None:
+    out["mi"] = out["sum"] - out["uncond"]
+  else:
+    del out["uncond"]
+  return out
+
+
+def score_pm(scorer: Scorer, ex, *, batch_size: int) -> dict:
+  """Preference/binary model scores of every response: {"score": [N, K]}."""
+  order = _length_order(ex)
+  score = np.zeros(ex.valid.shape, np.float64)
+  for i in range(0, len(order), batch_size):
+    idx = order[i:i + batch_size]
+    score[idx] = scorer.pm(ex.tokens[idx], ex.eoc_index[idx], ex.valid[idx])
+  return {"score": score}

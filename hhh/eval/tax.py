@@ -1,0 +1,25 @@
+"""The alignment tax: a capability evaluation with the intervention (the HHH prompt, or a context-distilled
+checkpoint) minus the same evaluation without it.
+
+* lambada: last-word accuracy, the final word is correct when greedy decoding reproduces it exactly (every
+  token of " {word}" is the argmax given the passage and the word's earlier tokens);
+* multiple-choice benchmarks (HellaSwag, ARC, OpenBookQA, PIQA from TFDS): the choice with the highest summed
+  log-prob (and, reported too, the highest mean log-prob, which favours long answers less).
+"""
+from __future__ import annotations
+
+from hhh.eval import scoring
+
+TASKS = ("tax_lambada", "tax_hellaswag", "tax_arc_easy", "tax_arc_challenge", "tax_openbookqa", "tax_piqa")
+
+
+def capability(task: str, scores: dict, ex) -> dict:
+  if task.split("#")[0] == "tax_lambada":
+    return {"accuracy": float(scores["greedy"][:, 0].mean()), "n": len(ex)}
+  return {"accuracy": float(scoring.choice_correct(scores["sum"], ex.label, ex.valid).mean()),
+          "accuracy_mean": float(scoring.choice_correct(scores["mean"], ex.label, ex.valid).mean()), "n": len(ex)}
+
+
+def tax(base: dict, with_intervention: dict) -> dict:
+  """{metric: with - without} for every accuracy both have (negative = the intervention costs capability)."""
+  return {k: with_intervention[k] - base[k] for k in base if k.startswith("accuracy") and k in with_intervention}

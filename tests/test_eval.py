@@ -1,0 +1,224 @@
+"""Evaluation: scoring against hand-computed log-probs, MI, MC2, ties, calibration, real HHH subset counts, the
+evaluation job end to end (deterministic, PM + LM conditions, outputs)."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from hhh import sharding
+from hhh.eval import calibration, examples, hhh as hhh_eval, run, scoring
+from hhh.models.transformer import Transformer, TransformerConfig
+
+V = 32
+EOC = V - 1
+
+
+def _model(score_head=False):
+  cfg = TransformerConfig(vocab_size=V, d_model=32, n_layers=2, n_heads=2, max_len=128, score_head=score_head,
+                          init_std=0.3)
+  model = Transformer(cfg)
+  params = model.init(jax.random.key(1), jnp.zeros((1, 8), jnp.int32))["params"]
+  params = jax.tree.map(lambda p: getattr(p, "value", p), params, is_leaf=lambda p: hasattr(p, "value"))
+  return model, params
+
+
+def _mesh_scorer(model, params, prefix=None):
+  mesh_cfg = ml_collections.ConfigDict(dict(shape=dict(data=-1, fsdp=1, tensor=1), slices=1,
+                                            rules=[list(r) for r in sharding.DEFAULT_RULES]))
+  mesh = sharding.make_mesh(mesh_cfg)
+  rules = sharding.rules_from_config(mesh_cfg.rules)
+  ms = run.build_model(ml_collections.ConfigDict(dict(vars(model.cfg))), mesh_cfg)
+  return scoring.Scorer(model, params, mesh, rules, ms.shardings, prefix_tokens=prefix)
+
+
+_APPLY = {}
+
+
+def _hand_logprob(model, params, seq, start, end):
+  """log P(seq[start:end] | seq[:start]) by an explicit loop over positions."""
+  fn = _APPLY.setdefault(model.cfg, jax.jit(lambda p, t: model.apply({"params": p}, t)["logits"]))
+  logits = np.asarray(fn(params, jnp.asarray([seq]))[0], np.float64)
+  total = 0.0
+  for t in range(start, end):
+    row = logits[t - 1]
+    total += row[seq[t]] - (np.log(np.sum(np.exp(row - row.max()))) + row.max())
+  return total
+
+
+def _sample(ctx, resp, L):
+  row = list(ctx) + list(resp) + [EOC]
+  return row + [0] * (L - len(row)), len(ctx), len(ctx) + len(resp)
+
+
+def _examples(rows_by_example, L=24):
+  """[[ (ctx, resp), ... ] per example] -> Examples with label 1 on the first response."""
+  n, k = len(rows_by_example), max(len(r) for r in rows_by_example)
+  tok = np.zeros((n, k, L), np.int32)
+  rs, ei, valid, label = (np.zeros((n, k), np.int32), np.zeros((n, k), np.int32), np.zeros((n, k), np.float32),
+                          np.zeros((n, k), np.float32))
+  for i, rows in enumerate(rows_by_example):
+    for j, (c, r) in enumerate(rows):
+      tok[i, j], rs[i, j], ei[i, j] = _sample(c, r, L)
+      valid[i, j], label[i, j] = 1, float(j == 0)
+  return examples.Examples("hand", tok, rs, ei, label, valid, None, {})
+
+
+def test_lm_scores_match_hand_computed_logprobs_and_mutual_information():
+  model, params = _model()
+  rng = np.random.default_rng(0)
+  rows = [[(rng.integers(3, V - 1, size=int(rng.integers(2, 9))), rng.integers(3, V - 1, size=int(rng.integers(1, 7))))
+           for _ in range(3)] for _ in range(5)]
+  rows[2] = rows[2][:2]  # a padding response (valid 0)
+  ex = _examples(rows)
+  null = np.array([5, 6], np.int32)
+  scorer = _mesh_scorer(model, params)  # 8 fake devices: 14 rows padded to 16
+  s = scoring.score_lm(scorer, ex, batch_size=3, null_ids=null, eoc_id=EOC)
+  for i, resp_rows in enumerate(rows):
+    for j, (c, r) in enumerate(resp_rows):
+      seq, a, b = _sample(c, r, 24)
+      cond = _hand_logprob(model, params, seq, a, b)
+      useq, ua, ub = _sample(null, r, 24)
+      uncond = _hand_logprob(model, params, useq, ua, ub)
+      np.testing.assert_allclose(s["sum"][i, j], cond, rtol=1e-4, atol=1e-4)
+      assert s["count"][i, j] == len(r)
+      np.testing.assert_allclose(s["mean"][i, j], cond / len(r), rtol=1e-4, atol=1e-4)
+      np.testing.assert_allclose(s["mi"][i, j], cond - uncond, rtol=1e-4, atol=1e-4)
+  assert s["sum"][2, 2] == 0 and s["count"][2, 2] == 0  # padding response untouched
+
+
+def test_greedy_flag_is_exact_argmax_reproduction():
+  model, params = _model()
+  ctx = [3, 4, 5, 6]
+  logits = np.asarray(model.apply({"params": params}, jnp.asarray([ctx]))["logits"][0])
+  best = int(logits[-1].argmax())
+  worst = int(logits[-1][3:EOC].argmin()) + 3
+  ex = _examples([[(ctx, [best])], [(ctx, [worst])]])
+  s = scoring.score_lm(_mesh_scorer(model, params), ex, batch_size=4)
+  assert s["greedy"][:, 0].tolist() == [1.0, 0.0]
+
+
+def test_prompt_prefix_cache_equals_concatenated_context():
+  """The prompt condition (shared prefix keys/values) scores exactly like prompt + context in one sequence."""
+  model, params = _model()
+  prompt = np.array([7, 8, 9, 10, 11, 12], np.int32)
+  ctx, resp = [3, 4, 5], [20, 21, 22]
+  ex = _examples([[(ctx, resp)]])
+  s = scoring.score_lm(_mesh_scorer(model, params, prefix=prompt), ex, batch_size=1, with_prefix=True)
+  seq, a, b = _sample(list(prompt) + ctx, resp, 32)
+  np.testing.assert_allclose(s["sum"][0, 0], _hand_logprob(model, params, seq, a, b), rtol=1e-4, atol=1e-4)
+  plain = scoring.score_lm(_mesh_scorer(model, params, prefix=prompt), ex, batch_size=1)
+  assert abs(plain["sum"][0, 0] - s["sum"][0, 0]) > 1e-3  # the prompt really conditions the score
+
+
+def test_pm_scores_read_at_end_of_context_token():
+  model, params = _model(score_head=True)
+  params = jax.tree.map(lambda p: p, params)
+  key = jax.random.key(3)
+  params["score_head"] = {"kernel": jax.random.normal(key, params["score_head"]["kernel"].shape),
+                          "bias": jnp.zeros_like(params["score_head"]["bias"])}
+  ex = _examples([[([3, 4], [5, 6, 7]), ([3, 4], [8])]])
+  s = scoring.score_pm(_mesh_scorer(model, params), ex, batch_size=1)["score"]
+  for j, (c, r) in enumerate([([3, 4], [5, 6, 7]), ([3, 4], [8])]):
+    seq, _, e = _sample(c, r, 24)
+    ref = model.apply({"params": params}, jnp.asarray([seq]), score_index=jnp.asarray([e]))["score"][0]
+    np.testing.assert_allclose(s[0, j], float(ref), rtol=1e-5, atol=1e-5)
+
+
+def test_choice_ties_go_to_first_choice_and_mc2_normalisation():
+  valid = np.ones((3, 3))
+  target = np.array([[0, 1, 0], [1, 0, 0], [0, 1, 0]], float)
+  scores = np.array([[2.0, 2.0, 1.0], [2.0, 2.0, 1.0], [0.0, 1.0, 5.0]])
+  assert scoring.choose(scores, valid).tolist() == [0, 0, 2]
+  assert scoring.choice_correct(scores, target, valid).tolist() == [0.0, 1.0, 0.0]
+  # An invalid (padding) choice never wins, whatever its score.
+  v2 = valid.copy()
+  v2[2, 2] = 0
+  assert scoring.choose(scores, v2)[2] == 1
+  lp = np.log(np.array([[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]]))
+  t = np.array([[0, 1, 0], [1, 1, 0]], float)
+  np.testing.assert_allclose(scoring.mc2(lp, t, np.ones((2, 3))), [0.3, 0.2])
+  # MC2 renormalises over the valid choices only: 0.3 / (0.2 + 0.3).
+  np.testing.assert_allclose(scoring.mc2(lp[:1], t[:1], np.array([[1, 1, 0]])), [0.6])
+  # Large log-probs do not overflow.
+  np.testing.assert_allclose(scoring.mc2(np.array([[-1000.0, -1000.0]]), np.array([[1, 0]]), np.ones((1, 2))), [0.5])
+
+
+def test_pairwise_accuracy_counts_only_differently_scored_pairs():
+  pred = np.array([[3.0, 2.0, 1.0, 1.0], [1.0, 1.0, 0.0, 9.0]])
+  score = np.array([[3.0, 2.0, 1.0, 1.0], [2.0, 1.0, 1.0, 0.0]])
+  valid = np.array([[1, 1, 1, 1], [1, 1, 1, 0]], float)
+  correct, pairs = scoring.pairwise_correct(pred, score, valid)
+  assert pairs.tolist() == [5.0, 2.0]  # row 1: (0,1), (0,2); the tie (2,3) and the padding response give no pair
+  assert correct.tolist() == [5.0, 1.5]  # (0,1) predicted tie: half a pair, as the trainer's accuracy
+
+
+def test_calibration_ece_by_hand():
+  r = calibration.reliability([0.05, 0.15, 0.95, 0.95], [0, 1, 1, 0], bins=10)
+  # bins: [0,.1): p .05 freq 0 -> .05; [.1,.2): p .15 freq 1 -> .85; [.9,1]: p .95 freq .5 -> .45 (2 of 4)
+  np.testing.assert_allclose(r["ece"], 0.25 * 0.05 + 0.25 * 0.85 + 0.5 * 0.45)
+  assert r["count"][0] == 1 and r["count"][9] == 2
+  perfect = calibration.pairwise_preference(np.array([[5.0, -5.0]]), np.array([[1.0, 0.0]]), np.ones((1, 2)))
+  assert perfect["n"] == 2 and perfect["ece"] < 1e-3
+  mc = calibration.multiple_choice(np.array([[0.0, 0.0]]), np.array([[0.0, 1.0]]), np.ones((1, 2)))
+  np.testing.assert_allclose(mc["ece"], 0.5)  # picks the first (wrong) choice with confidence 0.5
+
+
+def test_hhh_real_data_subset_counts(bigbench_dir):
+  ex = examples.load("hhh_alignment_mc", seq_len=256, k=2)
+  assert len(ex) == 221 and ex.valid.sum() == 442
+  assert (ex.label.sum(-1) == 1).all()
+  t = hhh_eval.accuracy_table(np.where(ex.label > 0, 1.0, 0.0), ex)  # an oracle scores 100% in every subset
+  assert [t[f"n_{s}"] for s in hhh_eval.SUBSETS] == [58, 59, 61, 43]
+  assert t["overall"] == 1.0 and all(t[s] == 1.0 for s in hhh_eval.SUBSETS)
+  flipped = hhh_eval.accuracy_table(np.where(ex.label > 0, 0.0, 1.0), ex)
+  assert flipped["overall"] == 0.0
+  tied = hhh_eval.accuracy_table(np.zeros_like(ex.label), ex)  # all ties: first response
+  np.testing.assert_allclose(tied["overall"], float((ex.label[:, 0] == 1).mean()))
+
+
+def _save_params(path, params):
+  from hhh import checkpoint as ckpt_lib
+  c = ckpt_lib.Checkpointer(str(path), every=1, keep=1, async_save=False)
+  c.save(7, {"params": params, "step": jnp.asarray(7)}, {"train_batches": 0}, force=True)
+  c.wait()
+  c.close()
+
+
+def test_eval_job_is_deterministic_and_writes_outputs(tmp_path):
+  from configs import eval as eval_cfg
+  config = eval_cfg.get_config("tiny")
+  ms = run.build_model(config.model, config.mesh)
+  lm = ms.model.init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
+  lm = jax.tree.map(lambda p: getattr(p, "value", p), lm, is_leaf=lambda p: hasattr(p, "value"))
+  _save_params(tmp_path / "lm", lm)
+  pm_cfg = ml_collections.ConfigDict(config.model.to_dict())
+  pm_cfg.score_head = True
+  pm = run.build_model(pm_cfg, config.mesh).model.init(jax.random.key(1), jnp.zeros((1, 8), jnp.int32))["params"]
+  pm = jax.tree.map(lambda p: getattr(p, "value", p), pm, is_leaf=lambda p: hasattr(p, "value"))
+  pm["score_head"]["kernel"] = jax.random.normal(jax.random.key(2), pm["score_head"]["kernel"].shape)
+  _save_params(tmp_path / "pm", pm)
+  with config.unlocked():
+    config.checkpoint = str(tmp_path / "lm")
+    config.pm_checkpoint = str(tmp_path / "pm")
+    config.eval.suites = "compare"
+    config.eval.conditions = "plain,pm,distilled"
+    config.eval.max_examples = 12
+  out1 = run.evaluate(config, str(tmp_path / "e1"), log=lambda s: None)
+  out2 = run.evaluate(config, str(tmp_path / "e2"), log=lambda s: None)
+  c1, c2 = out1["compare"]["lab_compare"], out2["compare"]["lab_compare"]
+  assert c1 == c2 and c1["n"] == 12
+  assert set(c1["conditions"]) == {"plain", "pm"} and "distilled" in out1["skipped"]
+  assert c1["conditions"]["plain"]["pairs"] > 12
+  saved = json.loads((tmp_path / "e1" / "eval.json").read_text())
+  assert saved["compare"]["lab_compare"]["conditions"]["pm"]["score"] == c1["conditions"]["pm"]["score"]
+  assert "| lab_compare | pm |" in (tmp_path / "e1" / "eval.md").read_text()
+  assert os.listdir(tmp_path / "e1" / "tensorboard")
+  # An LM checkpoint cannot serve as a preference model: its score head would be fresh.
+  with config.unlocked():
+    config.pm_checkpoint = str(tmp_path / "lm")
+  with pytest.raises(ValueError, match="lacks parameters"):
+    run.evaluate(config, str(tmp_path / "e3"), log=lambda s: None)
