@@ -195,7 +195,7 @@ def make_train_step(setup: Setup):
     l, metrics, grads = _mean_over_microbatches(loss_and_grads, batch, accum)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics, loss=l, grad_norm=optax.global_norm(grads), lr=schedule(state.step))
+    metrics = dict(metrics, loss=l, grad_norm=optax.tree.norm(grads), lr=schedule(state.step))
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step
