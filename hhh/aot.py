@@ -306,7 +306,7 @@ def markdown_table(reports: Sequence[dict]) -> str:
   for r in reports:
     m = r["mesh"]
     slices = f"{r['num_slices']} x {r['topology']}" if r["num_slices"] > 1 else r["topology"]
-    k = r["batch_shapes"].get("tokens", [0, 0, 0])
+    k = r["batch_shapes"].get("tokens", [])  # [B, K, L] for comparisons: K sequences per example
     batch = (f"{r['global_batch']} x {k[1]} x {r['seq_len']}" if len(k) == 3 else f"{r['global_batch']} x {r['seq_len']}")
     mem = ("out of memory" if r.get("error") else
            f"{r['argument_bytes'] / GiB:.1f} + {r['temp_bytes'] / GiB:.1f} = **{r['total_bytes'] / GiB:.1f}** / "

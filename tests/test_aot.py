@@ -95,7 +95,7 @@ def test_parse_topology_errors(name, match):
 
 def _report(**kw):
   base = dict(config_size="52b", objective="preference", topology="v5p-128", num_slices=1, device_kind="TPU v5",
-              num_devices=64, mesh={}, global_batch=64, grad_accum=1, seq_len=8192, batch_shapes={},
+              num_devices=64, mesh=dict(slice=1, data=1, fsdp=16, tensor=4), global_batch=64, grad_accum=1, seq_len=8192, batch_shapes={},
               n_params=52_000_000_000, param_bytes=208_000_000_000, argument_bytes=10 * aot.GiB,
               output_bytes=10 * aot.GiB, alias_bytes=10 * aot.GiB, temp_bytes=20 * aot.GiB, code_bytes=0,
               total_bytes=30 * aot.GiB, hbm_bytes=95 * aot.GiB, fits=True, flops_per_step=1e18,
@@ -236,3 +236,6 @@ def test_report_dataclass_roundtrip():
   r = _report()
   assert aot.Report(**r.as_dict()) == r and "FITS" in aot.format_report(r)
   assert "DOES NOT FIT" in aot.format_report(dataclasses.replace(r, fits=False))
+  row = aot.markdown_table([dict(r.as_dict(), batch_shapes={"tokens": [64, 4, 8192]})]).splitlines()[-1]
+  assert row.startswith("| 52b | preference | v5p-128 (64 x TPU v5) |") and "64 x 4 x 8192 (1)" in row
+  assert "10.0 + 20.0 = **30.0** / 95 GiB" in row and "**2.50 s** at 40%" in row
