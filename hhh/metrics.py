@@ -22,6 +22,8 @@ def _fmt(v: float, key: str = "") -> str:
   if key.endswith("time_s"):
     return f"{v * 1e3:.0f}ms" if v < 10 else f"{v:.1f}s"
   a = abs(v)
+  if float(v).is_integer() and a >= 1:
+    return f"{int(v):,}"
   if a != 0 and (a < 1e-3 or a >= 1e5):
     return f"{v:.3e}"
   return f"{v:.4f}"
