@@ -23,6 +23,7 @@ def get_config(arg=None):
       conditions="plain,prompt,distilled,pm",  # conditions without a checkpoint are skipped (and said so)
       convention="paper",  # paper: "\n\nHuman: q\n\nAssistant:" | bigbench: "\nHuman: q\nAssistant:" (lm-eval-harness)
       prompt="",  # a text file; "" = the project's HHH prompt (hhh.prompts)
+      prompt_max_tokens=0,  # 0 = model.max_len - seq_len; the preamble and whole dialogues that fit are kept
       null_context="",  # context of log P(a) in the mutual information; "" = the assistant marker of the convention
       # Tokens per sample (context + response + end-of-context token; contexts are cut at their beginning). The
       # prompt gets the rest of model.max_len (its preamble and as many whole dialogues as fit).

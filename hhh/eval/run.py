@@ -141,6 +141,8 @@ def make_conditions(config, devices=None, log: Callable[[str], None] = print) ->
     prefix = None
     if "prompt" in wanted:
       budget = int(config.model.max_len) - int(ev.seq_len)
+      if int(ev.prompt_max_tokens) > 0:
+        budget = min(budget, int(ev.prompt_max_tokens))
       try:
         prefix, pinfo = prompt_ids(ev.prompt, config.data.vocab, budget)
         info.update(pinfo)

@@ -1,0 +1,97 @@
+"""The paper's figures as PNG (matplotlib, Agg backend): accuracy vs parameters per objective, HHH accuracy vs
+parameters per condition, PMP sample-efficiency curves, calibration (reliability diagrams).
+
+Input is the JSON written by hhh.lab (lab.json) or tools/sweep.py (same keys: sizes, objectives, hhh, pmp,
+calibration)."""
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _save(fig, path):
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def objectives(res: dict, path: str):
+  sizes = res["sizes"]
+  fig, ax = plt.subplots(figsize=(5.5, 4))
+  names = sorted({o for accs in res["objectives"].values() for o in accs})
+  for o in names:
+    pts = sorted((sizes[s], accs[o]) for s, accs in res["objectives"].items() if accs.get(o) is not None)
+    if pts:
+      ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=o)
+  ax.set_xscale("log")
+  ax.set_xlabel("non-embedding parameters")
+  ax.set_ylabel("pairwise accuracy on held-out comparisons (%)")
+  ax.set_title("Telling better from worse, per objective")
+  ax.legend(fontsize=7)
+  return _save(fig, path)
+
+
+def hhh(res: dict, path: str):
+  """Per condition: mutual information for LMs (the paper's preferred score), the score for the PM."""
+  sizes = res["sizes"]
+  fig, ax = plt.subplots(figsize=(5.5, 4))
+  conds = sorted({c for v in res["hhh"].values() for c in v})
+  for c in conds:
+    pts = []
+    for s, v in res["hhh"].items():
+      if c in v:
+        m = v[c].get("mi") or v[c].get("score")
+        pts.append((sizes[s], m["overall"]))
+    pts.sort()
+    ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=c)
+  ax.axhline(50, color="gray", lw=0.8, ls=":")
+  ax.set_xscale("log")
+  ax.set_xlabel("non-embedding parameters")
+  ax.set_ylabel("HHH accuracy (%)")
+  ax.set_title("HHH evaluations per condition")
+  ax.legend(fontsize=7)
+  return _save(fig, path)
+
+
+def pmp(res: dict, path: str):
+  fig, ax = plt.subplots(figsize=(5.5, 4))
+  for label, name in (("pmp", "with binary PMP"), ("no_pmp", "without PMP")):
+    pts = sorted((int(n), a) for n, a in res["pmp"].get(label, {}).items() if a is not None)
+    if pts:
+      ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=name)
+  ax.set_xscale("log")
+  ax.set_xlabel("finetuning comparisons")
+  ax.set_ylabel("held-out accuracy (%)")
+  ax.set_title("PMP sample efficiency")
+  ax.legend(fontsize=7)
+  return _save(fig, path)
+
+
+def calibration(res: dict, path: str):
+  fig, ax = plt.subplots(figsize=(5, 5))
+  ax.plot([0, 1], [0, 1], color="gray", lw=0.8, ls=":")
+  for name, r in sorted(res.get("calibration", {}).items()):
+    if not r:
+      continue
+    pts = [(m, f) for m, f, n in zip(r["mean_prob"], r["frequency"], r["count"]) if n > 0]
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=f"{name} (ECE {r['ece']:.3f})")
+  ax.set_xlabel("predicted probability")
+  ax.set_ylabel("observed frequency")
+  ax.set_title("Calibration (reliability diagram)")
+  ax.legend(fontsize=6)
+  return _save(fig, path)
+
+
+def lab_figures(res: dict, outdir: str) -> dict:
+  os.makedirs(outdir, exist_ok=True)
+  out = {"objectives": objectives(res, os.path.join(outdir, "objectives.png")),
+         "pmp": pmp(res, os.path.join(outdir, "pmp.png")),
+         "calibration": calibration(res, os.path.join(outdir, "calibration.png"))}
+  if res.get("hhh"):
+    out["hhh"] = hhh(res, os.path.join(outdir, "hhh.png"))
+  return out

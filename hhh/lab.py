@@ -1,0 +1,333 @@
+"""The laboratory: the paper's experiments end to end on the embedded data, on a laptop.
+
+  python -m hhh.lab --workdir=DIR                        # ~15 min on 2 CPU cores
+  python -m hhh.lab --workdir=DIR --config.preset=smoke  # a couple of minutes (CI)
+
+Runs, in-process through the one trainer (hhh.train.train; no subprocesses, TensorFlow and JAX start once):
+  1. pretrain an LM at each size of the ladder (lab_s, lab_m, lab_l) on the embedded corpus (lab_lm);
+  2. from each LM: imitation learning (lab_imitation), binary discrimination (lab_binary) and a ranked preference
+     model (lab_compare, K=4);
+  3. at the largest size: binary PMP (lab_compare_binary) -> finetune on lab_compare_hhh with growing numbers of
+     examples, against the same finetuning without PMP (sample efficiency);
+  4. context distillation of the HHH prompt into the largest LM (lab_distill);
+  5. evaluation (hhh.eval): pairwise accuracy on the held-out lab comparisons for every objective, HHH evaluations
+     (BIG-bench hhh_alignment: plain / prompt / distilled / PM) and TruthfulQA when the BIG-bench files are found,
+     calibration;
+  6. DIR/report.md with the tables and the plots (DIR/plots/*.png), DIR/lab.json with every number.
+Every run lives in DIR/runs/<name>; rerunning the command resumes (finished runs return at once).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Callable
+
+import ml_collections
+
+PRESETS = {
+    # ~15 minutes on 2 shared CPU cores.
+    "default": dict(sizes="lab_s,lab_m,lab_l", batch_size=16, seq_len=128, pretrain_steps=300, objective_steps=120,
+                    pmp_steps=120, finetune_examples="64,256,1024", distill_steps=60, compare_examples=240,
+                    prompt_tokens=1024, eval_seq_len=512, hhh=True, truthfulqa=True),
+    # CI: one small size, a few steps each, every stage and the report still exercised.
+    "smoke": dict(sizes="tiny", batch_size=8, seq_len=64, pretrain_steps=12, objective_steps=6, pmp_steps=6,
+                  finetune_examples="16,48", distill_steps=4, compare_examples=24, prompt_tokens=512, eval_seq_len=128,
+                  hhh=True, truthfulqa=False),
+}
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Fields left at 0 / "" take the preset's value."""
+  return ml_collections.ConfigDict(dict(
+      preset="default", sizes="", batch_size=0, seq_len=0, pretrain_steps=0, objective_steps=0, pmp_steps=0,
+      finetune_examples="", distill_steps=0, compare_examples=0, prompt_tokens=0, eval_seq_len=0, hhh=-1, truthfulqa=-1, seed=0))
+
+
+def resolve(config: ml_collections.ConfigDict) -> dict:
+  if config.preset not in PRESETS:
+    raise ValueError(f"unknown lab preset {config.preset!r}; choose one of {sorted(PRESETS)}")
+  out = dict(PRESETS[config.preset])
+  for k in out:
+    v = config[k]
+    if isinstance(out[k], bool):  # switches: -1 = the preset's, 0 = off, 1 = on
+      if v != -1:
+        out[k] = bool(v)
+    elif v not in (0, ""):
+      out[k] = v
+  out["sizes"] = [s.strip() for s in out["sizes"].split(",") if s.strip()]
+  out["finetune_examples"] = [int(n) for n in str(out["finetune_examples"]).split(",") if n.strip()]
+  out["seed"] = int(config.seed)
+  out["preset"] = config.preset
+  return out
+
+
+def _load_config(module: str, arg: str) -> ml_collections.ConfigDict:
+  import importlib  # pylint: disable=g-import-not-at-top
+  return importlib.import_module(f"configs.{module}").get_config(arg)
+
+
+def run_config(module: str, arg: str, p: dict, *, steps: int, init_from: str = "", lr_factor: float = 1.0,
+               eval_every: int = 0, eval_batches: int = 4) -> ml_collections.ConfigDict:
+  """A project config (configs/<module>.py:<arg>) with the lab's batch, length and step overrides."""
+  c = _load_config(module, arg)
+  with c.unlocked():
+    c.seed = p["seed"]
+    c.train.steps = int(steps)
+    c.train.batch_size = p["batch_size"]
+    c.data.seq_len = p["seq_len"]
+    c.train.log_every = max(int(steps) // 4, 1)
+    c.train.eval_every = eval_every
+    c.train.eval_batches = eval_batches
+    c.train.checkpoint_every = int(steps)
+    c.train.keep_checkpoints = 1
+    c.train.async_checkpoints = False
+    c.optim.warmup_steps = min(int(c.optim.warmup_steps), max(int(steps) // 10, 1))
+    c.optim.lr = float(c.optim.lr) * lr_factor
+    c.init_from = init_from
+    # The embedded data is generated i.i.d., so its source order is already random; a 10k-example shuffle buffer
+    # would cost ~10x the first batch's time in every one of the lab's short runs.
+    c.data.shuffle = False
+    if "prompt_max_tokens" in c.objective:  # distil the same prompt the evaluation's "prompt" condition uses
+      c.objective.prompt_max_tokens = p["prompt_tokens"]
+  return c
+
+
+class Progress:
+  """One line per stage with elapsed time and an estimate of what is left (the trainer prints its own steps)."""
+
+  def __init__(self, total: int, stream=None):
+    self.total, self.done, self.t0 = total, 0, time.perf_counter()
+    self.times: dict = {}
+
+  def start(self, name: str, what: str):
+    el = time.perf_counter() - self.t0
+    eta = "" if not self.done else f", ~{(el / self.done) * (self.total - self.done) / 60:.1f} min left"
+    print(f"\n=== lab [{self.done + 1}/{self.total}] {name}: {what} (elapsed {el / 60:.1f} min{eta})", flush=True)
+    self._t = time.perf_counter()
+
+  def end(self, name: str, summary: str = ""):
+    dt = time.perf_counter() - self._t
+    self.times[name] = dt
+    self.done += 1
+    print(f"=== lab {name} done in {dt:.0f}s {summary}", flush=True)
+
+
+def _param_count(size: str) -> int:
+  from hhh import config as hc  # pylint: disable=g-import-not-at-top
+  from hhh.models.transformer import TransformerConfig  # pylint: disable=g-import-not-at-top
+  return TransformerConfig.from_config(hc.model_config(size)).non_embedding_params()
+
+
+def bigbench_available() -> bool:
+  from hhh.data import tasks  # pylint: disable=g-import-not-at-top
+  return os.path.exists(os.path.join(tasks.bigbench_dir(), "hhh_alignment", "task.json"))
+
+
+def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str], None] = print) -> dict:
+  from hhh import train as train_lib  # pylint: disable=g-import-not-at-top
+  from hhh.eval import run as eval_run  # pylint: disable=g-import-not-at-top
+  from hhh.eval import plots  # pylint: disable=g-import-not-at-top
+
+  p = resolve(config)
+  t0 = time.perf_counter()
+  sizes, big = p["sizes"], p["sizes"][-1]
+  runs = os.path.join(workdir, "runs")
+  have_bb = bigbench_available() and (p["hhh"] or p["truthfulqa"])
+  n_stages = len(sizes) * 4 + 1 + 2 * len(p["finetune_examples"]) + 1 + 2 * len(sizes) + 1
+  prog = Progress(n_stages)
+  res: dict = {"preset": p, "sizes": {s: _param_count(s) for s in sizes}, "train": {}, "objectives": {},
+               "hhh": {}, "truthfulqa": {}, "pmp": {"pmp": {}, "no_pmp": {}}, "calibration": {}, "ece": {}}
+
+  def train(name, cfg, what):
+    prog.start(name, what)
+    out = train_lib.train(cfg, os.path.join(runs, name))
+    res["train"][name] = {k: v for k, v in out.items() if isinstance(v, (int, float))}
+    prog.end(name, f"(loss {out.get('loss', float('nan')):.3f})")
+    return os.path.join(runs, name)
+
+  lm, objs = {}, {}
+  for s in sizes:
+    lm[s] = train(f"pretrain_{s}", run_config("pretrain", s, p, steps=p["pretrain_steps"]),
+                  f"pretrain a {_param_count(s):,}-parameter LM on lab_lm")
+  for s in sizes:
+    objs[(s, "imitation")] = train(f"imitation_{s}", run_config("imitation", s, p, steps=p["objective_steps"],
+                                                                 init_from=lm[s]), "imitation learning")
+    objs[(s, "binary")] = train(f"binary_{s}", run_config("binary", s, p, steps=p["objective_steps"],
+                                                          init_from=lm[s]), "binary discrimination")
+    objs[(s, "preference")] = train(f"preference_{s}", run_config("preference", s, p, steps=p["objective_steps"],
+                                                                  init_from=lm[s]), "ranked preference model")
+
+  # PMP -> finetune (sample efficiency) at the largest size. Finetuning from the LM (no PMP) trains a fresh score
+  # head, so it gets the PMP rate rather than the 0.01x finetuning rate (otherwise it would hardly move).
+  pmp = train(f"pmp_{big}", run_config("pmp", f"{big},binary,lab", p, steps=p["pmp_steps"], init_from=lm[big]),
+              "binary preference-model pre-training")
+  for n in p["finetune_examples"]:
+    steps = max(n // p["batch_size"], 1)
+    for label, init, factor in (("pmp", pmp, 1.0), ("no_pmp", lm[big], 10.0)):
+      name = f"finetune_{label}_{big}_{n}"
+      cfg = run_config("finetune", f"{big},lab", p, steps=steps, init_from=init, lr_factor=factor, eval_every=steps,
+                       eval_batches=8)
+      train(name, cfg, f"finetune on {n} lab_compare_hhh comparisons ({label.replace('_', ' ')})")
+      res["pmp"][label][n] = res["train"][name].get("eval/accuracy")
+
+  distilled = train(f"distill_{big}", run_config("distill", big, p, steps=p["distill_steps"], init_from=lm[big]),
+                    "context distillation of the HHH prompt")
+
+  # Evaluation.
+  suites = ["compare"] + (["hhh"] if have_bb and p["hhh"] else []) + (["truthfulqa"] if have_bb and p["truthfulqa"]
+                                                                      else [])
+  if not have_bb:
+    res["bigbench_missing"] = bigbench_howto()
+    log(res["bigbench_missing"])
+  for s in sizes:
+    ec = _eval_config(s, p, checkpoint=lm[s], pm=objs[(s, "preference")],
+                      distilled=distilled if s == big else "", suites=",".join(suites))
+    prog.start(f"eval_{s}", f"evaluate LM (plain, prompt{', distilled' if s == big else ''}) and PM: {suites}")
+    out = eval_run.evaluate(ec, os.path.join(workdir, "eval", s))
+    prog.end(f"eval_{s}")
+    if "hhh" in out:
+      res["hhh"][s] = out["hhh"]["conditions"]
+      res["hhh_timing_s"] = res.get("hhh_timing_s", {})
+      res["hhh_timing_s"][s] = out["timing_s"].get("hhh/total")
+    if "truthfulqa" in out:
+      res["truthfulqa"][s] = out["truthfulqa"]["conditions"]
+    cmp = out["compare"].get("lab_compare", {}).get("conditions", {})
+    res["objectives"].setdefault(s, {})
+    if "plain" in cmp:
+      res["objectives"][s]["pretrained LM (mean log-prob)"] = cmp["plain"]["mean"]
+    if "pm" in cmp:
+      res["objectives"][s]["ranked PM"] = cmp["pm"]["score"]
+    res["calibration"][f"{s}/ranked PM"] = out["calibration"].get("lab_compare/pm_pairs")
+    for k, v in out["ece"].items():
+      res["ece"][f"{s}/{k}"] = v
+
+    ec = _eval_config(s, p, checkpoint=objs[(s, "imitation")], pm=objs[(s, "binary")], suites="compare",
+                      conditions="plain,pm")
+    prog.start(f"eval_objectives_{s}", "evaluate the imitation and binary models on held-out lab comparisons")
+    out = eval_run.evaluate(ec, os.path.join(workdir, "eval", f"objectives_{s}"))
+    prog.end(f"eval_objectives_{s}")
+    cmp = out["compare"].get("lab_compare", {}).get("conditions", {})
+    if "plain" in cmp:
+      res["objectives"][s]["imitation (mean log-prob)"] = cmp["plain"]["mean"]
+    if "pm" in cmp:
+      res["objectives"][s]["binary"] = cmp["pm"]["score"]
+    res["calibration"][f"{s}/binary"] = out["calibration"].get("lab_compare/pm_pairs")
+
+  prog.start("report", "plots and report.md")
+  res["stage_times_s"] = dict(prog.times)
+  res["wall_time_s"] = time.perf_counter() - t0
+  figs = plots.lab_figures(res, os.path.join(workdir, "plots"))
+  res["plots"] = figs
+  with open(os.path.join(workdir, "lab.json"), "w") as f:
+    json.dump(res, f, indent=1, default=str)
+  with open(os.path.join(workdir, "report.md"), "w") as f:
+    f.write(report_markdown(res))
+  prog.end("report")
+  res["wall_time_s"] = time.perf_counter() - t0
+  log(f"\nhhh.lab: done in {res['wall_time_s'] / 60:.1f} min; report: {os.path.join(workdir, 'report.md')}")
+  return res
+
+
+def _eval_config(size, p, *, checkpoint, pm, suites, distilled="", conditions="plain,prompt,distilled,pm"):
+  c = _load_config("eval", size)
+  with c.unlocked():
+    c.checkpoint, c.pm_checkpoint, c.distilled_checkpoint = checkpoint, pm, distilled
+    c.eval.suites, c.eval.conditions = suites, conditions
+    c.eval.compare_tasks = "lab_compare"
+    c.eval.max_examples = p["compare_examples"]
+    c.eval.batch_size = 32
+    c.eval.seq_len = p["eval_seq_len"]
+    c.eval.prompt_max_tokens = p["prompt_tokens"]
+    c.eval.step = 0
+  return c
+
+
+def bigbench_howto() -> str:
+  from hhh.data import sources, tasks  # pylint: disable=g-import-not-at-top
+  d = tasks.bigbench_dir()
+  return (f"BIG-bench data not found at {d}: the HHH evaluations and TruthfulQA were skipped. Get them with\n"
+          + "".join(f"  curl -L --create-dirs -o {d}/hhh_alignment/{s}/task.json "
+                    f"{sources.URLS['hhh_alignment'].format(subset=s)}\n" for s in sources.BIGBENCH_SUBSETS)
+          + f"  curl -L --create-dirs -o {d}/hhh_alignment/task.json "
+          + sources.URLS["hhh_alignment"].replace("{subset}/", "") + "\n"
+          + f"  curl -L --create-dirs -o {d}/truthful_qa/task_mc.json {sources.URLS['truthful_qa_mc']}\n"
+          + "(or set HHH_BIGBENCH_DIR) and rerun the same command.")
+
+
+def _pct(v):
+  return "-" if v is None else f"{100 * float(v):.1f}"
+
+
+def report_markdown(res: dict) -> str:
+  p = res["preset"]
+  L = [f"# hhh laboratory report (preset {p['preset']})", "",
+       f"Total wall time: {res['wall_time_s'] / 60:.1f} min. Sizes (non-embedding parameters): "
+       + ", ".join(f"{s} {n:,}" for s, n in res["sizes"].items()) + ".", ""]
+  L += ["## Training runs", "", "| run | steps | final loss | held-out accuracy | wall time (s) |", "|---|---|---|---|---|"]
+  for name, m in res["train"].items():
+    L.append(f"| {name} | {int(m.get('step', 0))} | {m.get('loss', float('nan')):.3f} | "
+             f"{_pct(m.get('eval/accuracy'))} | {res['stage_times_s'].get(name, 0):.0f} |")
+  L += ["", "## Telling better from worse: pairwise accuracy on held-out lab comparisons (%)", "",
+        "| size | params | " + " | ".join(_OBJ_ORDER) + " |", "|---" * (len(_OBJ_ORDER) + 2) + "|"]
+  for s, accs in res["objectives"].items():
+    L.append(f"| {s} | {res['sizes'][s]:,} | " + " | ".join(_pct(accs.get(o)) for o in _OBJ_ORDER) + " |")
+  L += ["", "![objectives](plots/objectives.png)", ""]
+  if res.get("hhh"):
+    L += ["## HHH evaluations (BIG-bench hhh_alignment, 221 comparisons), accuracy %", "",
+          "| size | condition | sum | mean | mutual information | score | harmless | helpful | honest | other |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
+    for s, conds in res["hhh"].items():
+      for c, m in conds.items():
+        best = m.get("mi") or m.get("score")
+        L.append(f"| {s} | {c} | " + " | ".join(_pct(m.get(k, {}).get("overall")) for k in ("sum", "mean", "mi", "score"))
+                 + " | " + " | ".join(_pct(best.get(sub)) for sub in ("harmless", "helpful", "honest", "other")) + " |")
+    L += ["", "Subset columns: mutual information for LMs, score for the PM.", "", "![hhh](plots/hhh.png)", ""]
+  else:
+    L += ["## HHH evaluations", "", res.get("bigbench_missing", "skipped"), ""]
+  if res.get("truthfulqa"):
+    L += ["## TruthfulQA MC (%)", "", "| size | condition | MC1 (sum) | MC1 (mean) | MC2 | MC1 (PM score) |",
+          "|---|---|---|---|---|---|"]
+    for s, conds in res["truthfulqa"].items():
+      for c, m in conds.items():
+        L.append(f"| {s} | {c} | {_pct(m.get('mc1_sum'))} | {_pct(m.get('mc1_mean'))} | {_pct(m.get('mc2'))} | "
+                 f"{_pct(m.get('mc1_score'))} |")
+    L.append("")
+  L += ["## PMP sample efficiency (finetuning on lab_compare_hhh; trainer's held-out accuracy %)", "",
+        "| finetuning comparisons | with binary PMP | without PMP |", "|---|---|---|"]
+  for n in sorted(set(res["pmp"]["pmp"]) | set(res["pmp"]["no_pmp"])):
+    L.append(f"| {n} | {_pct(res['pmp']['pmp'].get(n))} | {_pct(res['pmp']['no_pmp'].get(n))} |")
+  L += ["", "![pmp](plots/pmp.png)", "", "## Calibration (expected calibration error)", "", "| what | ECE |", "|---|---|"]
+  for k, v in sorted(res["ece"].items()):
+    L.append(f"| {k} | {v:.3f} |")
+  L += ["", "![calibration](plots/calibration.png)", "", "## Stage wall times (s)", "",
+        ", ".join(f"{k} {v:.0f}" for k, v in res["stage_times_s"].items()), ""]
+  if res.get("hhh_timing_s"):
+    L += ["HHH evaluation wall time per size (all conditions, s): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in res["hhh_timing_s"].items() if v is not None), ""]
+  return "\n".join(L)
+
+
+_OBJ_ORDER = ["pretrained LM (mean log-prob)", "imitation (mean log-prob)", "binary", "ranked PM"]
+
+
+def main(argv=None):
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
+  defaults = default_config()
+  defaults.lock()  # a typo in an override fails and names the key
+  config_flag = config_flags.DEFINE_config_dict("config", defaults, "Lab settings, e.g. --config.preset=smoke")
+  flags.DEFINE_string("workdir", None, "Where runs/, eval/, plots/, lab.json and report.md go (rerun = resume).")
+  flags.mark_flags_as_required(["workdir"])
+
+  def run(_):
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    run_lab(config_flag.value, flags.FLAGS.workdir)
+
+  app.run(run, argv=argv)
+
+
+if __name__ == "__main__":
+  main()

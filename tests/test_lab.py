@@ -1,0 +1,94 @@
+"""The laboratory: presets, the report (every table and plot), and the smoke preset end to end (slow)."""
+import json
+import os
+import re
+
+import pytest
+
+from hhh import lab
+from hhh.eval import plots
+
+
+def test_presets_resolve_and_overrides_win():
+  c = lab.default_config()
+  p = lab.resolve(c)
+  assert p["sizes"] == ["lab_s", "lab_m", "lab_l"] and p["finetune_examples"] == [64, 256, 1024]
+  c.preset, c.pretrain_steps, c.sizes, c.hhh = "smoke", 3, "tiny,lab_s", 0
+  p = lab.resolve(c)
+  assert p["pretrain_steps"] == 3 and p["sizes"] == ["tiny", "lab_s"] and p["objective_steps"] == 6
+  assert p["hhh"] is False  # 0 switches it off (only -1 means "the preset's")
+  c.preset = "huge"
+  with pytest.raises(ValueError, match="unknown lab preset"):
+    lab.resolve(c)
+
+
+def test_run_config_applies_lab_overrides():
+  p = lab.resolve(lab.default_config())
+  c = lab.run_config("distill", "lab_m", p, steps=7, init_from="/x", lr_factor=2.0)
+  assert (c.train.steps, c.train.batch_size, c.data.seq_len, c.init_from) == (7, 16, 128, "/x")
+  assert c.data.shuffle is False and c.objective.prompt_max_tokens == p["prompt_tokens"]
+  base = lab._load_config("distill", "lab_m")
+  assert c.optim.lr == pytest.approx(2.0 * base.optim.lr)
+
+
+def _fake_results():
+  rel = {"edges": [0, .5, 1], "count": [3, 5], "mean_prob": [.3, .8], "frequency": [.2, .9], "ece": .1, "n": 8}
+  conds = {"plain": {"sum": {"overall": .5, "harmless": .5, "helpful": .5, "honest": .5, "other": .5},
+                     "mean": {"overall": .55}, "mi": {"overall": .6, "harmless": .6, "helpful": .6, "honest": .6,
+                                                      "other": .6}},
+           "pm": {"score": {"overall": .7, "harmless": .7, "helpful": .7, "honest": .7, "other": .7}}}
+  return {"preset": {"preset": "smoke"}, "sizes": {"a": 1000, "b": 8000}, "wall_time_s": 60.0,
+          "train": {"pretrain_a": {"step": 3, "loss": 2.0}},
+          "objectives": {"a": {"ranked PM": .6, "binary": .55}, "b": {"ranked PM": .7, "binary": .56}},
+          "hhh": {"a": conds, "b": conds}, "truthfulqa": {"a": {"plain": {"mc1_sum": .2, "mc1_mean": .3, "mc2": .25}}},
+          "pmp": {"pmp": {16: .6, 64: .7}, "no_pmp": {16: .5, 64: .6}}, "calibration": {"a/ranked PM": rel},
+          "ece": {"a/hhh/pm_pairs": .1}, "stage_times_s": {"pretrain_a": 12.0}, "hhh_timing_s": {"a": 3.0}}
+
+
+def test_report_has_every_table_and_its_plots(tmp_path):
+  res = _fake_results()
+  figs = plots.lab_figures(res, str(tmp_path / "plots"))
+  assert set(figs) == {"objectives", "hhh", "pmp", "calibration"}
+  for f in figs.values():
+    with open(f, "rb") as fh:
+      assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+  md = lab.report_markdown(res)
+  for title in ("## Training runs", "## Telling better from worse", "## HHH evaluations", "## TruthfulQA",
+                "## PMP sample efficiency", "## Calibration"):
+    assert title in md
+  for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
+    assert os.path.exists(tmp_path / link), link
+  assert "| b | pm | - | - | - | 70.0 | 70.0 |" in md
+  assert "| 16 | 60.0 | 50.0 |" in md
+
+
+def test_missing_bigbench_says_how_to_get_it(monkeypatch, tmp_path):
+  monkeypatch.setenv("HHH_BIGBENCH_DIR", str(tmp_path / "nowhere"))
+  assert not lab.bigbench_available()
+  msg = lab.bigbench_howto()
+  assert "hhh_alignment/harmless/task.json" in msg and "truthful_qa/task_mc.json" in msg and "curl" in msg
+  res = _fake_results()
+  res.pop("hhh")
+  res["bigbench_missing"] = msg
+  assert msg in lab.report_markdown(res)
+
+
+@pytest.mark.slow
+def test_smoke_preset_end_to_end(tmp_path):
+  c = lab.default_config()
+  c.preset = "smoke"
+  res = lab.run_lab(c, str(tmp_path), log=lambda s: None)
+  md = (tmp_path / "report.md").read_text()
+  for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
+    assert (tmp_path / link).exists(), link
+  saved = json.loads((tmp_path / "lab.json").read_text())
+  assert set(saved["objectives"]["tiny"]) == set(lab._OBJ_ORDER)
+  assert all(0.0 <= v <= 1.0 for v in saved["objectives"]["tiny"].values())
+  assert saved["train"]["pretrain_tiny"]["step"] == 12
+  if lab.bigbench_available():
+    assert set(saved["hhh"]["tiny"]) == {"plain", "prompt", "distilled", "pm"}
+  else:
+    assert "BIG-bench data not found" in md
+  # Rerunning resumes: finished runs return at once and the numbers are the same.
+  again = lab.run_lab(c, str(tmp_path), log=lambda s: None)
+  assert again["objectives"] == res["objectives"]
