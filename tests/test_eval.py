@@ -222,3 +222,30 @@ def test_eval_job_is_deterministic_and_writes_outputs(tmp_path):
     config.pm_checkpoint = str(tmp_path / "lm")
   with pytest.raises(ValueError, match="lacks parameters"):
     run.evaluate(config, str(tmp_path / "e3"), log=lambda s: None)
+
+
+@pytest.mark.slow
+def test_pm_accuracy_matches_trainer_held_out_metric(tmp_path):
+  """A preference model trained on lab_compare, evaluated on the same held-out comparisons: the evaluator's pairwise
+  accuracy equals the trainer's held-out `accuracy` (one eval batch, so the trainer's batch mean is the global one)."""
+  from configs import eval as eval_cfg
+  from configs import preference as pref_cfg
+  from hhh import train as train_lib
+  from hhh.data import pipeline
+  n, seq = 40, 96
+  c = pref_cfg.get_config("tiny")
+  with c.unlocked():
+    c.train.steps, c.train.batch_size, c.data.seq_len, c.train.eval_every = 4, 8, seq, 4
+    c.train.log_every, c.train.async_checkpoints, c.data.shuffle = 4, False, False
+  held_out = next(pipeline.make_iterator("lab_compare", split="validation", family="comparison", seq_len=seq,
+                                         batch_size=n, vocab="byte", seed=0, shuffle=False, repeat=False, k=4))
+  out = train_lib.train(c, str(tmp_path / "pm"), eval_batches=lambda: iter([held_out]))
+  e = eval_cfg.get_config("tiny")
+  with e.unlocked():
+    e.pm_checkpoint = str(tmp_path / "pm")
+    e.eval.suites, e.eval.conditions = "compare", "pm"
+    e.eval.compare_split, e.eval.max_examples, e.eval.seq_len = "validation", n, seq
+  res = run.evaluate(e, str(tmp_path / "eval"), log=lambda s: None)
+  acc = res["compare"]["lab_compare"]["conditions"]["pm"]["score"]
+  assert acc == pytest.approx(out["eval/accuracy"], abs=1e-5)
+  assert acc != 0.5  # a trained model, not all ties

@@ -92,3 +92,22 @@ def test_smoke_preset_end_to_end(tmp_path):
   # Rerunning resumes: finished runs return at once and the numbers are the same.
   again = lab.run_lab(c, str(tmp_path), log=lambda s: None)
   assert again["objectives"] == res["objectives"]
+
+
+def test_plot_tool_merges_sweeps(tmp_path):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("plot_tool", os.path.join(os.path.dirname(__file__), "..", "tools",
+                                                                          "plot.py"))
+  tool = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tool)
+  a = {"sizes": {"a": 10}, "objectives": {"a": {"IL": .5}}, "pmp": {"pmp": {"16": .6}}}
+  b = {"sizes": {"b": 100}, "objectives": {"a": {"PM": .7}, "b": {"PM": .8}}, "pmp": {"no_pmp": {"16": .5}}}
+  paths = []
+  for name, r in (("a.json", a), ("b.json", b)):
+    (tmp_path / name).write_text(json.dumps(r))
+    paths.append(str(tmp_path / name))
+  merged = tool.merge([json.loads(open(p).read()) for p in paths])
+  assert merged["objectives"] == {"a": {"IL": .5, "PM": .7}, "b": {"PM": .8}}
+  assert merged["pmp"] == {"pmp": {"16": .6}, "no_pmp": {"16": .5}}
+  made = tool.main(paths + ["--out", str(tmp_path / "out")])
+  assert sorted(os.path.basename(m) for m in made) == ["objectives.png", "pmp.png"]

@@ -60,8 +60,10 @@ def hhh(res: dict, path: str):
 
 def pmp(res: dict, path: str):
   fig, ax = plt.subplots(figsize=(5.5, 4))
-  for label, name in (("pmp", "with binary PMP"), ("no_pmp", "without PMP")):
-    pts = sorted((int(n), a) for n, a in res["pmp"].get(label, {}).items() if a is not None)
+  names = {"pmp": "with binary PMP", "no_pmp": "without PMP"}
+  for label, curve in res["pmp"].items():
+    name = names.get(label, label)
+    pts = sorted((int(n), a) for n, a in curve.items() if a is not None)
     if pts:
       ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=name)
   ax.set_xscale("log")
