@@ -47,7 +47,7 @@ _MAX_STEPS = flags.DEFINE_integer("max_steps", 150, "maximum finetuning steps")
 _BATCH = flags.DEFINE_integer("batch_size", 16, "finetuning batch (comparisons)")
 _EVAL = flags.DEFINE_integer("eval_batches", 16, "test batches of 16 comparisons")
 
-FT_TASK = "lab_compare_hhh"
+_TASK = flags.DEFINE_string("task", "lab_compare_hhh", "finetuning / test task (a K=4 lab comparison task)")
 
 
 def _config(name, arg, **kv):
@@ -133,10 +133,10 @@ def main(_):
   base = _config("finetune", f"{size},lab")
   lr = _LR.value or 0.1 * float(importlib.import_module("configs.pretrain").get_config(size).optim.lr)
   seq_len = int(base.data.seq_len)
-  test_rows = _rows(FT_TASK, "test", 16 * _EVAL.value, 4, seq_len)
+  test_rows = _rows(_TASK.value, "test", 16 * _EVAL.value, 4, seq_len)
   ns = [None if n == "all" else int(n) for n in _NS.value]
   max_n = None if None in ns else max(ns)
-  train_rows = _rows(FT_TASK, "train", max_n, 4, seq_len)
+  train_rows = _rows(_TASK.value, "train", max_n, 4, seq_len)
   results = []
   for (start, init), n in itertools.product(starts.items(), ns):
     n_eff = len(train_rows["tokens"]) if n is None else n
@@ -158,7 +158,7 @@ def main(_):
                     "test_accuracy": acc["accuracy"], "test_pairs": acc["pairs"], "test_ece": acc.get("ece")})
     print(results[-1], flush=True)
     with open(os.path.join(out, "transfer.json"), "w") as f:
-      json.dump({"argv": sys.argv, "size": size, "finetune_task": FT_TASK, "lm_steps": _LM_STEPS.value,
+      json.dump({"argv": sys.argv, "size": size, "finetune_task": _TASK.value, "lm_steps": _LM_STEPS.value,
                  "pmp_steps": _PMP_STEPS.value, "results": results, "seconds": time.perf_counter() - t0}, f,
                 indent=2)
   plot(results, os.path.join(out, "transfer.png"), size)
