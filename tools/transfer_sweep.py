@@ -161,7 +161,7 @@ def main(_):
       json.dump({"argv": sys.argv, "size": size, "finetune_task": _TASK.value, "lm_steps": _LM_STEPS.value,
                  "pmp_steps": _PMP_STEPS.value, "results": results, "seconds": time.perf_counter() - t0}, f,
                 indent=2)
-  plot(results, os.path.join(out, "transfer.png"), size)
+  plot(results, os.path.join(out, "transfer.png"), size, _TASK.value)
 
 
 def ranking_pairs(rows):
@@ -170,7 +170,7 @@ def ranking_pairs(rows):
   return float(np.asarray(ranking.pair_mask(rows["score"], rows["valid"])).sum())
 
 
-def plot(results, path, size):
+def plot(results, path, size, task):
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -181,7 +181,7 @@ def plot(results, path, size):
       ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
   ax.set_xscale("log")
   ax.axhline(0.5, color="grey", lw=0.5, ls="--")
-  ax.set_xlabel("finetuning pairs (lab_compare_hhh; 0 plotted at 1)")
+  ax.set_xlabel(f"finetuning pairs ({task}; 0 plotted at 1)")
   ax.set_ylabel("test pairwise accuracy")
   ax.set_title(f"PMP transfer, size {size}")
   ax.legend()
