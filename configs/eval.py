@@ -31,6 +31,7 @@ def get_config(arg=None):
       batch_size=32,  # examples per forward pass (x their responses/choices)
       calibration_bins=10,
       compare_tasks="lab_compare",
+      compare_conditions="",  # "" = every condition; e.g. "plain,pm"
       compare_split="test",
       compare_k=4,
       tax_tasks="tax_lambada,tax_hellaswag,tax_arc_easy,tax_arc_challenge,tax_openbookqa,tax_piqa",

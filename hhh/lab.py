@@ -28,8 +28,8 @@ import ml_collections
 
 PRESETS = {
     # ~15 minutes on 2 shared CPU cores.
-    "default": dict(sizes="lab_s,lab_m,lab_l", batch_size=16, seq_len=128, pretrain_steps=300, objective_steps=120,
-                    pmp_steps=120, finetune_examples="64,256,1024", distill_steps=60, compare_examples=240,
+    "default": dict(sizes="lab_s,lab_m,lab_l", batch_size=16, seq_len=128, pretrain_steps=200, objective_steps=80,
+                    pmp_steps=80, finetune_examples="64,512", distill_steps=40, compare_examples=240,
                     prompt_tokens=1024, eval_seq_len=512, hhh=True, truthfulqa=True),
     # CI: one small size, a few steps each, every stage and the report still exercised.
     "smoke": dict(sizes="tiny", batch_size=8, seq_len=64, pretrain_steps=12, objective_steps=6, pmp_steps=6,
@@ -236,6 +236,7 @@ def _eval_config(size, p, *, checkpoint, pm, suites, distilled="", conditions="p
     c.checkpoint, c.pm_checkpoint, c.distilled_checkpoint = checkpoint, pm, distilled
     c.eval.suites, c.eval.conditions = suites, conditions
     c.eval.compare_tasks = "lab_compare"
+    c.eval.compare_conditions = "plain,pm"  # the objectives table; prompt/distilled are compared on HHH
     c.eval.max_examples = p["compare_examples"]
     c.eval.batch_size = 32
     c.eval.seq_len = p["eval_seq_len"]

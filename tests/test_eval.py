@@ -249,3 +249,29 @@ def test_pm_accuracy_matches_trainer_held_out_metric(tmp_path):
   acc = res["compare"]["lab_compare"]["conditions"]["pm"]["score"]
   assert acc == pytest.approx(out["eval/accuracy"], abs=1e-5)
   assert acc != 0.5  # a trained model, not all ties
+
+
+def test_alignment_tax_on_mock_tfds(tmp_path):
+  """lambada (greedy last word) and a TFDS multiple-choice task, with and without the prompt; tax = difference."""
+  import tensorflow_datasets as tfds
+  from configs import eval as eval_cfg
+  config = eval_cfg.get_config("tiny")
+  ms = run.build_model(config.model, config.mesh)
+  lm = ms.model.init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
+  lm = jax.tree.map(lambda p: getattr(p, "value", p), lm, is_leaf=lambda p: hasattr(p, "value"))
+  _save_params(tmp_path / "lm", lm)
+  with config.unlocked():
+    config.checkpoint = str(tmp_path / "lm")
+    config.eval.suites, config.eval.conditions = "tax", "plain,prompt"
+    config.eval.tax_tasks, config.eval.max_examples = "tax_lambada,tax_piqa", 3
+    config.eval.seq_len, config.eval.prompt_max_tokens = 64, 450
+  # 3: with more, TFDS mock lambada yields an empty passage, which the data layer cannot turn into a choice.
+  with tfds.testing.mock_data(num_examples=3):
+    res = run.evaluate(config, str(tmp_path / "e"), log=lambda s: None)
+  assert res["prompt_tokens_used"] <= 450 and res["prompt_tokens_used"] > 300  # the preamble, no whole dialogue
+  for task in ("tax_lambada", "tax_piqa"):
+    t = res["tax"][task]
+    assert t["n"] == 3 and set(t["conditions"]) == {"plain", "prompt"}
+    c = t["conditions"]
+    assert t["tax"]["prompt"]["accuracy"] == pytest.approx(c["prompt"]["accuracy"] - c["plain"]["accuracy"])
+  assert "| tax_piqa | 3 |" in (tmp_path / "e" / "eval.md").read_text()

@@ -258,7 +258,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
       if ex is None:
         continue
       out = {"n": len(ex), "conditions": {}}
+      only = [x.strip() for x in ev.compare_conditions.split(",") if x.strip()]
       for c in conds:
+        if only and c.name not in only:
+          continue
         s = c.score(ex, batch_size=bs, null_ids=None if c.kind == "pm" else null, eoc_id=eoc)
         accs = {}
         for m in ("score", "sum", "mean", "mi"):
