@@ -104,12 +104,12 @@ def bench_pm(size, batch, k, reps):
     gb = [train_lib.global_batch(setup, b) for b in batches]
     step = train_lib.jit_train_step(setup, gb[0])
     rng = jax.random.key(1)
-    state, m = step(state, gb[0], rng)  # compile
+    state, m = step(state, gb[0], rng, None)  # compile
     jax.block_until_ready(m)
     ts = []
     for b in gb[1:]:
       t = time.perf_counter()
-      state, m = step(state, b, rng)
+      state, m = step(state, b, rng, None)
       jax.block_until_ready(m)
       ts.append(time.perf_counter() - t)
   dt = statistics.median(ts)
