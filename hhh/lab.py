@@ -33,7 +33,7 @@ PRESETS = {
                     prompt_tokens=1024, eval_seq_len=512, hhh=True, truthfulqa=True),
     # CI: one small size, a few steps each, every stage and the report still exercised.
     "smoke": dict(sizes="tiny", batch_size=8, seq_len=64, pretrain_steps=12, objective_steps=6, pmp_steps=6,
-                  finetune_examples="16,48", distill_steps=4, compare_examples=24, prompt_tokens=512, eval_seq_len=128,
+                  finetune_examples="16", distill_steps=4, compare_examples=24, prompt_tokens=512, eval_seq_len=128,
                   hhh=True, truthfulqa=False),
 }
 
