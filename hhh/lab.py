@@ -265,10 +265,12 @@ def report_markdown(res: dict) -> str:
   p = res["preset"]
   L = [f"# hhh laboratory report (preset {p['preset']})", "",
        f"Total wall time: {res['wall_time_s'] / 60:.1f} min. Sizes (non-embedding parameters): "
-       + ", ".join(f"{s} {n:,}" for s, n in res["sizes"].items()) + ".", ""]
+       + ", ".join(f"{s} {n:,}" for s, n in res["sizes"].items()) + ".", "",
+       "Settings: " + ", ".join(f"{k}={v}" for k, v in p.items() if k != "preset") + ".", ""]
   L += ["## Training runs", "", "| run | steps | final loss | held-out accuracy | wall time (s) |", "|---|---|---|---|---|"]
   for name, m in res["train"].items():
-    L.append(f"| {name} | {int(m.get('step', 0))} | {m.get('loss', float('nan')):.3f} | "
+    loss = f"{m['loss']:.3f}" if "loss" in m else "- (resumed: already finished)"
+    L.append(f"| {name} | {int(m.get('step', 0))} | {loss} | "
              f"{_pct(m.get('eval/accuracy'))} | {res['stage_times_s'].get(name, 0):.0f} |")
   L += ["", "## Telling better from worse: pairwise accuracy on held-out lab comparisons (%)", "",
         "| size | params | " + " | ".join(_OBJ_ORDER) + " |", "|---" * (len(_OBJ_ORDER) + 2) + "|"]
@@ -299,7 +301,9 @@ def report_markdown(res: dict) -> str:
         "| finetuning comparisons | with binary PMP | without PMP |", "|---|---|---|"]
   for n in sorted(set(res["pmp"]["pmp"]) | set(res["pmp"]["no_pmp"])):
     L.append(f"| {n} | {_pct(res['pmp']['pmp'].get(n))} | {_pct(res['pmp']['no_pmp'].get(n))} |")
-  L += ["", "![pmp](plots/pmp.png)", "", "## Calibration (expected calibration error)", "", "| what | ECE |", "|---|---|"]
+  L += ["", "Finetuning without PMP starts a fresh score head and runs at 10x the finetuning learning rate (the PMP "
+        "rate); with PMP it runs at the finetuning rate, so the two curves differ in rate as well as in start.", "",
+        "![pmp](plots/pmp.png)", "", "## Calibration (expected calibration error)", "", "| what | ECE |", "|---|---|"]
   for k, v in sorted(res["ece"].items()):
     L.append(f"| {k} | {v:.3f} |")
   L += ["", "![calibration](plots/calibration.png)", "", "## Stage wall times (s)", "",
