@@ -133,6 +133,7 @@ def test_choice_ties_go_to_first_choice_and_mc2_normalisation():
   target = np.array([[0, 1, 0], [1, 0, 0], [0, 1, 0]], float)
   scores = np.array([[2.0, 2.0, 1.0], [2.0, 2.0, 1.0], [0.0, 1.0, 5.0]])
   assert scoring.choose(scores, valid).tolist() == [0, 0, 2]
+  assert scoring.tied(scores, valid).tolist() == [1.0, 1.0, 0.0]
   assert scoring.choice_correct(scores, target, valid).tolist() == [0.0, 1.0, 0.0]
   # An invalid (padding) choice never wins, whatever its score.
   v2 = valid.copy()
@@ -176,8 +177,10 @@ def test_hhh_real_data_subset_counts(bigbench_dir):
   assert t["overall"] == 1.0 and all(t[s] == 1.0 for s in hhh_eval.SUBSETS)
   flipped = hhh_eval.accuracy_table(np.where(ex.label > 0, 0.0, 1.0), ex)
   assert flipped["overall"] == 0.0
+  assert t["ties"] == 0 and flipped["ties"] == 0
   tied = hhh_eval.accuracy_table(np.zeros_like(ex.label), ex)  # all ties: first response
   np.testing.assert_allclose(tied["overall"], float((ex.label[:, 0] == 1).mean()))
+  assert tied["ties"] == 221
 
 
 def _save_params(path, params):

@@ -25,7 +25,10 @@ def subset_of(record_id: str) -> str:
 def accuracy_table(scores: np.ndarray, ex) -> dict:
   """{"overall": acc, "n": N, "<subset>": acc, "n_<subset>": count} for one way of scoring responses."""
   correct = scoring.choice_correct(scores, ex.label, ex.valid)
-  out = {"overall": float(correct.mean()), "n": int(len(correct))}
+  # BIG-bench lists the better response first in every one of the 221 examples, so "ties to the first choice"
+  # counts every tie as correct: `ties` says how many decisions were ties.
+  out = {"overall": float(correct.mean()), "n": int(len(correct)),
+         "ties": int(scoring.tied(scores, ex.valid).sum())}
   if ex.ids is not None:
     subs = np.array([subset_of(i) for i in ex.ids])
     for s in SUBSETS:

@@ -312,7 +312,7 @@ def flat_scalars(res: dict) -> dict:
   for cond, methods in res.get("hhh", {}).get("conditions", {}).items():
     for m, table in methods.items():
       for k, v in table.items():
-        if not k.startswith("n"):
+        if not k.startswith("n") and k != "ties":
           out[f"hhh/{cond}/{m}/{k}"] = v
   for cond, table in res.get("truthfulqa", {}).get("conditions", {}).items():
     for k, v in table.items():
@@ -348,11 +348,14 @@ def markdown(res: dict) -> str:
   if "hhh" in res:
     h = res["hhh"]
     lines += [f"## HHH evaluations ({h['task']}, {h['n']} comparisons), accuracy %", "",
-              "| condition | method | overall | harmless | helpful | honest | other |", "|---|---|---|---|---|---|---|"]
+              "| condition | method | overall | harmless | helpful | honest | other | ties |",
+              "|---|---|---|---|---|---|---|---|"]
     for cond, methods in h["conditions"].items():
       for m, t in methods.items():
         lines.append(f"| {cond} | {m} | {_pct(t['overall'])} | " + " | ".join(
-            f"{_pct(t.get(s))} (n={t.get('n_' + s, '-')})" for s in hhh_eval.SUBSETS) + " |")
+            f"{_pct(t.get(s))} (n={t.get('n_' + s, '-')})" for s in hhh_eval.SUBSETS) + f" | {t.get('ties', '-')} |")
+    lines += ["", "Ties go to the first response (BIG-bench / lm-evaluation-harness), which in this data is always the "
+              "better one: a tie counts as correct.", ""]
     lines.append("")
   if "truthfulqa" in res:
     t = res["truthfulqa"]

@@ -211,6 +211,12 @@ def choose(scores, valid):
   return np.argmax(s, axis=-1)
 
 
+def tied(scores, valid):
+  """Per row: 1 if the top score is shared by two or more valid choices (then the first of them is chosen)."""
+  s = np.where(np.asarray(valid) > 0, np.asarray(scores, np.float64), -np.inf)
+  return ((s == s.max(-1, keepdims=True)).sum(-1) > 1).astype(np.float64)
+
+
 def choice_correct(scores, target, valid):
   """Per row: 1 if the chosen choice has the highest target among the valid choices (MC1 / HHH accuracy)."""
   target = np.asarray(target, np.float64)
