@@ -12,7 +12,7 @@ from hhh.eval import plots
 def test_presets_resolve_and_overrides_win():
   c = lab.default_config()
   p = lab.resolve(c)
-  assert p["sizes"] == ["lab_s", "lab_m", "lab_l"] and p["finetune_examples"] == [64, 512]
+  assert p["sizes"] == ["tiny", "lab_s", "lab_m"] and p["finetune_examples"] == [64, 512]
   c.preset, c.pretrain_steps, c.sizes, c.hhh = "smoke", 3, "tiny,lab_s", 0
   p = lab.resolve(c)
   assert p["pretrain_steps"] == 3 and p["sizes"] == ["tiny", "lab_s"] and p["objective_steps"] == 6
