@@ -265,13 +265,15 @@ def flops_per_example(setup: Setup) -> tuple[float, int]:
 
 
 def data_iterator(config, *, split: str, start_batch: int, train: bool) -> Iterator[dict]:
-  if config.objective.get("teacher_dir"):  # offline context distillation: the stored teacher files are the data
-    from hhh.objectives import distill  # pylint: disable=g-import-not-at-top
-    return distill.stored_batches(config, split=split, start_batch=start_batch, train=train)
+  objective = objectives.get(config.objective.name)
+  if objective.batches is not None:  # an objective may bring its own data (offline distillation: teacher files)
+    own = objective.batches(config, split=split, start_batch=start_batch, train=train)
+    if own is not None:
+      return own
   from hhh.data import pipeline  # pylint: disable=g-import-not-at-top  (TensorFlow import is slow)
   task = config.data.task if train or not config.data.eval_task else config.data.eval_task
   per_host = int(config.train.batch_size) // jax.process_count()
-  family = objectives.get(config.objective.name).family
+  family = objective.family
   return pipeline.make_iterator(
       task, split=split, family=family, seq_len=int(config.data.seq_len), batch_size=per_host,
       vocab=config.data.vocab, seed=int(config.seed), shuffle=bool(config.data.shuffle) and train, repeat=train,

@@ -7,6 +7,10 @@ An objective that needs frozen inputs besides the trained parameters (context di
 model and its prompt keys/values) also defines `init_aux(initial_params, *, model, config) -> pytree`. The trainer
 calls it once per run with the parameters the run started from (fresh init + `init_from`, re-derived identically on
 resume), and passes the result to `loss_fn(..., aux=aux)`.
+
+An objective whose data does not come from a seqio task in some mode (offline context distillation reads stored
+teacher files) defines `batches(config, *, split, start_batch, train) -> iterator | None`; None means "use the
+seqio pipeline".
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class Objective:
   family: str
   loss_fn: Callable
   init_aux: Callable | None = None
+  batches: Callable | None = None
 
 
 def register(name: str, module: str) -> None:
@@ -44,4 +49,5 @@ def get(name: str) -> Objective:
   if name not in _MODULES:
     raise ValueError(f"unknown objective {name!r}; registered objectives: {names()}")
   mod = importlib.import_module(_MODULES[name])
-  return Objective(name=name, family=mod.FAMILY, loss_fn=mod.loss_fn, init_aux=getattr(mod, "init_aux", None))
+  return Objective(name=name, family=mod.FAMILY, loss_fn=mod.loss_fn, init_aux=getattr(mod, "init_aux", None),
+                   batches=getattr(mod, "batches", None))

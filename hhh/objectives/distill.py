@@ -122,6 +122,13 @@ def teacher_file(teacher_dir: str, split: str) -> str:
   return os.path.join(teacher_dir, f"{split}.npz")
 
 
+def batches(config, *, split: str, start_batch: int, train: bool):
+  """The trainer's data hook: stored teacher files in offline mode, else None (the seqio pipeline)."""
+  if not config.objective.get("teacher_dir"):
+    return None
+  return stored_batches(config, split=split, start_batch=start_batch, train=train)
+
+
 def stored_batches(config, *, split: str, start_batch: int, train: bool):
   """Batches of the stored teacher file: tokens, loss_weights and the teacher's top-k features.
 
