@@ -12,6 +12,7 @@ Runs, in-process through the one trainer (hhh.train.train; no subprocesses, Tens
   4. context distillation of the HHH prompt into the largest LM (lab_distill);
   5. evaluation (hhh.eval): pairwise accuracy on the held-out lab comparisons for every objective, HHH evaluations
      (BIG-bench hhh_alignment: plain / prompt / distilled / PM) and TruthfulQA when the BIG-bench files are found,
+     the alignment tax (last-word accuracy on the held-out lab corpus with and without the prompt / distillation),
      calibration;
   6. DIR/report.md with the tables and the plots (DIR/plots/*.png), DIR/lab.json with every number.
 Every run lives in DIR/runs/<name>; rerunning the command resumes (finished runs return at once).
@@ -139,7 +140,7 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
   n_stages = len(sizes) * 4 + 1 + 2 * len(p["finetune_examples"]) + 1 + 2 * len(sizes) + 1
   prog = Progress(n_stages)
   res: dict = {"preset": p, "sizes": {s: _param_count(s) for s in sizes}, "train": {}, "objectives": {},
-               "hhh": {}, "truthfulqa": {}, "pmp": {"pmp": {}, "no_pmp": {}}, "calibration": {}, "ece": {}}
+               "hhh": {}, "truthfulqa": {}, "tax": {}, "pmp": {"pmp": {}, "no_pmp": {}}, "calibration": {}, "ece": {}}
 
   def train(name, cfg, what):
     prog.start(name, what)
@@ -179,7 +180,7 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
                     "context distillation of the HHH prompt")
 
   # Evaluation.
-  suites = ["compare"] + (["hhh"] if have_bb and p["hhh"] else []) + (["truthfulqa"] if have_bb and p["truthfulqa"]
+  suites = ["compare", "tax"] + (["hhh"] if have_bb and p["hhh"] else []) + (["truthfulqa"] if have_bb and p["truthfulqa"]
                                                                       else [])
   if not have_bb:
     res["bigbench_missing"] = bigbench_howto()
@@ -196,6 +197,8 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
       res["hhh_timing_s"][s] = out["timing_s"].get("hhh/total")
     if "truthfulqa" in out:
       res["truthfulqa"][s] = out["truthfulqa"]["conditions"]
+    if "tax_lab_lambada" in out.get("tax", {}):
+      res["tax"][s] = out["tax"]["tax_lab_lambada"]
     cmp = out["compare"].get("lab_compare", {}).get("conditions", {})
     res["objectives"].setdefault(s, {})
     if "plain" in cmp:
@@ -240,6 +243,7 @@ def _eval_config(size, p, *, checkpoint, pm, suites, distilled="", conditions="p
     c.eval.suites, c.eval.conditions = suites, conditions
     c.eval.compare_tasks = "lab_compare"
     c.eval.compare_conditions = "plain,pm"  # the objectives table; prompt/distilled are compared on HHH
+    c.eval.tax_tasks, c.eval.tax_split = "tax_lab_lambada", "test"  # the alignment tax on the embedded corpus
     c.eval.max_examples = p["compare_examples"]
     c.eval.batch_size = 32
     c.eval.seq_len = p["eval_seq_len"]
@@ -262,6 +266,10 @@ def bigbench_howto() -> str:
 
 def _pct(v):
   return "-" if v is None else f"{100 * float(v):.1f}"
+
+
+def _pp(v):
+  return "-" if v is None else f"{100 * float(v):+.1f}"
 
 
 def report_markdown(res: dict) -> str:
@@ -300,6 +308,19 @@ def report_markdown(res: dict) -> str:
         L.append(f"| {s} | {c} | {_pct(m.get('mc1_sum'))} | {_pct(m.get('mc1_mean'))} | {_pct(m.get('mc2'))} | "
                  f"{_pct(m.get('mc1_score'))} |")
     L.append("")
+  if res.get("tax"):
+    L += ["## Alignment tax: last-word accuracy on the held-out lab corpus (tax_lab_lambada), %", "",
+          "| size | n | plain | with the HHH prompt | distilled | tax (prompt) | tax (distilled) |",
+          "|---|---|---|---|---|---|---|"]
+    for s, t in res["tax"].items():
+      c, tx = t["conditions"], t.get("tax", {})
+      L.append(f"| {s} | {t['n']} | " + " | ".join(_pct(c.get(k, {}).get("accuracy")) for k in
+                                                   ("plain", "prompt", "distilled")) + " | "
+               + " | ".join(_pp(tx.get(k, {}).get("accuracy")) for k in ("prompt", "distilled")) + " |")
+    L += ["", "LAMBADA's format (the last word is right when greedy decoding reproduces it) on held-out dialogues of "
+          "the embedded corpus; tax = with - without the intervention, in points (negative = a capability cost). The "
+          "paper's benchmarks (LAMBADA, HellaSwag, ARC, OpenBookQA, PIQA from TFDS) run with `python -m hhh.eval "
+          "--config.eval.suites=tax` where their TFDS data is available.", "", "![tax](plots/tax.png)", ""]
   L += ["## PMP sample efficiency (finetuning on lab_compare_hhh; trainer's held-out accuracy %)", "",
         "| finetuning comparisons | with binary PMP | without PMP |", "|---|---|---|"]
   for n in sorted(set(res["pmp"]["pmp"]) | set(res["pmp"]["no_pmp"])):

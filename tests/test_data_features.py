@@ -41,6 +41,30 @@ def test_comparison_converter_exact_left_truncation():
   np.testing.assert_array_equal(ex["tokens"][0, :14], list(range(10, 20)) + [1, 2, 3, 99])
 
 
+def test_multiple_choice_record_without_choices_is_a_counted_invalid_row():
+  # e.g. a LAMBADA passage that is empty: no choice at all; it must not crash the converter
+  ds = tf.data.Dataset.from_tensor_slices({
+      "context": tf.ragged.constant([[5, 6], []], dtype=tf.int32),
+      "choices": tf.ragged.constant([[[7, 8]], []], dtype=tf.int32, ragged_rank=2),
+      "targets": tf.ragged.constant([[1.0], [1.0]], dtype=tf.float32)})
+  ds = ds.map(lambda ex: {"context": ex["context"], "choices": ex["choices"], "targets": ex["targets"]})
+  got = list(F.MultipleChoiceFeatureConverter(99, k=2)(ds, {"tokens": 6}).as_numpy_iterator())
+  np.testing.assert_array_equal(got[0]["valid"], [1, 0])
+  np.testing.assert_array_equal(got[0]["tokens"][0], [5, 6, 7, 8, 99, 0])
+  assert got[0][F.STAT_PREFIX + "no_responses"] == 0
+  np.testing.assert_array_equal(got[1]["valid"], [0, 0])
+  np.testing.assert_array_equal(got[1]["tokens"], np.zeros((2, 6)))
+  assert got[1][F.STAT_PREFIX + "no_responses"] == 1 and got[1]["target"].sum() == 0
+
+
+def test_byte_encoding_of_empty_strings():
+  from hhh.data import tokenize
+  vocab = V.get_vocabulary("byte")
+  for strings, want in ([[""], [[]]], [["", ""], [[], []]], [["", "ab"], [[], [97 + 3, 98 + 3]]]):
+    got = tokenize.encode_strings(vocab, tf.constant(strings)).to_list()
+    assert got == want, (strings, got)
+
+
 def test_binary_and_distill_converters_exact():
   ds = tf.data.Dataset.from_tensors({"context": tf.constant([5, 6, 7]), "response": tf.constant([8, 9]),
                                      "label": tf.constant(1.0)})
@@ -110,18 +134,19 @@ def test_four_hosts_are_disjoint_and_cover():
                                     ("tax_piqa", 2), ("tax_lambada", 1)])
 def test_tax_tasks_through_tfds_mock(task, c):
   split = "validation"
-  with tfds.testing.mock_data(num_examples=3):
-    it = pipeline.make_iterator(task, split=split, family="multiple_choice", seq_len=64, batch_size=4, vocab="byte",
+  # 6 mock examples include, for lambada, a one-word passage (an empty context), which once crashed the tokenizer
+  with tfds.testing.mock_data(num_examples=6):
+    it = pipeline.make_iterator(task, split=split, family="multiple_choice", seq_len=64, batch_size=8, vocab="byte",
                                 seed=0, shuffle=False, repeat=False, c=c)
     b = next(it)
-  assert it.stats["examples"] == 3
-  assert b["tokens"].shape == (4, c, 64)
-  assert (b["valid"][:3].sum(1) >= 1).all() and b["valid"][3].sum() == 0
+  assert it.stats["examples"] == 6 and it.stats["no_responses"] == 0
+  assert b["tokens"].shape == (8, c, 64)
+  assert (b["valid"][:6].sum(1) >= 1).all() and b["valid"][6:].sum() == 0
   # mock labels are random (possibly out of range), so check structure: gold only on real choices, at most one
   assert set(np.unique(b["target"])) <= {0.0, 1.0} and (b["target"] <= b["valid"]).all()
   assert (b["target"].sum(1) <= 1).all() or task == "tax_arc_easy"
   if task == "tax_lambada":
-    np.testing.assert_array_equal(b["target"][:3, 0], [1, 1, 1])
+    np.testing.assert_array_equal(b["target"][:6, 0], [1] * 6)
   e = b["eoc_index"][0, 0]
   assert b["tokens"][0, 0, e] == V.eoc_id("byte")
 

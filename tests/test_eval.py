@@ -266,15 +266,33 @@ def test_alignment_tax_on_mock_tfds(tmp_path):
   with config.unlocked():
     config.checkpoint = str(tmp_path / "lm")
     config.eval.suites, config.eval.conditions = "tax", "plain,prompt"
-    config.eval.tax_tasks, config.eval.max_examples = "tax_lambada,tax_piqa", 3
+    config.eval.tax_tasks, config.eval.max_examples = "tax_lambada,tax_piqa", 6
     config.eval.seq_len, config.eval.prompt_max_tokens = 64, 450
-  # 3: with more, TFDS mock lambada yields an empty passage, which the data layer cannot turn into a choice.
-  with tfds.testing.mock_data(num_examples=3):
+  # 6 mock examples include a one-word lambada passage (an empty context), which once crashed the tokenizer
+  with tfds.testing.mock_data(num_examples=6):
     res = run.evaluate(config, str(tmp_path / "e"), log=lambda s: None)
   assert res["prompt_tokens_used"] <= 450 and res["prompt_tokens_used"] > 300  # the preamble, no whole dialogue
   for task in ("tax_lambada", "tax_piqa"):
     t = res["tax"][task]
-    assert t["n"] == 3 and set(t["conditions"]) == {"plain", "prompt"}
+    assert t["n"] == 6 and set(t["conditions"]) == {"plain", "prompt"}
+    assert res["data"][task]["evaluated"] == 6 and res["data"][task]["no_responses"] == 0
     c = t["conditions"]
     assert t["tax"]["prompt"]["accuracy"] == pytest.approx(c["prompt"]["accuracy"] - c["plain"]["accuracy"])
-  assert "| tax_piqa | 3 |" in (tmp_path / "e" / "eval.md").read_text()
+  md = (tmp_path / "e" / "eval.md").read_text()
+  assert "| tax_piqa | 6 |" in md and "| tax_lambada | 6 | 0 |" in md  # tax table, data table
+
+
+def test_lab_last_word_task_is_lambada_format_on_held_out_corpus():
+  from hhh.data import lab, tasks
+  docs = lab.lm_documents("test")
+  recs = tasks.lab_last_word("test")
+  assert len(recs) == len(docs) == 1200  # every held-out document has a context and a last word
+  for d, r in zip(docs[:50], recs[:50]):
+    assert r["context"] + r["choices"][0] == d.rstrip() and r["choices"][0].startswith(" ")
+    assert " " not in r["choices"][0][1:] and r["targets"] == [1.0]
+  ex = examples.load("tax_lab_lambada", split="test", seq_len=128, k=1, max_examples=10)
+  assert len(ex) == 10 and ex.ids[:2] == ["lab_lm:test:0", "lab_lm:test:1"]
+  # one choice, ending in the end-of-context token, with the word's bytes as the response
+  word = recs[0]["choices"][0].encode()
+  i, j = ex.response_start[0, 0], ex.eoc_index[0, 0]
+  assert (ex.tokens[0, 0, i:j] - 3).tolist() == list(word)

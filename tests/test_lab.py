@@ -41,6 +41,11 @@ def _fake_results():
           "train": {"pretrain_a": {"step": 3, "loss": 2.0}},
           "objectives": {"a": {"ranked PM": .6, "binary": .55}, "b": {"ranked PM": .7, "binary": .56}},
           "hhh": {"a": conds, "b": conds}, "truthfulqa": {"a": {"plain": {"mc1_sum": .2, "mc1_mean": .3, "mc2": .25}}},
+          "tax": {"a": {"n": 240, "conditions": {"plain": {"accuracy": .25}, "prompt": {"accuracy": .2}},
+                        "tax": {"prompt": {"accuracy": -.05}}},
+                  "b": {"n": 240, "conditions": {"plain": {"accuracy": .5}, "prompt": {"accuracy": .5},
+                                                 "distilled": {"accuracy": .525}},
+                        "tax": {"prompt": {"accuracy": 0.0}, "distilled": {"accuracy": .025}}}},
           "pmp": {"pmp": {16: .6, 64: .7}, "no_pmp": {16: .5, 64: .6}}, "calibration": {"a/ranked PM": rel},
           "ece": {"a/hhh/pm_pairs": .1}, "stage_times_s": {"pretrain_a": 12.0}, "hhh_timing_s": {"a": 3.0}}
 
@@ -48,18 +53,19 @@ def _fake_results():
 def test_report_has_every_table_and_its_plots(tmp_path):
   res = _fake_results()
   figs = plots.lab_figures(res, str(tmp_path / "plots"))
-  assert set(figs) == {"objectives", "hhh", "pmp", "calibration"}
+  assert set(figs) == {"objectives", "hhh", "tax", "pmp", "calibration"}
   for f in figs.values():
     with open(f, "rb") as fh:
       assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
   md = lab.report_markdown(res)
   for title in ("## Training runs", "## Telling better from worse", "## HHH evaluations", "## TruthfulQA",
-                "## PMP sample efficiency", "## Calibration"):
+                "## Alignment tax", "## PMP sample efficiency", "## Calibration"):
     assert title in md
   for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
     assert os.path.exists(tmp_path / link), link
   assert "| b | pm | - | - | - | 70.0 | 70.0 |" in md
   assert "| 16 | 60.0 | 50.0 |" in md
+  assert "| a | 240 | 25.0 | 20.0 | - | -5.0 | - |" in md and "| b | 240 | 50.0 | 50.0 | 52.5 | +0.0 | +2.5 |" in md
 
 
 def test_missing_bigbench_says_how_to_get_it(monkeypatch, tmp_path):
@@ -85,6 +91,10 @@ def test_smoke_preset_end_to_end(tmp_path):
   assert set(saved["objectives"]["tiny"]) == set(lab._OBJ_ORDER)
   assert all(0.0 <= v <= 1.0 for v in saved["objectives"]["tiny"].values())
   assert saved["train"]["pretrain_tiny"]["step"] == 12
+  tax = saved["tax"]["tiny"]  # the smoke ladder's only size is the distilled one: all three conditions
+  assert tax["n"] == 24 and set(tax["conditions"]) == {"plain", "prompt", "distilled"}
+  assert tax["tax"]["prompt"]["accuracy"] == pytest.approx(tax["conditions"]["prompt"]["accuracy"]
+                                                           - tax["conditions"]["plain"]["accuracy"])
   if lab.bigbench_available():
     assert set(saved["hhh"]["tiny"]) == {"plain", "prompt", "distilled", "pm"}
   else:
@@ -100,7 +110,8 @@ def test_plot_tool_merges_sweeps(tmp_path):
                                                                           "plot.py"))
   tool = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(tool)
-  a = {"sizes": {"a": 10}, "objectives": {"a": {"IL": .5}}, "pmp": {"pmp": {"16": .6}}}
+  a = {"sizes": {"a": 10}, "objectives": {"a": {"IL": .5}}, "pmp": {"pmp": {"16": .6}},
+       "tax": {"a": {"n": 5, "conditions": {"plain": {"accuracy": .2}, "prompt": {"accuracy": .4}}}}}
   b = {"sizes": {"b": 100}, "objectives": {"a": {"PM": .7}, "b": {"PM": .8}}, "pmp": {"no_pmp": {"16": .5}}}
   paths = []
   for name, r in (("a.json", a), ("b.json", b)):
@@ -110,4 +121,4 @@ def test_plot_tool_merges_sweeps(tmp_path):
   assert merged["objectives"] == {"a": {"IL": .5, "PM": .7}, "b": {"PM": .8}}
   assert merged["pmp"] == {"pmp": {"16": .6}, "no_pmp": {"16": .5}}
   made = tool.main(paths + ["--out", str(tmp_path / "out")])
-  assert sorted(os.path.basename(m) for m in made) == ["objectives.png", "pmp.png"]
+  assert sorted(os.path.basename(m) for m in made) == ["objectives.png", "pmp.png", "tax.png"]

@@ -4,7 +4,7 @@
   python tools/plot.py /tmp/sweep_il/sweep.json /tmp/sweep_pm/sweep.json /tmp/sweep_ft/sweep.json --out=/tmp/plots
 
 Figures (only those with data): objectives.png (accuracy vs parameters per objective), hhh.png (HHH accuracy vs
-parameters per condition), pmp.png (PMP sample efficiency), calibration.png (reliability diagrams).
+parameters per condition), tax.png (capability with and without the intervention vs parameters), pmp.png (PMP sample efficiency), calibration.png (reliability diagrams).
 """
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def merge(results: list) -> dict:
-  out = {"sizes": {}, "objectives": {}, "hhh": {}, "pmp": {}, "calibration": {}}
+  out = {"sizes": {}, "objectives": {}, "hhh": {}, "tax": {}, "pmp": {}, "calibration": {}}
   for r in results:
     out["sizes"].update(r.get("sizes", {}))
     for s, accs in r.get("objectives", {}).items():
       out["objectives"].setdefault(s, {}).update(accs)
     out["hhh"].update(r.get("hhh", {}))
+    out["tax"].update(r.get("tax", {}))
     out["calibration"].update(r.get("calibration", {}))
     for label, curve in r.get("pmp", {}).items():  # series "pmp" / "no_pmp" (lab) or a sweep's --label
       out["pmp"].setdefault(label, {}).update(curve)
@@ -42,6 +43,8 @@ def main(argv=None):
     made.append(plots.objectives(res, os.path.join(args.out, "objectives.png")))
   if res["hhh"]:
     made.append(plots.hhh(res, os.path.join(args.out, "hhh.png")))
+  if res["tax"]:
+    made.append(plots.tax(res, os.path.join(args.out, "tax.png")))
   if any(res["pmp"].values()):
     made.append(plots.pmp(res, os.path.join(args.out, "pmp.png")))
   if res["calibration"]:

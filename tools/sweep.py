@@ -12,7 +12,8 @@ Runs go in-process through hhh.train.train (WORKDIR/<size>[_<examples>]; rerunni
 run trains on that many examples (steps = examples / batch size) and reports the trainer's held-out accuracy.
 With --eval, each run is evaluated by hhh.eval (score-head models as the `pm` condition, LMs as `plain`).
 sweep.json: {"sizes": {size: non-embedding params}, "runs": [...], "objectives": {size: {label: accuracy}},
-"pmp": {label: {examples: accuracy}}, "hhh": {size: conditions}} - the keys tools/plot.py draws.
+"pmp": {label: {examples: accuracy}}, "hhh": {size: conditions}, "tax": {size: the first tax task's result}} - the
+keys tools/plot.py draws.
 Extra `--config.*` overrides after `--` apply to every run.
 """
 from __future__ import annotations
@@ -40,6 +41,9 @@ flags.DEFINE_bool("eval_only", False, "No training: evaluate --checkpoint / --pm
 flags.DEFINE_string("checkpoint", "", "LM checkpoint per size for --eval_only ({size} replaced).")
 flags.DEFINE_string("pm_checkpoint", "", "Preference/binary checkpoint per size for --eval_only ({size} replaced).")
 flags.DEFINE_string("distilled_checkpoint", "", "Distilled LM per size for --eval_only ({size} replaced).")
+flags.DEFINE_string("tax_tasks", "tax_lab_lambada", "Capability tasks of the tax suite (the TFDS ones need their "
+                    "data: tax_lambada,tax_hellaswag,...); the first one goes to sweep.json's `tax`.")
+flags.DEFINE_string("tax_split", "test", "Split of the tax tasks (the TFDS benchmarks: validation).")
 flags.DEFINE_integer("max_examples", 240, "Examples of compare/tax tasks per evaluation (0: all).")
 flags.DEFINE_string("workdir", None, "Sweep directory.")
 flags.mark_flag_as_required("workdir")
@@ -79,6 +83,7 @@ def evaluate(size, workdir, suites, *, checkpoint="", pm="", distilled=""):
     c.checkpoint, c.pm_checkpoint, c.distilled_checkpoint = checkpoint, pm, distilled
     c.eval.suites = ",".join(suites)
     c.eval.max_examples = FLAGS.max_examples
+    c.eval.tax_tasks, c.eval.tax_split = FLAGS.tax_tasks, FLAGS.tax_split
   return run.evaluate(c, workdir)
 
 
@@ -87,7 +92,15 @@ def main(argv):
   from hhh import train as train_lib  # pylint: disable=g-import-not-at-top
   from hhh.models.transformer import TransformerConfig  # pylint: disable=g-import-not-at-top
   overrides = argv[1:]
-  out = {"sizes": {}, "runs": [], "objectives": {}, "pmp": {}, "hhh": {}, "argv": sys.argv}
+  out = {"sizes": {}, "runs": [], "objectives": {}, "pmp": {}, "hhh": {}, "tax": {}, "argv": sys.argv}
+
+  def collect(size, res):
+    if "hhh" in res:
+      out["hhh"][size] = res["hhh"]["conditions"]
+    tax = [t for t in FLAGS.tax_tasks.split(",") if t.strip() in res.get("tax", {})]
+    if tax:
+      out["tax"][size] = res["tax"][tax[0].strip()]
+
   os.makedirs(FLAGS.workdir, exist_ok=True)
   for size in FLAGS.sizes:
     out["sizes"][size] = TransformerConfig.from_config(hc.model_config(size)).non_embedding_params()
@@ -96,8 +109,7 @@ def main(argv):
                      checkpoint=FLAGS.checkpoint.format(size=size), pm=FLAGS.pm_checkpoint.format(size=size),
                      distilled=FLAGS.distilled_checkpoint.format(size=size))
       out["runs"].append({"size": size, "eval": res})
-      if "hhh" in res:
-        out["hhh"][size] = res["hhh"]["conditions"]
+      collect(size, res)
       continue
     for n in ([int(e) for e in FLAGS.examples] or [0]):
       c = load_config(FLAGS.config, size + FLAGS.arg)
@@ -126,8 +138,7 @@ def main(argv):
         cmp = res.get("compare", {}).get("lab_compare", {}).get("conditions", {})
         if cmp:
           acc = cmp["pm"]["score"] if pm else cmp["plain"]["mean"]
-        if "hhh" in res:
-          out["hhh"][size] = res["hhh"]["conditions"]
+        collect(size, res)
       out["runs"].append(run_out)
       if n:
         out["pmp"].setdefault(label, {})[n] = acc

@@ -17,7 +17,8 @@ Truncation rule (a sample is context + response + end-of-context token, length L
      `truncated_context`), so the response and the end-of-context token always survive.
   Imitation LM examples use the same rule with the EOS in place of the end-of-context token. Distillation texts
   and plain LM documents keep their first L tokens (counted as `truncated_text`). Responses beyond `k` (choices
-  beyond `c`) are dropped and counted as `dropped_responses`.
+  beyond `c`) are dropped and counted as `dropped_responses`; a record with none at all becomes a row whose `valid`
+  is all 0, counted as `no_responses` (evaluation drops such rows and reports the count).
 The counts travel through the tf.data pipeline as `_stat_*` features; pipeline.make_iterator sums them into
 `iterator.stats` and strips them from the batches.
 """
@@ -80,15 +81,12 @@ def _ragged_rows(rt: tf.RaggedTensor, k: int):
   """Row i (or an empty row) of a ragged [N, None] tensor for i < k, and the validity of each row."""
   n = rt.nrows(out_type=tf.int32)
   splits = tf.cast(rt.row_splits, tf.int32)
+  splits = tf.concat([splits, tf.fill([k + 1], splits[-1])], 0)  # rows i >= n (even with n = 0) read nothing
   flat = rt.flat_values
   rows, valid = [], []
   for i in range(k):
-    ok = i < n
-    j = tf.minimum(i, tf.maximum(n - 1, 0))
-    lo = tf.where(ok, splits[j], 0)
-    hi = tf.where(ok, splits[j + 1], 0)
-    rows.append(flat[lo:hi])
-    valid.append(ok)
+    rows.append(flat[splits[i]:splits[i + 1]])
+    valid.append(i < n)
   return rows, valid, tf.maximum(n - k, 0)
 
 
@@ -145,6 +143,8 @@ class ComparisonFeatureConverter(_Converter):
           STAT_PREFIX + "truncated_context": tf.reduce_max(tf.stack([b[3] for b in built]) * vi),
           STAT_PREFIX + "truncated_response": tf.reduce_max(tf.stack([b[4] for b in built]) * vi),
           STAT_PREFIX + "dropped_responses": dropped,
+          # a record with no response/choice at all (e.g. an empty LAMBADA passage) stays a row with valid = 0
+          STAT_PREFIX + "no_responses": tf.cast(tf.reduce_sum(vi) == 0, tf.int32),
       }
     return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 

@@ -197,6 +197,21 @@ define_task("lab_compare_binary", "comparison", _lab_source(
 define_task("lab_distill", "distill", _lab_source(_lab_distill))
 
 
+def lab_last_word(split) -> List[dict]:
+  """LAMBADA's format on the held-out lab corpus (the alignment tax on embedded data): each LM document minus its
+  last whitespace-separated word is the context (its own whitespace and dialogue markers kept), " word" the one
+  choice, correct when greedy decoding reproduces it."""
+  out = []
+  for i, doc in enumerate(lab.lm_documents(split)):
+    head, _, word = doc.rstrip().rpartition(" ")
+    if head.strip() and word:
+      out.append({"id": f"lab_lm:{split}:{i}", "context": head, "choices": [" " + word], "targets": [1.0]})
+  return out
+
+
+define_task("tax_lab_lambada", "multiple_choice", _lab_source(lab_last_word))
+
+
 # -----------------------------------------------------------------------------------------------------------------
 # Real datasets from their original files. Paths come from the environment (config) with defaults:
 #   HHH_BIGBENCH_DIR  (default: ../shared/data/bigbench relative to the repository)

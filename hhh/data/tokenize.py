@@ -16,7 +16,8 @@ def encode_strings(vocab: seqio.Vocabulary, strings: tf.Tensor) -> tf.RaggedTens
   """A vector of strings -> ragged [N, None] int32 ids (no EOS)."""
   if isinstance(vocab, seqio.ByteVocabulary):
     parts = tf.strings.bytes_split(strings)
-    flat = tf.cast(tf.io.decode_raw(parts.flat_values, tf.uint8), tf.int32)[:, 0] + 3  # pad/eos/unk come first
+    # one byte per element ([M, 1]; [0, 0] when every string is empty, hence reshape rather than [:, 0])
+    flat = tf.reshape(tf.cast(tf.io.decode_raw(parts.flat_values, tf.uint8), tf.int32), [-1]) + 3  # pad/eos/unk first
     return tf.RaggedTensor.from_row_splits(flat, parts.row_splits)
   if isinstance(vocab, seqio.SentencePieceVocabulary):
     out = vocab.tf_tokenizer.tokenize(strings)

@@ -39,6 +39,8 @@ def record_ids(task: str, split: str) -> Optional[List[str]]:
   base = task.split("#")[0]
   if base in tasks._PARSERS:  # pylint: disable=protected-access
     return [r["id"] for r in tasks.parsed(base, split).records]
+  if base == "tax_lab_lambada":
+    return [r["id"] for r in tasks.lab_last_word(split)]
   if base == "lab_compare" or base.startswith("lab_compare_") and base[len("lab_compare_"):] in lab.FAMILIES:
     fam = None if base == "lab_compare" else base[len("lab_compare_"):]
     return [c.id for c in lab.comparisons(split) if fam is None or c.family == fam]

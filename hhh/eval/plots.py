@@ -1,7 +1,8 @@
 """The paper's figures as PNG (matplotlib, Agg backend): accuracy vs parameters per objective, HHH accuracy vs
-parameters per condition, PMP sample-efficiency curves, calibration (reliability diagrams).
+parameters per condition, the alignment tax (capability with and without the intervention vs parameters), PMP
+sample-efficiency curves, calibration (reliability diagrams).
 
-Input is the JSON written by hhh.lab (lab.json) or tools/sweep.py (same keys: sizes, objectives, hhh, pmp,
+Input is the JSON written by hhh.lab (lab.json) or tools/sweep.py (same keys: sizes, objectives, hhh, tax, pmp,
 calibration)."""
 from __future__ import annotations
 
@@ -58,6 +59,22 @@ def hhh(res: dict, path: str):
   return _save(fig, path)
 
 
+def tax(res: dict, path: str):
+  """Capability (one task per lab/sweep file, e.g. tax_lab_lambada) vs parameters, one line per condition."""
+  sizes = res["sizes"]
+  fig, ax = plt.subplots(figsize=(5.5, 4))
+  conds = [c for c in ("plain", "prompt", "distilled") if any(c in t["conditions"] for t in res["tax"].values())]
+  for c in conds:
+    pts = sorted((sizes[s], t["conditions"][c]["accuracy"]) for s, t in res["tax"].items() if c in t["conditions"])
+    ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=c)
+  ax.set_xscale("log")
+  ax.set_xlabel("non-embedding parameters")
+  ax.set_ylabel("last-word accuracy (%)")
+  ax.set_title("Alignment tax: capability with and without the intervention")
+  ax.legend(fontsize=7)
+  return _save(fig, path)
+
+
 def pmp(res: dict, path: str):
   fig, ax = plt.subplots(figsize=(5.5, 4))
   names = {"pmp": "with binary PMP", "no_pmp": "without PMP"}
@@ -96,4 +113,6 @@ def lab_figures(res: dict, outdir: str) -> dict:
          "calibration": calibration(res, os.path.join(outdir, "calibration.png"))}
   if res.get("hhh"):
     out["hhh"] = hhh(res, os.path.join(outdir, "hhh.png"))
+  if res.get("tax"):
+    out["tax"] = tax(res, os.path.join(outdir, "tax.png"))
   return out

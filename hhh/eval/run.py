@@ -207,7 +207,14 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
 
   def load(task, k, split="test", max_examples=0):
     try:
-      return examples.load(task, split=split, seq_len=seq_len, k=k, vocab=vocab, max_examples=max_examples)
+      ex = examples.load(task, split=split, seq_len=seq_len, k=k, vocab=vocab, max_examples=max_examples)
+      st = {k_: int(v) for k_, v in ex.stats.items() if k_ != "rows"}
+      res.setdefault("data", {})[task] = {"evaluated": len(ex), **st}
+      lost = {k_: v for k_, v in st.items() if k_ in ("no_responses", "dropped_responses", "truncated_context",
+                                                      "truncated_response") and v}
+      if lost:  # counted and reported: skipped records, dropped choices, cut contexts
+        log(f"hhh.eval: {task}: {len(ex)} examples evaluated; " + ", ".join(f"{k_} {v}" for k_, v in lost.items()))
+      return ex
     except Exception as e:  # pylint: disable=broad-except  (missing data must not sink the other suites)
       from hhh.data import sources  # pylint: disable=g-import-not-at-top
       if isinstance(e, (sources.MissingData, FileNotFoundError)) or "MissingData" in type(e).__name__ or \
@@ -385,6 +392,13 @@ def markdown(res: dict) -> str:
     lines += ["## Calibration (expected calibration error)", "", "| what | ECE | n |", "|---|---|---|"]
     for k, v in res["ece"].items():
       lines.append(f"| {k} | {v:.3f} | {res['calibration'][k]['n']} |")
+    lines.append("")
+  if res.get("data"):
+    cols = ["evaluated", "no_responses", "dropped_responses", "truncated_context", "truncated_response"]
+    lines += ["## Data (records evaluated; skipped records without any response/choice; dropped choices; cut "
+              "contexts/responses)", "", "| task | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for task, st in res["data"].items():
+      lines.append(f"| {task} | " + " | ".join(str(st.get(c, 0)) for c in cols) + " |")
     lines.append("")
   if res.get("timing_s"):
     lines += ["Wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in res["timing_s"].items()) +
