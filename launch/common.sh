@@ -133,3 +133,33 @@ set_ssh_argv() {
   if (( INTERNAL_IP )); then SSH+=(--internal-ip); fi
   SSH+=("--command=$3")
 }
+
+# Runs REMOTE_COMMAND on every worker of every slice (NODES from set_slice_nodes) and splits each
+# slice's merged output into LOG_DIR/worker-N.log (multislice: LOG_DIR/slice-S/worker-N.log),
+# echoing worker 0 of slice 0 to the terminal. One slice runs in the foreground; several run in
+# parallel. Returns non-zero if any slice failed, naming it.
+stream_worker_logs() {
+  local remote="$1" s dir echo_worker status=0
+  local -a pids=() split=()
+  for (( s = 0; s < NUM_SLICES; s++ )); do
+    if (( NUM_SLICES == 1 )); then dir="$LOG_DIR"; else dir="$LOG_DIR/slice-$s"; fi
+    echo_worker=0
+    if (( s > 0 )); then echo_worker=-1; fi
+    set_ssh_argv "${NODES[$s]}" all "$remote"
+    split=(bash "$LAUNCH_DIR/split_logs.sh" "$dir" "$echo_worker")
+    if (( NUM_SLICES == 1 )); then
+      show "$(qargs "${SSH[@]}") 2>&1 | $(qargs "${split[@]}")"
+      if (( ! DRY_RUN )); then "${SSH[@]}" 2>&1 | "${split[@]}" || status=$?; fi
+    else
+      show "$(qargs "${SSH[@]}") 2>&1 | $(qargs "${split[@]}") &"
+      if (( ! DRY_RUN )); then ( "${SSH[@]}" 2>&1 | "${split[@]}" ) & pids+=($!); fi
+    fi
+  done
+  if (( NUM_SLICES > 1 )); then
+    show wait
+    for (( s = 0; s < ${#pids[@]}; s++ )); do
+      if ! wait "${pids[$s]}"; then echo "slice $s failed; logs in $LOG_DIR/slice-$s" >&2; status=1; fi
+    done
+  fi
+  return "$status"
+}

@@ -42,24 +42,4 @@ if (( FOLLOW )); then reader="tail -n +1 -F"; else reader="cat"; fi
 remote="set -o pipefail; $WORKER_ID_SNIPPET; $reader $REMOTE_DIR/logs/$RUN_NAME/worker-\$W.log | sed -u \"s/^/[worker \$W] /\""
 
 set_slice_nodes
-pids=()
-for (( s = 0; s < NUM_SLICES; s++ )); do
-  if (( NUM_SLICES == 1 )); then dir="$LOG_DIR"; else dir="$LOG_DIR/slice-$s"; fi
-  echo_worker=0
-  if (( s > 0 )); then echo_worker=-1; fi
-  set_ssh_argv "${NODES[$s]}" all "$remote"
-  split=(bash "$LAUNCH_DIR/split_logs.sh" "$dir" "$echo_worker")
-  if (( NUM_SLICES == 1 )); then
-    show "$(qargs "${SSH[@]}") 2>&1 | $(qargs "${split[@]}")"
-    if (( ! DRY_RUN )); then "${SSH[@]}" 2>&1 | "${split[@]}"; fi
-  else
-    show "$(qargs "${SSH[@]}") 2>&1 | $(qargs "${split[@]}") &"
-    if (( ! DRY_RUN )); then ( "${SSH[@]}" 2>&1 | "${split[@]}" ) & pids+=($!); fi
-  fi
-done
-if (( NUM_SLICES > 1 )); then
-  show wait
-  status=0
-  for pid in ${pids[@]+"${pids[@]}"}; do wait "$pid" || status=1; done
-  exit "$status"
-fi
+stream_worker_logs "$remote"

@@ -95,27 +95,4 @@ if (( DETACH )); then
   exit 0
 fi
 
-pids=()
-for (( s = 0; s < NUM_SLICES; s++ )); do
-  node="${NODES[$s]}"
-  if (( NUM_SLICES == 1 )); then dir="$LOG_DIR"; else dir="$LOG_DIR/slice-$s"; fi
-  echo_worker=0
-  if (( s > 0 )); then echo_worker=-1; fi
-  set_ssh_argv "$node" all "$remote"
-  split=(bash "$LAUNCH_DIR/split_logs.sh" "$dir" "$echo_worker")
-  if (( NUM_SLICES == 1 )); then
-    show "$(qargs "${SSH[@]}") 2>&1 | $(qargs "${split[@]}")"
-    if (( ! DRY_RUN )); then "${SSH[@]}" 2>&1 | "${split[@]}"; fi
-  else
-    show "$(qargs "${SSH[@]}") 2>&1 | $(qargs "${split[@]}") &"
-    if (( ! DRY_RUN )); then ( "${SSH[@]}" 2>&1 | "${split[@]}" ) & pids+=($!); fi
-  fi
-done
-if (( NUM_SLICES > 1 )); then
-  show wait
-  status=0
-  for (( s = 0; s < ${#pids[@]}; s++ )); do
-    if ! wait "${pids[$s]}"; then echo "slice $s failed; logs in $LOG_DIR/slice-$s" >&2; status=1; fi
-  done
-  exit "$status"
-fi
+stream_worker_logs "$remote"
