@@ -30,11 +30,13 @@ import ml_collections
 PRESETS = {
     # Three sizes; lab_l (3.1M parameters, ~1.3 s per step of 16 x 128 tokens on this 2-core CPU) is left to
     # --config.sizes=lab_s,lab_m,lab_l, which takes ~40 min here (measured step times).
-    "default": dict(sizes="tiny,lab_s,lab_m", batch_size=16, seq_len=128, pretrain_steps=200, objective_steps=60,
-                    pmp_steps=60, finetune_examples="64,512", distill_steps=40, compare_examples=240,
-                    prompt_tokens=1024, eval_seq_len=512, hhh=True, truthfulqa=True),
+    # PMP -> finetuning runs at lab_s (a third of lab_m's cost); distillation at the largest size.
+    "default": dict(sizes="tiny,lab_s,lab_m", batch_size=16, seq_len=128, pretrain_steps=200, objective_steps=40,
+                    pmp_size="lab_s", pmp_steps=40, finetune_examples="32,256", distill_steps=30,
+                    compare_examples=160, prompt_tokens=512, eval_seq_len=512, hhh=True, truthfulqa=True),
     # CI: one small size, a few steps each, every stage and the report still exercised.
-    "smoke": dict(sizes="tiny", batch_size=8, seq_len=64, pretrain_steps=12, objective_steps=6, pmp_steps=6,
+    "smoke": dict(sizes="tiny", batch_size=8, seq_len=64, pretrain_steps=12, objective_steps=6, pmp_size="",
+                  pmp_steps=6,
                   finetune_examples="16", distill_steps=4, compare_examples=24, prompt_tokens=512, eval_seq_len=128,
                   hhh=True, truthfulqa=False),
 }
@@ -43,7 +45,8 @@ PRESETS = {
 def default_config() -> ml_collections.ConfigDict:
   """Fields left at 0 / "" take the preset's value."""
   return ml_collections.ConfigDict(dict(
-      preset="default", sizes="", batch_size=0, seq_len=0, pretrain_steps=0, objective_steps=0, pmp_steps=0,
+      preset="default", sizes="", batch_size=0, seq_len=0, pretrain_steps=0, objective_steps=0, pmp_size="",
+      pmp_steps=0,
       finetune_examples="", distill_steps=0, compare_examples=0, prompt_tokens=0, eval_seq_len=0, hhh=-1, truthfulqa=-1, seed=0))
 
 
@@ -60,14 +63,24 @@ def resolve(config: ml_collections.ConfigDict) -> dict:
       out[k] = v
   out["sizes"] = [s.strip() for s in out["sizes"].split(",") if s.strip()]
   out["finetune_examples"] = [int(n) for n in str(out["finetune_examples"]).split(",") if n.strip()]
+  if not out["pmp_size"] or out["pmp_size"] not in out["sizes"]:  # PMP needs that size's pretrained LM
+    out["pmp_size"] = out["sizes"][-1]
   out["seed"] = int(config.seed)
   out["preset"] = config.preset
   return out
 
 
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
 def _load_config(module: str, arg: str) -> ml_collections.ConfigDict:
-  import importlib  # pylint: disable=g-import-not-at-top
-  return importlib.import_module(f"configs.{module}").get_config(arg)
+  """configs/<module>.py of this checkout, loaded by path (the lab works from any current directory)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  path = os.path.join(CONFIGS_DIR, f"{module}.py")
+  spec = importlib.util.spec_from_file_location(f"hhh_lab_configs_{module}", path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod.get_config(arg)
 
 
 def run_config(module: str, arg: str, p: dict, *, steps: int, init_from: str = "", lr_factor: float = 1.0,
@@ -134,7 +147,7 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
 
   p = resolve(config)
   t0 = time.perf_counter()
-  sizes, big = p["sizes"], p["sizes"][-1]
+  sizes, big, pmp_size = p["sizes"], p["sizes"][-1], p["pmp_size"]
   runs = os.path.join(workdir, "runs")
   have_bb = bigbench_available() and (p["hhh"] or p["truthfulqa"])
   n_stages = len(sizes) * 4 + 1 + 2 * len(p["finetune_examples"]) + 1 + 2 * len(sizes) + 1
@@ -163,15 +176,15 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
     objs[(s, "preference")] = train(f"preference_{s}", run_config("preference", s, p, steps=p["objective_steps"],
                                                                   init_from=lm[s]), "ranked preference model")
 
-  # PMP -> finetune (sample efficiency) at the largest size. Finetuning from the LM (no PMP) trains a fresh score
+  # PMP -> finetune (sample efficiency) at pmp_size (default preset: lab_s; else the largest size). Finetuning from the LM (no PMP) trains a fresh score
   # head, so it gets the PMP rate rather than the 0.01x finetuning rate (otherwise it would hardly move).
-  pmp = train(f"pmp_{big}", run_config("pmp", f"{big},binary,lab", p, steps=p["pmp_steps"], init_from=lm[big]),
-              "binary preference-model pre-training")
+  pmp = train(f"pmp_{pmp_size}", run_config("pmp", f"{pmp_size},binary,lab", p, steps=p["pmp_steps"],
+                                            init_from=lm[pmp_size]), "binary preference-model pre-training")
   for n in p["finetune_examples"]:
     steps = max(n // p["batch_size"], 1)
-    for label, init, factor in (("pmp", pmp, 1.0), ("no_pmp", lm[big], 10.0)):
-      name = f"finetune_{label}_{big}_{n}"
-      cfg = run_config("finetune", f"{big},lab", p, steps=steps, init_from=init, lr_factor=factor, eval_every=steps,
+    for label, init, factor in (("pmp", pmp, 1.0), ("no_pmp", lm[pmp_size], 10.0)):
+      name = f"finetune_{label}_{pmp_size}_{n}"
+      cfg = run_config("finetune", f"{pmp_size},lab", p, steps=steps, init_from=init, lr_factor=factor, eval_every=steps,
                        eval_batches=8)
       train(name, cfg, f"finetune on {n} lab_compare_hhh comparisons ({label.replace('_', ' ')})")
       res["pmp"][label][n] = res["train"][name].get("eval/accuracy")
@@ -186,9 +199,11 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
     res["bigbench_missing"] = bigbench_howto()
     log(res["bigbench_missing"])
   for s in sizes:
+    # TruthfulQA (299 questions x up to 13 choices x 4 conditions) only at the largest size: the time budget
+    own = [x for x in suites if x != "truthfulqa" or s == big]
     ec = _eval_config(s, p, checkpoint=lm[s], pm=objs[(s, "preference")],
-                      distilled=distilled if s == big else "", suites=",".join(suites))
-    prog.start(f"eval_{s}", f"evaluate LM (plain, prompt{', distilled' if s == big else ''}) and PM: {suites}")
+                      distilled=distilled if s == big else "", suites=",".join(own))
+    prog.start(f"eval_{s}", f"evaluate LM (plain, prompt{', distilled' if s == big else ''}) and PM: {own}")
     out = eval_run.evaluate(ec, os.path.join(workdir, "eval", s))
     prog.end(f"eval_{s}")
     if "hhh" in out:

@@ -288,8 +288,10 @@ def test_lab_last_word_task_is_lambada_format_on_held_out_corpus():
   recs = tasks.lab_last_word("test")
   assert len(recs) == len(docs) == 1200  # every held-out document has a context and a last word
   for d, r in zip(docs[:50], recs[:50]):
-    assert r["context"] + r["choices"][0] == d.rstrip() and r["choices"][0].startswith(" ")
-    assert " " not in r["choices"][0][1:] and r["targets"] == [1.0]
+    assert d.rstrip().startswith(r["context"] + r["choices"][0]) and r["choices"][0].startswith(" ")
+    rest = d.rstrip()[len(r["context"] + r["choices"][0]):]
+    assert set(rest) <= set(".,;:!?\"')") and " " not in r["choices"][0][1:] and r["targets"] == [1.0]
+  assert recs[0]["context"].endswith("Assistant: The answer is") and recs[0]["choices"] == [" 1189"]
   ex = examples.load("tax_lab_lambada", split="test", seq_len=128, k=1, max_examples=10)
   assert len(ex) == 10 and ex.ids[:2] == ["lab_lm:test:0", "lab_lm:test:1"]
   # one choice, ending in the end-of-context token, with the word's bytes as the response

@@ -12,14 +12,23 @@ from hhh.eval import plots
 def test_presets_resolve_and_overrides_win():
   c = lab.default_config()
   p = lab.resolve(c)
-  assert p["sizes"] == ["tiny", "lab_s", "lab_m"] and p["finetune_examples"] == [64, 512]
+  assert p["sizes"] == ["tiny", "lab_s", "lab_m"] and p["finetune_examples"] == [32, 256]
+  assert p["pmp_size"] == "lab_s"
   c.preset, c.pretrain_steps, c.sizes, c.hhh = "smoke", 3, "tiny,lab_s", 0
   p = lab.resolve(c)
   assert p["pretrain_steps"] == 3 and p["sizes"] == ["tiny", "lab_s"] and p["objective_steps"] == 6
+  assert p["pmp_size"] == "lab_s"  # the smoke preset's "" = the largest size
+  c.pmp_size = "lab_m"  # not in the ladder: no LM to start from, so the largest size again
+  assert lab.resolve(c)["pmp_size"] == "lab_s"
   assert p["hhh"] is False  # 0 switches it off (only -1 means "the preset's")
   c.preset = "huge"
   with pytest.raises(ValueError, match="unknown lab preset"):
     lab.resolve(c)
+
+
+def test_lab_configs_load_from_any_directory(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  assert lab._load_config("preference", "tiny").objective.name == "preference"
 
 
 def test_run_config_applies_lab_overrides():

@@ -198,12 +198,14 @@ define_task("lab_distill", "distill", _lab_source(_lab_distill))
 
 
 def lab_last_word(split) -> List[dict]:
-  """LAMBADA's format on the held-out lab corpus (the alignment tax on embedded data): each LM document minus its
-  last whitespace-separated word is the context (its own whitespace and dialogue markers kept), " word" the one
-  choice, correct when greedy decoding reproduces it."""
+  """LAMBADA's format on the held-out lab corpus (the alignment tax on embedded data): each LM document up to its
+  last whitespace-separated word is the context (its own whitespace and dialogue markers kept), " word" (trailing
+  punctuation removed, as LAMBADA's targets are words) the one choice, correct when greedy decoding reproduces it.
+  Documents whose last word is only punctuation are left out (none in the generated corpus; tested)."""
   out = []
   for i, doc in enumerate(lab.lm_documents(split)):
     head, _, word = doc.rstrip().rpartition(" ")
+    word = word.rstrip(".,;:!?\"')")  # LAMBADA's targets are words: the passage ends at the word
     if head.strip() and word:
       out.append({"id": f"lab_lm:{split}:{i}", "context": head, "choices": [" " + word], "targets": [1.0]})
   return out
@@ -240,7 +242,7 @@ _GLOBS = {
 
 
 def bigbench_dir() -> str:
-  return os.environ.get("HHH_BIGBENCH_DIR", os.path.join(REPO_DIR, "..", "shared", "data", "bigbench"))
+  return os.path.normpath(os.environ.get("HHH_BIGBENCH_DIR", os.path.join(REPO_DIR, "..", "shared", "data", "bigbench")))
 
 
 def data_glob(dataset: str, split: str = "") -> str:
