@@ -33,6 +33,7 @@ def get_config(arg=None):
       compare_tasks="lab_compare",
       compare_conditions="",  # "" = every condition; e.g. "plain,pm"
       compare_split="test",
+      compare_mi=True,  # LMs also by mutual information (a second, null-context pass over every response)
       compare_k=4,
       tax_tasks="tax_lambada,tax_hellaswag,tax_arc_easy,tax_arc_challenge,tax_openbookqa,tax_piqa",
       tax_split="validation",

@@ -31,9 +31,10 @@ PRESETS = {
     # Three sizes; lab_l (3.1M parameters, ~1.3 s per step of 16 x 128 tokens on this 2-core CPU) is left to
     # --config.sizes=lab_s,lab_m,lab_l, which takes ~40 min here (measured step times).
     # PMP -> finetuning runs at lab_s (a third of lab_m's cost); distillation at the largest size.
-    "default": dict(sizes="tiny,lab_s,lab_m", batch_size=16, seq_len=128, pretrain_steps=200, objective_steps=40,
-                    pmp_size="lab_s", pmp_steps=40, finetune_examples="32,256", distill_steps=30,
-                    compare_examples=160, prompt_tokens=512, eval_seq_len=512, hhh=True, truthfulqa=True),
+    # TruthfulQA (--config.truthfulqa=1: at the largest size, ~1.5 min more here) is left out of the default.
+    "default": dict(sizes="tiny,lab_s,lab_m", batch_size=16, seq_len=128, pretrain_steps=150, objective_steps=30,
+                    pmp_size="lab_s", pmp_steps=30, finetune_examples="32,256", distill_steps=30,
+                    compare_examples=160, prompt_tokens=512, eval_seq_len=512, hhh=True, truthfulqa=False),
     # CI: one small size, a few steps each, every stage and the report still exercised.
     "smoke": dict(sizes="tiny", batch_size=8, seq_len=64, pretrain_steps=12, objective_steps=6, pmp_size="",
                   pmp_steps=6,
@@ -258,6 +259,7 @@ def _eval_config(size, p, *, checkpoint, pm, suites, distilled="", conditions="p
     c.eval.suites, c.eval.conditions = suites, conditions
     c.eval.compare_tasks = "lab_compare"
     c.eval.compare_conditions = "plain,pm"  # the objectives table; prompt/distilled are compared on HHH
+    c.eval.compare_mi = False  # the objectives table ranks LMs by mean log-prob: no null-context pass
     c.eval.tax_tasks, c.eval.tax_split = "tax_lab_lambada", "test"  # the alignment tax on the embedded corpus
     c.eval.max_examples = p["compare_examples"]
     c.eval.batch_size = 32
@@ -324,16 +326,21 @@ def report_markdown(res: dict) -> str:
                  f"{_pct(m.get('mc1_score'))} |")
     L.append("")
   if res.get("tax"):
-    L += ["## Alignment tax: last-word accuracy on the held-out lab corpus (tax_lab_lambada), %", "",
+    L += ["## Alignment tax: last-word accuracy on the held-out lab corpus (tax_lab_lambada)", "",
           "| size | n | plain | with the HHH prompt | distilled | tax (prompt) | tax (distilled) |",
           "|---|---|---|---|---|---|---|"]
     for s, t in res["tax"].items():
       c, tx = t["conditions"], t.get("tax", {})
-      L.append(f"| {s} | {t['n']} | " + " | ".join(_pct(c.get(k, {}).get("accuracy")) for k in
-                                                   ("plain", "prompt", "distilled")) + " | "
-               + " | ".join(_pp(tx.get(k, {}).get("accuracy")) for k in ("prompt", "distilled")) + " |")
+      lp = {k: c.get(k, {}).get("word_logprob") for k in ("plain", "prompt", "distilled")}
+      L.append(f"| {s} | {t['n']} | " + " | ".join(
+          _pct(c.get(k, {}).get("accuracy")) + ("" if lp[k] is None else f"% ({lp[k]:.2f})")
+          for k in ("plain", "prompt", "distilled")) + " | " + " | ".join(
+          _pp(tx.get(k, {}).get("accuracy")) + ("" if tx.get(k, {}).get("word_logprob") is None else
+                                                f" ({tx[k]['word_logprob']:+.2f})") for k in ("prompt", "distilled"))
+               + " |")
     L += ["", "LAMBADA's format (the last word is right when greedy decoding reproduces it) on held-out dialogues of "
-          "the embedded corpus; tax = with - without the intervention, in points (negative = a capability cost). The "
+          "the embedded corpus, accuracy % (in brackets: the word's mean summed log-prob, nats, graded where accuracy "
+          "is near 0); tax = with - without the intervention, in points (nats) - negative = a capability cost. The "
           "paper's benchmarks (LAMBADA, HellaSwag, ARC, OpenBookQA, PIQA from TFDS) run with `python -m hhh.eval "
           "--config.eval.suites=tax` where their TFDS data is available.", "", "![tax](plots/tax.png)", ""]
   L += ["## PMP sample efficiency (finetuning on lab_compare_hhh; trainer's held-out accuracy %)", "",

@@ -278,6 +278,10 @@ def test_alignment_tax_on_mock_tfds(tmp_path):
     assert res["data"][task]["evaluated"] == 6 and res["data"][task]["no_responses"] == 0
     c = t["conditions"]
     assert t["tax"]["prompt"]["accuracy"] == pytest.approx(c["prompt"]["accuracy"] - c["plain"]["accuracy"])
+    if task == "tax_lambada":  # the word's log-prob (graded) and its tax
+      assert c["plain"]["word_logprob"] < 0
+      assert t["tax"]["prompt"]["word_logprob"] == pytest.approx(c["prompt"]["word_logprob"]
+                                                                 - c["plain"]["word_logprob"])
   md = (tmp_path / "e" / "eval.md").read_text()
   assert "| tax_piqa | 6 |" in md and "| tax_lambada | 6 | 0 |" in md  # tax table, data table
 

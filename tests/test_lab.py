@@ -12,7 +12,7 @@ from hhh.eval import plots
 def test_presets_resolve_and_overrides_win():
   c = lab.default_config()
   p = lab.resolve(c)
-  assert p["sizes"] == ["tiny", "lab_s", "lab_m"] and p["finetune_examples"] == [32, 256]
+  assert p["sizes"] == ["tiny", "lab_s", "lab_m"] and p["finetune_examples"] == [32, 256] and not p["truthfulqa"]
   assert p["pmp_size"] == "lab_s"
   c.preset, c.pretrain_steps, c.sizes, c.hhh = "smoke", 3, "tiny,lab_s", 0
   p = lab.resolve(c)
@@ -52,9 +52,11 @@ def _fake_results():
           "hhh": {"a": conds, "b": conds}, "truthfulqa": {"a": {"plain": {"mc1_sum": .2, "mc1_mean": .3, "mc2": .25}}},
           "tax": {"a": {"n": 240, "conditions": {"plain": {"accuracy": .25}, "prompt": {"accuracy": .2}},
                         "tax": {"prompt": {"accuracy": -.05}}},
-                  "b": {"n": 240, "conditions": {"plain": {"accuracy": .5}, "prompt": {"accuracy": .5},
-                                                 "distilled": {"accuracy": .525}},
-                        "tax": {"prompt": {"accuracy": 0.0}, "distilled": {"accuracy": .025}}}},
+                  "b": {"n": 240, "conditions": {"plain": {"accuracy": .5, "word_logprob": -3.0},
+                                                 "prompt": {"accuracy": .5, "word_logprob": -2.5},
+                                                 "distilled": {"accuracy": .525, "word_logprob": -3.25}},
+                        "tax": {"prompt": {"accuracy": 0.0, "word_logprob": .5},
+                                "distilled": {"accuracy": .025, "word_logprob": -.25}}}},
           "pmp": {"pmp": {16: .6, 64: .7}, "no_pmp": {16: .5, 64: .6}}, "calibration": {"a/ranked PM": rel},
           "ece": {"a/hhh/pm_pairs": .1}, "stage_times_s": {"pretrain_a": 12.0}, "hhh_timing_s": {"a": 3.0}}
 
@@ -74,7 +76,7 @@ def test_report_has_every_table_and_its_plots(tmp_path):
     assert os.path.exists(tmp_path / link), link
   assert "| b | pm | - | - | - | 70.0 | 70.0 |" in md
   assert "| 16 | 60.0 | 50.0 |" in md
-  assert "| a | 240 | 25.0 | 20.0 | - | -5.0 | - |" in md and "| b | 240 | 50.0 | 50.0 | 52.5 | +0.0 | +2.5 |" in md
+  assert "| a | 240 | 25.0 | 20.0 | - | -5.0 | - |" in md and "| b | 240 | 50.0% (-3.00) | 50.0% (-2.50) | 52.5% (-3.25) | +0.0 (+0.50) | +2.5 (-0.25) |" in md
 
 
 def test_missing_bigbench_says_how_to_get_it(monkeypatch, tmp_path):

@@ -269,7 +269,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
       for c in conds:
         if only and c.name not in only:
           continue
-        s = c.score(ex, batch_size=bs, null_ids=None if c.kind == "pm" else null, eoc_id=eoc)
+        s = c.score(ex, batch_size=bs, null_ids=None if c.kind == "pm" or not ev.compare_mi else null, eoc_id=eoc)
         accs = {}
         for m in ("score", "sum", "mean", "mi"):
           if m in s:

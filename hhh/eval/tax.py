@@ -15,12 +15,15 @@ TASKS = ("tax_lab_lambada", "tax_lambada", "tax_hellaswag", "tax_arc_easy", "tax
 
 
 def capability(task: str, scores: dict, ex) -> dict:
-  if task.split("#")[0] in LAST_WORD:
-    return {"accuracy": float(scores["greedy"][:, 0].mean()), "n": len(ex)}
+  if task.split("#")[0] in LAST_WORD:  # also the word's mean summed log-prob: graded where accuracy is ~0
+    return {"accuracy": float(scores["greedy"][:, 0].mean()), "word_logprob": float(scores["sum"][:, 0].mean()),
+            "n": len(ex)}
   return {"accuracy": float(scoring.choice_correct(scores["sum"], ex.label, ex.valid).mean()),
           "accuracy_mean": float(scoring.choice_correct(scores["mean"], ex.label, ex.valid).mean()), "n": len(ex)}
 
 
 def tax(base: dict, with_intervention: dict) -> dict:
-  """{metric: with - without} for every accuracy both have (negative = the intervention costs capability)."""
-  return {k: with_intervention[k] - base[k] for k in base if k.startswith("accuracy") and k in with_intervention}
+  """{metric: with - without} for every accuracy (and word log-prob) both have (negative = the intervention costs
+  capability)."""
+  return {k: with_intervention[k] - base[k] for k in base
+          if k.startswith(("accuracy", "word_logprob")) and k in with_intervention}
