@@ -1,17 +1,18 @@
 """The laboratory: the paper's experiments end to end on the embedded data, on a laptop.
 
-  python -m hhh.lab --workdir=DIR                        # ~20 min on 2 CPU cores (estimate, see docs/lab.md)
+  python -m hhh.lab --workdir=DIR                        # ~15 min on 2 CPU cores (measured, docs/lab.md)
   python -m hhh.lab --workdir=DIR --config.preset=smoke  # a couple of minutes (CI)
 
 Runs, in-process through the one trainer (hhh.train.train; no subprocesses, TensorFlow and JAX start once):
   1. pretrain an LM at each size of the ladder (default tiny, lab_s, lab_m) on the embedded corpus (lab_lm);
   2. from each LM: imitation learning (lab_imitation), binary discrimination (lab_binary) and a ranked preference
      model (lab_compare, K=4);
-  3. at the largest size: binary PMP (lab_compare_binary) -> finetune on lab_compare_hhh with growing numbers of
-     examples, against the same finetuning without PMP (sample efficiency);
+  3. at pmp_size (default lab_s; else the largest size): binary PMP (lab_compare_binary) -> finetune on
+     lab_compare_hhh with growing numbers of examples, against the same finetuning without PMP (sample efficiency);
   4. context distillation of the HHH prompt into the largest LM (lab_distill);
   5. evaluation (hhh.eval): pairwise accuracy on the held-out lab comparisons for every objective, HHH evaluations
-     (BIG-bench hhh_alignment: plain / prompt / distilled / PM) and TruthfulQA when the BIG-bench files are found,
+     (BIG-bench hhh_alignment: plain / prompt / distilled / PM) and TruthfulQA (opt-in, largest size) when the
+     BIG-bench files are found,
      the alignment tax (last-word accuracy on the held-out lab corpus with and without the prompt / distillation),
      calibration;
   6. DIR/report.md with the tables and the plots (DIR/plots/*.png), DIR/lab.json with every number.
@@ -177,8 +178,9 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
     objs[(s, "preference")] = train(f"preference_{s}", run_config("preference", s, p, steps=p["objective_steps"],
                                                                   init_from=lm[s]), "ranked preference model")
 
-  # PMP -> finetune (sample efficiency) at pmp_size (default preset: lab_s; else the largest size). Finetuning from the LM (no PMP) trains a fresh score
-  # head, so it gets the PMP rate rather than the 0.01x finetuning rate (otherwise it would hardly move).
+  # PMP -> finetune (sample efficiency) at pmp_size (default preset: lab_s; else the largest size). Finetuning from
+  # the LM (no PMP) trains a fresh score head, so it gets the PMP rate rather than the 0.01x finetuning rate
+  # (otherwise it would hardly move).
   pmp = train(f"pmp_{pmp_size}", run_config("pmp", f"{pmp_size},binary,lab", p, steps=p["pmp_steps"],
                                             init_from=lm[pmp_size]), "binary preference-model pre-training")
   for n in p["finetune_examples"]:

@@ -60,18 +60,24 @@ def hhh(res: dict, path: str):
 
 
 def tax(res: dict, path: str):
-  """Capability (one task per lab/sweep file, e.g. tax_lab_lambada) vs parameters, one line per condition."""
+  """Capability (one task per lab/sweep file, e.g. tax_lab_lambada) vs parameters, one line per condition: accuracy,
+  and beside it the target word's mean log-prob when the task has it (graded where accuracy is ~0)."""
   sizes = res["sizes"]
-  fig, ax = plt.subplots(figsize=(5.5, 4))
+  has_lp = any("word_logprob" in c for t in res["tax"].values() for c in t["conditions"].values())
+  fig, axes = plt.subplots(1, 2 if has_lp else 1, figsize=(10 if has_lp else 5.5, 4), squeeze=False)
   conds = [c for c in ("plain", "prompt", "distilled") if any(c in t["conditions"] for t in res["tax"].values())]
-  for c in conds:
-    pts = sorted((sizes[s], t["conditions"][c]["accuracy"]) for s, t in res["tax"].items() if c in t["conditions"])
-    ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=c)
-  ax.set_xscale("log")
-  ax.set_xlabel("non-embedding parameters")
-  ax.set_ylabel("last-word accuracy (%)")
-  ax.set_title("Alignment tax: capability with and without the intervention")
-  ax.legend(fontsize=7)
+  panels = [("accuracy", 100.0, "last-word accuracy (%)")] + ([("word_logprob", 1.0, "log-prob of the last word "
+                                                                 "(nats)")] if has_lp else [])
+  for ax, (key, scale, label) in zip(axes[0], panels):
+    for c in conds:
+      pts = sorted((sizes[s], t["conditions"][c][key]) for s, t in res["tax"].items()
+                   if key in t["conditions"].get(c, {}))
+      ax.plot([p[0] for p in pts], [scale * p[1] for p in pts], marker="o", label=c)
+    ax.set_xscale("log")
+    ax.set_xlabel("non-embedding parameters")
+    ax.set_ylabel(label)
+    ax.legend(fontsize=7)
+  fig.suptitle("Alignment tax: capability with and without the intervention")
   return _save(fig, path)
 
 
