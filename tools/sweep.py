@@ -12,8 +12,8 @@ Runs go in-process through hhh.train.train (WORKDIR/<size>[_<examples>]; rerunni
 run trains on that many examples (steps = examples / batch size) and reports the trainer's held-out accuracy.
 With --eval, each run is evaluated by hhh.eval (score-head models as the `pm` condition, LMs as `plain`).
 sweep.json: {"sizes": {size: non-embedding params}, "runs": [...], "objectives": {size: {label: accuracy}},
-"pmp": {label: {examples: accuracy}}, "hhh": {size: conditions}, "tax": {size: the first tax task's result}} - the
-keys tools/plot.py draws.
+"pmp": {label: {examples: accuracy}}, "hhh": {size: conditions}, "tax": {size: the first tax task's result},
+"calibration": {name: reliability bins of the preference/binary models}} - the keys tools/plot.py draws.
 Extra `--config.*` overrides after `--` apply to every run.
 """
 from __future__ import annotations
@@ -92,9 +92,13 @@ def main(argv):
   from hhh import train as train_lib  # pylint: disable=g-import-not-at-top
   from hhh.models.transformer import TransformerConfig  # pylint: disable=g-import-not-at-top
   overrides = argv[1:]
-  out = {"sizes": {}, "runs": [], "objectives": {}, "pmp": {}, "hhh": {}, "tax": {}, "argv": sys.argv}
+  out = {"sizes": {}, "runs": [], "objectives": {}, "pmp": {}, "hhh": {}, "tax": {}, "calibration": {},
+         "argv": sys.argv}
 
   def collect(size, res):
+    for k, v in res.get("calibration", {}).items():  # preference/binary models: sigmoid(score difference) per pair
+      if k.endswith("pm_pairs"):
+        out["calibration"][f"{size}/{FLAGS.label or 'pm'}/{k}"] = v
     if "hhh" in res:
       out["hhh"][size] = res["hhh"]["conditions"]
     tax = [t for t in FLAGS.tax_tasks.split(",") if t.strip() in res.get("tax", {})]
