@@ -160,6 +160,8 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
   def train(name, cfg, what):
     prog.start(name, what)
     out = train_lib.train(cfg, os.path.join(runs, name))
+    if "loss" not in out:  # finished earlier (a rerun resumes): its numbers come from the run's metrics.jsonl
+      out = {**_logged_metrics(os.path.join(runs, name)), **out}
     if out.get("preempted"):  # SIGTERM: the run saved its state; stop here, the same command resumes
       raise SystemExit(f"hhh.lab: {name} was preempted and saved; rerun the same command to resume")
     res["train"][name] = {k: v for k, v in out.items() if isinstance(v, (int, float))}
@@ -252,6 +254,23 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
   res["wall_time_s"] = time.perf_counter() - t0
   log(f"\nhhh.lab: done in {res['wall_time_s'] / 60:.1f} min; report: {os.path.join(workdir, 'report.md')}")
   return res
+
+
+def _logged_metrics(run_dir: str) -> dict:
+  """The last logged value of every metric of a finished run (train/x as x, eval/x as eval/x, as train() returns)."""
+  out: dict = {}
+  path = os.path.join(run_dir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return out
+  with open(path) as f:
+    for line in f:
+      rec = json.loads(line)
+      for k, v in rec.items():
+        if k.startswith("train/"):
+          out[k[len("train/"):]] = v
+        elif k.startswith("eval/") or k == "step":
+          out[k] = v
+  return out
 
 
 def _eval_config(size, p, *, checkpoint, pm, suites, distilled="", conditions="plain,prompt,distilled,pm"):

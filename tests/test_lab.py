@@ -110,9 +110,13 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert set(saved["hhh"]["tiny"]) == {"plain", "prompt", "distilled", "pm"}
   else:
     assert "BIG-bench data not found" in md
-  # Rerunning resumes: finished runs return at once and the numbers are the same.
+  # Rerunning resumes: finished runs return at once and the numbers are the same, training metrics included (read
+  # back from each run's metrics.jsonl), so the second report is as complete as the first.
   again = lab.run_lab(c, str(tmp_path), log=lambda s: None)
-  assert again["objectives"] == res["objectives"]
+  assert again["objectives"] == res["objectives"] and again["pmp"] == res["pmp"]
+  assert all(v is not None for v in again["pmp"]["pmp"].values())
+  for name, m in res["train"].items():
+    assert again["train"][name]["loss"] == pytest.approx(m["loss"]), name
 
 
 def test_plot_tool_merges_sweeps(tmp_path):
