@@ -38,9 +38,8 @@ PRESETS = {
                     compare_examples=160, prompt_tokens=512, eval_seq_len=512, hhh=True, truthfulqa=False),
     # CI: one small size, a few steps each, every stage and the report still exercised.
     "smoke": dict(sizes="tiny", batch_size=8, seq_len=64, pretrain_steps=12, objective_steps=6, pmp_size="",
-                  pmp_steps=6,
-                  finetune_examples="16", distill_steps=4, compare_examples=24, prompt_tokens=512, eval_seq_len=128,
-                  hhh=True, truthfulqa=False),
+                  pmp_steps=6, finetune_examples="16", distill_steps=4, compare_examples=24, prompt_tokens=512,
+                  eval_seq_len=128, hhh=True, truthfulqa=False),
 }
 
 
@@ -72,6 +71,7 @@ def resolve(config: ml_collections.ConfigDict) -> dict:
   return out
 
 
+TAX_TASK = "tax_lab_lambada"  # the alignment tax on the embedded corpus (held-out lab dialogues, LAMBADA's format)
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
@@ -217,8 +217,8 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
       res["hhh_timing_s"][s] = out["timing_s"].get("hhh/total")
     if "truthfulqa" in out:
       res["truthfulqa"][s] = out["truthfulqa"]["conditions"]
-    if "tax_lab_lambada" in out.get("tax", {}):
-      res["tax"][s] = out["tax"]["tax_lab_lambada"]
+    if TAX_TASK in out.get("tax", {}):
+      res["tax"][s] = out["tax"][TAX_TASK]
     cmp = out["compare"].get("lab_compare", {}).get("conditions", {})
     res["objectives"].setdefault(s, {})
     if "plain" in cmp:
@@ -281,7 +281,7 @@ def _eval_config(size, p, *, checkpoint, pm, suites, distilled="", conditions="p
     c.eval.compare_tasks = "lab_compare"
     c.eval.compare_conditions = "plain,pm"  # the objectives table; prompt/distilled are compared on HHH
     c.eval.compare_mi = False  # the objectives table ranks LMs by mean log-prob: no null-context pass
-    c.eval.tax_tasks, c.eval.tax_split = "tax_lab_lambada", "test"  # the alignment tax on the embedded corpus
+    c.eval.tax_tasks, c.eval.tax_split = TAX_TASK, "test"
     c.eval.max_examples = p["compare_examples"]
     c.eval.batch_size = 32
     c.eval.seq_len = p["eval_seq_len"]
@@ -306,11 +306,8 @@ def _pct(v):
   return "-" if v is None else f"{100 * float(v):.1f}"
 
 
-def _pp(v):
-  return "-" if v is None else f"{100 * float(v):+.1f}"
-
-
 def report_markdown(res: dict) -> str:
+  from hhh.eval import tax as tax_eval  # pylint: disable=g-import-not-at-top
   p = res["preset"]
   L = [f"# hhh laboratory report (preset {p['preset']})", "",
        f"Total wall time: {res['wall_time_s'] / 60:.1f} min. Sizes (non-embedding parameters): "
@@ -351,14 +348,7 @@ def report_markdown(res: dict) -> str:
           "| size | n | plain | with the HHH prompt | distilled | tax (prompt) | tax (distilled) |",
           "|---|---|---|---|---|---|---|"]
     for s, t in res["tax"].items():
-      c, tx = t["conditions"], t.get("tax", {})
-      lp = {k: c.get(k, {}).get("word_logprob") for k in ("plain", "prompt", "distilled")}
-      L.append(f"| {s} | {t['n']} | " + " | ".join(
-          _pct(c.get(k, {}).get("accuracy")) + ("" if lp[k] is None else f"% ({lp[k]:.2f})")
-          for k in ("plain", "prompt", "distilled")) + " | " + " | ".join(
-          _pp(tx.get(k, {}).get("accuracy")) + ("" if tx.get(k, {}).get("word_logprob") is None else
-                                                f" ({tx[k]['word_logprob']:+.2f})") for k in ("prompt", "distilled"))
-               + " |")
+      L.append(f"| {s} | {t['n']} | " + " | ".join(tax_eval.table_cells(t)) + " |")
     L += ["", "LAMBADA's format (the last word is right when greedy decoding reproduces it) on held-out dialogues of "
           "the embedded corpus, accuracy % (in brackets: the word's mean summed log-prob, nats, graded where accuracy "
           "is near 0); tax = with - without the intervention, in points (nats) - negative = a capability cost. The "

@@ -284,6 +284,8 @@ def test_alignment_tax_on_mock_tfds(tmp_path):
                                                                  - c["plain"]["word_logprob"])
   md = (tmp_path / "e" / "eval.md").read_text()
   assert "| tax_piqa | 6 |" in md and "| tax_lambada | 6 | 0 |" in md  # tax table, data table
+  lam = res["tax"]["tax_lambada"]["conditions"]["plain"]  # the tax table shows lambada's word log-prob too
+  assert f"| tax_lambada | 6 | {100 * lam['accuracy']:.1f}% ({lam['word_logprob']:.2f}) |" in md
 
 
 def test_lab_last_word_task_is_lambada_format_on_held_out_corpus():

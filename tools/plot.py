@@ -4,7 +4,8 @@
   python tools/plot.py /tmp/sweep_il/sweep.json /tmp/sweep_pm/sweep.json /tmp/sweep_ft/sweep.json --out=/tmp/plots
 
 Figures (only those with data): objectives.png (accuracy vs parameters per objective), hhh.png (HHH accuracy vs
-parameters per condition), tax.png (capability with and without the intervention vs parameters), pmp.png (PMP sample efficiency), calibration.png (reliability diagrams).
+parameters per condition), tax.png (capability with and without the intervention vs parameters), pmp.png (PMP
+sample efficiency), calibration.png (reliability diagrams).
 """
 from __future__ import annotations
 

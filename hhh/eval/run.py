@@ -381,12 +381,11 @@ def markdown(res: dict) -> str:
                      f" | {v['pairs']} |")
     lines.append("")
   if res.get("tax"):
-    lines += ["## Alignment tax (capability accuracy %, tax = with - without intervention, points)", "",
+    lines += ["## Alignment tax (capability accuracy %, last-word tasks: the word's log-prob in brackets; tax = with - "
+              "without intervention, points (nats))", "",
               "| task | n | plain | prompt | distilled | tax (prompt) | tax (distilled) |", "|---|---|---|---|---|---|---|"]
     for task, t in res["tax"].items():
-      c, tx = t["conditions"], t.get("tax", {})
-      lines.append(f"| {task} | {t['n']} | " + " | ".join(_pct(c.get(k, {}).get("accuracy")) for k in LM_CONDITIONS) +
-                   " | " + " | ".join(_pct(tx.get(k, {}).get("accuracy")) for k in ("prompt", "distilled")) + " |")
+      lines.append(f"| {task} | {t['n']} | " + " | ".join(tax_eval.table_cells(t)) + " |")
     lines.append("")
   if res.get("ece"):
     lines += ["## Calibration (expected calibration error)", "", "| what | ECE | n |", "|---|---|---|"]

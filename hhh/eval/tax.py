@@ -1,8 +1,9 @@
 """The alignment tax: a capability evaluation with the intervention (the HHH prompt, or a context-distilled
 checkpoint) minus the same evaluation without it.
 
-* lambada (and tax_lab_lambada, the same format on the held-out embedded lab corpus): last-word accuracy, the final word is correct when greedy decoding reproduces it exactly (every
-  token of " {word}" is the argmax given the passage and the word's earlier tokens);
+* lambada (and tax_lab_lambada, the same format on the held-out embedded lab corpus): last-word accuracy, the final
+  word is correct when greedy decoding reproduces it exactly (every token of " {word}" is the argmax given the
+  passage and the word's earlier tokens), and the word's mean summed log-prob (graded where accuracy is ~0);
 * multiple-choice benchmarks (HellaSwag, ARC, OpenBookQA, PIQA from TFDS): the choice with the highest summed
   log-prob (and, reported too, the highest mean log-prob, which favours long answers less).
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 from hhh.eval import scoring
 
 LAST_WORD = ("tax_lambada", "tax_lab_lambada")
-TASKS = ("tax_lab_lambada", "tax_lambada", "tax_hellaswag", "tax_arc_easy", "tax_arc_challenge", "tax_openbookqa", "tax_piqa")
 
 
 def capability(task: str, scores: dict, ex) -> dict:
@@ -27,3 +27,21 @@ def tax(base: dict, with_intervention: dict) -> dict:
   capability)."""
   return {k: with_intervention[k] - base[k] for k in base
           if k.startswith(("accuracy", "word_logprob")) and k in with_intervention}
+
+
+
+def table_cells(result: dict) -> list:
+  """Markdown cells of one task's result: accuracy % per condition (plain, prompt, distilled; the word's log-prob in
+  brackets where measured), then the tax of the prompt and of distillation in points (nats)."""
+  c, tx = result["conditions"], result.get("tax", {})
+
+  def cell(d: dict, diff: bool) -> str:
+    if d.get("accuracy") is None:
+      return "-"
+    lp = d.get("word_logprob")
+    if diff:
+      return f"{100 * d['accuracy']:+.1f}" + ("" if lp is None else f" ({lp:+.2f})")
+    return f"{100 * d['accuracy']:.1f}" + ("" if lp is None else f"% ({lp:.2f})")
+
+  return ([cell(c.get(k, {}), False) for k in ("plain", "prompt", "distilled")]
+          + [cell(tx.get(k, {}), True) for k in ("prompt", "distilled")])
