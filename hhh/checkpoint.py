@@ -8,18 +8,55 @@ never materialised whole on one host.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
+from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from etils import epath
 
+from hhh import paths
+from hhh.errors import UserError
+
 STATE, DATA = "state", "data"
+CORRUPT_DIR = "checkpoints_corrupt"
 
 
-class CheckpointNotFoundError(FileNotFoundError):
+class CheckpointNotFoundError(UserError, FileNotFoundError):
   pass
+
+
+class CorruptCheckpointError(UserError, RuntimeError):
+  """No checkpoint of the run could be restored; the message lists each one and why."""
+
+
+def no_space_left(exc: BaseException) -> bool:
+  """True when `exc` (or anything in its cause/context chain) is a full disk."""
+  seen = set()
+  while exc is not None and id(exc) not in seen:
+    seen.add(id(exc))
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+      return True
+    if "No space left on device" in str(exc):
+      return True
+    exc = exc.__cause__ or exc.__context__
+  return False
+
+
+@jax.jit
+def all_finite(tree) -> jax.Array:
+  """One scalar: every floating-point leaf of `tree` is finite (a reduction on device; cheap next to a step)."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+  text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+  return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def abstract_with_shardings(abstract_tree, shardings):
@@ -30,9 +67,15 @@ class Checkpointer:
   """The run's CheckpointManager: save every `every` steps, keep the last `keep`, resume from the latest."""
 
   def __init__(self, workdir: str, *, every: int, keep: int, async_save: bool = True):
-    self.directory = epath.Path(workdir) / "checkpoints"
+    if int(every) < 1:
+      raise ValueError(f"train.checkpoint_every must be >= 1 (steps between saves), got {every}; the final step is "
+                       f"always saved, so train.checkpoint_every=train.steps saves only at the end")
+    if int(keep) < 1:
+      raise ValueError(f"train.keep_checkpoints must be >= 1 (how many recent checkpoints to keep), got {keep}")
+    self.workdir = epath.Path(paths.resolve(workdir))
+    self.directory = self.workdir / "checkpoints"
     options = ocp.CheckpointManagerOptions(
-        save_interval_steps=max(int(every), 1), max_to_keep=keep, create=True,
+        save_interval_steps=int(every), max_to_keep=int(keep), create=True,
         enable_async_checkpointing=async_save)
     self.manager = ocp.CheckpointManager(self.directory, item_names=(STATE, DATA), options=options)
 
@@ -49,6 +92,61 @@ class Checkpointer:
         **{STATE: ocp.args.StandardRestore(abstract_state), DATA: ocp.args.JsonRestore()}))
     return out[STATE], out[DATA]
 
+  def should_save(self, step: int) -> bool:
+    return self.manager.should_save(step)
+
+  def all_steps(self) -> list[int]:
+    return sorted(self.manager.all_steps())
+
+  def restore_latest(self, abstract_state, *, log: Callable[[str], None] = print,
+                     check: Callable[[object], str | None] | None = None, move_aside: bool = True):
+    """Restores the newest checkpoint that reads back whole; None when the run has none.
+
+    A checkpoint that fails to restore (truncated or missing files, garbage metadata) or that `check(state)`
+    rejects (returns a reason, e.g. non-finite parameters) is reported loudly and the previous one is tried. Once one
+    restores, the newer broken ones are moved to WORKDIR/checkpoints_corrupt/ (kept for inspection, out of the
+    manager's way, so the resumed run can save those steps again). If none restores, nothing is moved and the error
+    lists every checkpoint with its reason. Returns (step, state, data_state).
+    """
+    steps = self.all_steps()
+    if not steps:
+      return None
+    broken: list[tuple[int, str]] = []
+    for step in reversed(steps):
+      try:
+        state, data_state = self.restore(step, abstract_state)
+        if "train_batches" not in data_state:
+          raise ValueError(f"data position record has no 'train_batches': {data_state!r}")
+        reason = check(state) if check is not None else None
+        if reason:
+          raise ValueError(reason)
+      except Exception as e:  # pylint: disable=broad-except  (any failure to read back = this checkpoint is unusable)
+        broken.append((step, _short(e)))
+        log(f"WARNING: checkpoint {self.directory / str(step)} cannot be used: {_short(e)}")
+        continue
+      if broken:
+        moved = [self._move_aside(s) for s, _ in broken] if move_aside else []
+        log(f"WARNING: resuming from the previous complete checkpoint, step {step}; "
+            + (f"moved the unusable one(s) to {', '.join(str(m) for m in moved)}" if moved else
+               f"delete the unusable one(s) ({', '.join(str(s) for s, _ in broken)}) before saving those steps"))
+      return step, state, data_state
+    listing = "; ".join(f"step {s}: {why}" for s, why in broken)
+    raise CorruptCheckpointError(
+        f"no checkpoint in {self.directory} can be restored ({listing}). If they were written by this run's config, "
+        f"they are damaged: move {self.directory} away to start afresh, or restore a copy. If the config changed "
+        f"since, rerun with the config in {self.workdir / 'config.json'}.")
+
+  def _move_aside(self, step: int) -> epath.Path:
+    src = self.directory / str(step)
+    dest_root = self.workdir / CORRUPT_DIR
+    dest_root.mkdir(parents=True, exist_ok=True)
+    dest, n = dest_root / str(step), 1
+    while dest.exists():
+      dest, n = dest_root / f"{step}.{n}", n + 1
+    shutil.move(str(src), str(dest))
+    self.manager.reload()
+    return dest
+
   def reached_preemption(self, step: int) -> bool:
     return self.manager.reached_preemption(step)
 
@@ -61,7 +159,7 @@ class Checkpointer:
 
 def _state_item_dir(path: str) -> epath.Path:
   """Accepts a run's workdir, its checkpoints/ folder, a step folder, or the step's state/ item folder."""
-  p = epath.Path(os.path.expanduser(str(path)))
+  p = epath.Path(paths.resolve(path))
   if not p.exists():
     raise CheckpointNotFoundError(f"init_from: {path} does not exist")
   if (p / "checkpoints").is_dir():
@@ -98,6 +196,21 @@ def _unflatten(flat):
   return out
 
 
+def _saved_params(checkpointer, item) -> dict:
+  """{name tuple: array metadata} of the parameters saved in the orbax state item `item`."""
+  meta = checkpointer.metadata(item)
+  tree = getattr(meta, "item_metadata", meta)
+  tree = getattr(tree, "tree", tree)
+  if not isinstance(tree, dict) or "params" not in tree:
+    raise CheckpointNotFoundError(f"checkpoint at {item} holds no 'params' (is it an hhh training checkpoint?)")
+  return _flatten(dict(tree["params"]))
+
+
+def saved_param_names(path: str) -> list[str]:
+  """'/'-joined names of the parameters in the checkpoint at `path` (a workdir, checkpoints/ or a step folder)."""
+  return ["/".join(n) for n in _saved_params(ocp.PyTreeCheckpointer(), _state_item_dir(path))]
+
+
 def load_params(path: str, params, shardings):
   """Loads the parameters that exist in the checkpoint at `path` onto `shardings`; the rest keep `params`.
 
@@ -106,12 +219,7 @@ def load_params(path: str, params, shardings):
   """
   item = _state_item_dir(path)
   checkpointer = ocp.PyTreeCheckpointer()
-  meta = checkpointer.metadata(item)
-  tree = getattr(meta, "item_metadata", meta)
-  tree = getattr(tree, "tree", tree)
-  if not isinstance(tree, dict) or "params" not in tree:
-    raise CheckpointNotFoundError(f"init_from: checkpoint at {item} holds no 'params'")
-  src = _flatten(dict(tree["params"]))
+  src = _saved_params(checkpointer, item)
   dst = _flatten(params)
   dst_sh = _flatten(shardings)
   wanted, fresh = {}, []

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -157,12 +158,19 @@ def is_primary() -> bool:
 
 def _on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
   global _preempt_signal
+  if signum == signal.SIGINT and _preempted.is_set():
+    raise KeyboardInterrupt  # a second Ctrl-C: stop now, without the final save
   _preempt_signal = signum
   _preempted.set()
+  if signum == signal.SIGINT:
+    print("\nCtrl-C: saving a checkpoint at the end of this step, then stopping (press Ctrl-C again to stop "
+          "at once, without saving)", file=sys.stderr, flush=True)
 
 
-def install_preemption_handler(signals: tuple[int, ...] = (signal.SIGTERM,)) -> None:
-  """Record SIGTERM (by default) in a flag instead of dying; see ``preemption_requested``.
+def install_preemption_handler(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
+  """Record SIGTERM and SIGINT (Ctrl-C) in a flag instead of dying; see ``preemption_requested``.
+
+  A second SIGINT raises KeyboardInterrupt (stop at once, no final save).
 
   Must be called from the main thread (Python only installs signal handlers there). Installing
   twice is harmless. The previous handlers are kept so ``reset_preemption`` can restore them.

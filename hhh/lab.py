@@ -28,6 +28,8 @@ from typing import Callable
 
 import ml_collections
 
+from hhh import paths
+
 PRESETS = {
     # Three sizes; lab_l (3.1M parameters, ~1.3 s per step of 16 x 128 tokens on this 2-core CPU) is left to
     # --config.sizes=lab_s,lab_m,lab_l, which takes ~40 min here (measured step times).
@@ -148,6 +150,7 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
   from hhh.eval import plots  # pylint: disable=g-import-not-at-top
 
   p = resolve(config)
+  workdir = paths.resolve(workdir)  # the runs' checkpoints need absolute paths; resolve once, here
   t0 = time.perf_counter()
   sizes, big, pmp_size = p["sizes"], p["sizes"][-1], p["pmp_size"]
   runs = os.path.join(workdir, "runs")
@@ -375,8 +378,10 @@ _OBJ_ORDER = ["pretrained LM (mean log-prob)", "imitation (mean log-prob)", "bin
 
 
 def main(argv=None):
-  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
+  from hhh import cli  # pylint: disable=g-import-not-at-top
 
   defaults = default_config()
   defaults.lock()  # a typo in an override fails and names the key
@@ -388,7 +393,7 @@ def main(argv=None):
     logging.getLogger("absl").setLevel(logging.WARNING)
     run_lab(config_flag.value, flags.FLAGS.workdir)
 
-  app.run(run, argv=argv)
+  cli.run(run, argv=argv)
 
 
 if __name__ == "__main__":

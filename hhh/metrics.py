@@ -33,18 +33,49 @@ def format_eta(seconds: float) -> str:
   return str(datetime.timedelta(seconds=int(max(seconds, 0))))
 
 
+def drop_records_after(path: str, step: int) -> int:
+  """Rewrites the metrics.jsonl at `path` (atomically) without records of steps > `step`; returns how many went.
+  Lines that do not parse (a write cut by a kill) go too."""
+  if not os.path.exists(path):
+    return 0
+  keep, dropped = [], 0
+  with open(path) as f:
+    for line in f:
+      try:
+        ok = int(json.loads(line)["step"]) <= step
+      except (ValueError, KeyError, TypeError):
+        ok = False
+      if ok:
+        keep.append(line if line.endswith("\n") else line + "\n")
+      else:
+        dropped += 1
+  if dropped:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+      f.writelines(keep)
+    os.replace(tmp, path)
+  return dropped
+
+
 class MetricWriter:
 
-  def __init__(self, workdir: str, *, enabled: bool = True, stream=None):
+  def __init__(self, workdir: str, *, enabled: bool = True, stream=None, resume_step: int | None = None):
+    """`resume_step`: a training run restarting from this step (0: from scratch). Records of later steps, written
+    by an attempt that died before saving them, are dropped from metrics.jsonl, and TensorBoard is told to purge
+    them, so every step appears once."""
     self.enabled = enabled
     self.stream = stream or sys.stdout
     self._tb = None
     self._jsonl = None
     if enabled:
       os.makedirs(workdir, exist_ok=True)
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      path = os.path.join(workdir, "metrics.jsonl")
+      if resume_step is not None:
+        drop_records_after(path, resume_step)
+      self._jsonl = open(path, "a")
       import tensorboardX  # pylint: disable=g-import-not-at-top
-      self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=30)
+      purge = {} if resume_step is None else {"purge_step": int(resume_step) + 1}
+      self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=30, **purge)
 
   def console(self, text: str):
     if self.enabled:

@@ -22,6 +22,8 @@ import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from hhh.errors import UserError
+
 MESH_AXES = ("slice", "data", "fsdp", "tensor")
 BATCH_AXES = ("slice", "data", "fsdp")
 
@@ -46,7 +48,7 @@ DEFAULT_RULES = (
 )
 
 
-class MeshError(ValueError):
+class MeshError(UserError, ValueError):
   pass
 
 

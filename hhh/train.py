@@ -10,6 +10,7 @@ held-out evaluation, logging, orbax checkpoints with exact resume and a final sa
 from __future__ import annotations
 
 import dataclasses
+import errno
 import itertools
 import json
 import logging
@@ -32,7 +33,10 @@ from hhh import distributed
 from hhh import flops as flops_lib
 from hhh import metrics as metrics_lib
 from hhh import objectives
+from hhh import paths
+from hhh import rundir
 from hhh import sharding
+from hhh.errors import ConfigError, UserError
 from hhh.models.transformer import Transformer, TransformerConfig, init_inputs
 
 
@@ -58,7 +62,7 @@ def learning_rate_schedule(optim: ml_collections.ConfigDict, steps: int) -> opta
   elif optim.schedule == "constant":
     decay = optax.constant_schedule(peak)
   else:
-    raise ValueError(f"unknown optim.schedule {optim.schedule!r}; choose cosine, linear or constant")
+    raise ConfigError(f"unknown optim.schedule {optim.schedule!r}; choose cosine, linear or constant")
   if warmup <= 0:
     return decay
   return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
@@ -99,23 +103,33 @@ class Setup:
 
 def check_config(config: ml_collections.ConfigDict, mesh) -> None:
   """Errors that name the problem, before anything is compiled."""
+  for key, low in (("train.batch_size", 1), ("data.seq_len", 1), ("train.steps", 1), ("train.log_every", 1),
+                   ("train.checkpoint_every", 1), ("train.keep_checkpoints", 1), ("train.eval_every", 0),
+                   ("train.eval_batches", 0), ("model.max_len", 1)):
+    section, field = key.split(".")
+    value = config[section][field]
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+      why = {"train.checkpoint_every": " (steps between saves; the final step is always saved)",
+             "train.keep_checkpoints": " (how many recent checkpoints to keep; the newest is never deleted)",
+             "train.eval_every": " (0 = no held-out evaluation during training)"}.get(key, "")
+      raise ConfigError(f"{key} must be an integer >= {low}{why}, got {value!r}")
+  if objectives.get(config.objective.name).family == "comparison" and int(config.data.num_responses) < 2:
+    raise ConfigError(f"data.num_responses must be >= 2 for a comparison objective, got {config.data.num_responses}")
   dp = sharding.data_parallel_size(mesh)
   b, accum = int(config.train.batch_size), int(config.train.grad_accum)
   if accum < 1:
-    raise ValueError(f"train.grad_accum must be >= 1, got {accum}")
+    raise ConfigError(f"train.grad_accum must be >= 1, got {accum}")
   if b % accum:
-    raise ValueError(f"train.batch_size={b} is not divisible by train.grad_accum={accum}")
+    raise ConfigError(f"train.batch_size={b} is not divisible by train.grad_accum={accum}")
   if (b // accum) % dp:
-    raise ValueError(f"the global batch per accumulation step ({b} / grad_accum {accum} = {b // accum}) is not "
+    raise ConfigError(f"the global batch per accumulation step ({b} / grad_accum {accum} = {b // accum}) is not "
                      f"divisible by the data-parallel size {dp} (mesh slice x data x fsdp = "
                      f"{dict((a, mesh.shape[a]) for a in sharding.BATCH_AXES)})")
   if b % jax.process_count():
-    raise ValueError(f"train.batch_size={b} is not divisible by the {jax.process_count()} processes")
+    raise ConfigError(f"train.batch_size={b} is not divisible by the {jax.process_count()} processes")
   if int(config.data.seq_len) > int(config.model.max_len):
-    raise ValueError(f"data.seq_len={config.data.seq_len} is longer than the model's context "
+    raise ConfigError(f"data.seq_len={config.data.seq_len} is longer than the model's context "
                      f"model.max_len={config.model.max_len}")
-  if int(config.train.steps) < 1:
-    raise ValueError(f"train.steps must be >= 1, got {config.train.steps}")
 
 
 def build(config: ml_collections.ConfigDict, devices=None) -> Setup:
@@ -195,7 +209,10 @@ def make_train_step(setup: Setup):
     l, metrics, grads = _mean_over_microbatches(loss_and_grads, batch, accum)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics, loss=l, grad_norm=optax.tree.norm(grads), lr=schedule(state.step))
+    grad_norm = optax.tree.norm(grads)
+    # Checked by the loop before any save (and at log steps), without a host sync per step.
+    nonfinite = jnp.logical_not(jnp.isfinite(l) & jnp.isfinite(grad_norm))
+    metrics = dict(metrics, loss=l, grad_norm=grad_norm, lr=schedule(state.step), nonfinite=nonfinite)
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step
@@ -284,22 +301,51 @@ def data_iterator(config, *, split: str, start_batch: int, train: bool) -> Itera
 # ----------------------------------------------------------------------------------------------- loop
 
 
-def write_run_config(config, workdir: str) -> None:
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
-  with open(os.path.join(workdir, "run.json"), "w") as f:
-    json.dump({"seed": int(config.seed), "argv": sys.argv, "jax": jax.__version__,
-               "devices": [str(d) for d in jax.devices()][:16], "device_count": jax.device_count(),
-               "process_count": jax.process_count(), "mesh": dict(sharding.resolve_mesh_shape(
-                   dict(config.mesh.shape), int(config.mesh.slices), jax.device_count()))}, f, indent=2)
+def write_run_record(config, workdir: str, *, resume_step: int | None) -> None:
+  """run.json: seed, command, devices and mesh of the run's first attempt; a resumed attempt writes
+  run.resume-<step>.json beside it (the record of how the run began is never rewritten)."""
+  name = "run.json" if resume_step is None else f"run.resume-{resume_step}.json"
+  record = {"seed": int(config.seed), "argv": sys.argv, "cwd": os.getcwd(), "jax": jax.__version__,
+            "devices": [str(d) for d in jax.devices()][:16], "device_count": jax.device_count(),
+            "process_count": jax.process_count(), "resumed_from_step": resume_step,
+            "mesh": dict(sharding.resolve_mesh_shape(dict(config.mesh.shape), int(config.mesh.slices),
+                                                     jax.device_count()))}
+  rundir._write_atomic(os.path.join(workdir, name), json.dumps(record, indent=2) + "\n")  # pylint: disable=protected-access
 
 
-def _check_finite(step: int, metrics: dict) -> None:
-  bad = [k for k in ("loss", "grad_norm") if k in metrics and not math.isfinite(float(metrics[k]))]
-  if bad:
-    raise FloatingPointError(f"non-finite {bad} at step {step}: {metrics}. Lower optim.lr, check the data, or "
-                             f"resume from the last checkpoint.")
+class DiskFullError(UserError, OSError):
+  pass
+
+
+class NonFiniteError(UserError, FloatingPointError):
+  pass
+
+
+class _FiniteGuard:
+  """Holds each step's on-device non-finite flag until the next check (a log step or a save), so the host never
+  waits on a step just to check it, and no checkpoint is written after a non-finite loss or gradient."""
+
+  def __init__(self, checkpointer: ckpt_lib.Checkpointer):
+    self.checkpointer = checkpointer
+    self.pending: list[tuple[int, jax.Array]] = []
+
+  def add(self, step: int, flag) -> None:
+    self.pending.append((step, flag))
+
+  def check(self, state=None) -> None:
+    flags = jax.device_get([f for _, f in self.pending])
+    bad = [s for (s, _), f in zip(self.pending, flags) if bool(f)]
+    self.pending = []
+    what = "loss or gradient"
+    if not bad and state is not None and not bool(ckpt_lib.all_finite(state.params)):
+      bad, what = [-1], "parameters"
+    if bad:
+      where = f"at step {bad[0]}" if bad[0] >= 0 else "after the last step"
+      last = self.checkpointer.latest_step()
+      resume = (f"the last good checkpoint is {self.checkpointer.directory}/{last} (no checkpoint was written after "
+                f"the failure): lower optim.lr or fix the data and rerun the same command to resume from it"
+                if last is not None else "no checkpoint had been written yet: the rerun starts from step 0")
+      raise NonFiniteError(f"non-finite {what} {where}; stopped without saving. {resume}.")
 
 
 def evaluate(setup: Setup, params, eval_step, batches, rng, aux=None) -> dict:
@@ -318,18 +364,60 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_batches: Cal
   """Trains `config` in `workdir`, resuming from its latest checkpoint. Returns the last logged metrics.
 
   `train_batches(start_batch)` / `eval_batches()` override the seqio pipeline (tests, tools). `step_hook(step,
-  metrics)` is called after each logged step.
+  metrics)` is called after each logged step. SIGTERM and Ctrl-C (from the moment this is called) end training
+  with a checkpoint of the current step; relative paths in `workdir` and the config are resolved against the
+  current directory first.
   """
+  distributed.install_preemption_handler()
+  try:
+    return _train(config, paths.resolve(workdir), train_batches=train_batches, eval_batches=eval_batches,
+                  devices=devices, step_hook=step_hook)
+  finally:
+    distributed.reset_preemption()
+
+
+def _train(config, workdir, *, train_batches, eval_batches, devices, step_hook) -> dict:
   distributed.maybe_initialize(config.multihost)
+  paths.resolve_config(config)
   primary = distributed.is_primary()
-  writer = metrics_lib.MetricWriter(workdir, enabled=primary)
   setup = build(config, devices)
-  if primary:
-    write_run_config(config, workdir)
-  steps, log_every = int(config.train.steps), max(int(config.train.log_every), 1)
-  checkpointer = ckpt_lib.Checkpointer(workdir, every=int(config.train.checkpoint_every),
-                                       keep=int(config.train.keep_checkpoints),
-                                       async_save=bool(config.train.async_checkpoints))
+  with rundir.WorkdirLock(workdir, enabled=primary):
+    checkpointer = ckpt_lib.Checkpointer(workdir, every=int(config.train.checkpoint_every),
+                                         keep=int(config.train.keep_checkpoints),
+                                         async_save=bool(config.train.async_checkpoints))
+    try:
+      return _train_locked(config, workdir, setup, checkpointer, primary, train_batches=train_batches,
+                           eval_batches=eval_batches, step_hook=step_hook)
+    except Exception as e:  # pylint: disable=broad-except
+      if ckpt_lib.no_space_left(e):
+        raise DiskFullError(errno.ENOSPC, f"no space left on device while writing to {workdir}; the last complete "
+                            f"checkpoint is {_last_checkpoint(checkpointer)}. Free space (or move the workdir) and "
+                            f"rerun the same command to resume") from None
+      raise
+    finally:
+      try:
+        checkpointer.close()
+      except Exception as e:  # pylint: disable=broad-except
+        if not ckpt_lib.no_space_left(e):
+          raise
+
+
+def _last_checkpoint(checkpointer) -> str:
+  try:
+    checkpointer.manager.reload()
+    step = checkpointer.latest_step()
+  except Exception:  # pylint: disable=broad-except
+    step = None
+  return f"{checkpointer.directory}/{step}" if step is not None else "none"
+
+
+def _train_locked(config, workdir, setup, checkpointer, primary, *, train_batches, eval_batches, step_hook) -> dict:
+  log = print if primary else (lambda *_: None)
+  latest = checkpointer.latest_step()
+  if primary:  # before anything is restored or overwritten: a different model in this workdir is an error
+    rundir.record_config(config, workdir, resume_step=latest, log=log)
+    write_run_record(config, workdir, resume_step=latest)
+  steps, log_every = int(config.train.steps), int(config.train.log_every)
   rng = jax.random.key(int(config.seed))
   init_rng, step_rng, eval_rng = jax.random.split(rng, 3)
 
@@ -338,24 +426,28 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_batches: Cal
     if config.init_from:
       params, loaded, fresh = ckpt_lib.load_params(config.init_from, state.params, setup.state_shardings.params)
       state = state.replace(params=params)
-      writer.console(f"init_from {config.init_from}: loaded {len(loaded)} parameter arrays; freshly initialised: "
-                     f"{fresh if fresh else 'none'}")
+      log(f"init_from {config.init_from}: loaded {len(loaded)} parameter arrays; freshly initialised: "
+          f"{fresh if fresh else 'none'}")
     return state
 
-  start = checkpointer.latest_step()
   aux = None
-  if start is not None:
+  abstract = ckpt_lib.abstract_with_shardings(setup.abstract_state, setup.state_shardings)
+  finite = lambda st: None if bool(ckpt_lib.all_finite(st.params)) else "its parameters are not finite"  # noqa: E731
+  restored = checkpointer.restore_latest(abstract, log=log, check=finite,
+                                         move_aside=primary and jax.process_count() == 1)
+  if restored is not None:
     if setup.objective.init_aux is not None:  # frozen inputs come from the run's starting point, not the resume
       aux = make_aux(setup, initial_state().params)
-    abstract = ckpt_lib.abstract_with_shardings(setup.abstract_state, setup.state_shardings)
-    state, data_state = checkpointer.restore(start, abstract)
+    start, state, data_state = restored
     batches_done = int(data_state["train_batches"])
-    writer.console(f"resumed from {checkpointer.directory}/{start} (data position: {batches_done} batches)")
+    log(f"resumed from {checkpointer.directory}/{start} (data position: {batches_done} batches)")
   else:
     state = initial_state()
     aux = make_aux(setup, state.params)
     batches_done = 0
   start = int(jax.device_get(state.step))
+  # Records of steps after the restored one came from an attempt that did not save them: drop them.
+  writer = metrics_lib.MetricWriter(workdir, enabled=primary, resume_step=start)
 
   n_params = sum(math.prod(x.shape) for x in jax.tree.leaves(setup.abstract_state.params))
   writer.console(f"hhh.train: objective={config.objective.name} size={config.size} params={n_params:,} "
@@ -372,17 +464,18 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_batches: Cal
   peak, peak_src = flops_lib.resolve_peak_flops(jax.devices()[0])
   if peak:
     writer.console(f"peak FLOP/s per device: {peak / 1e9:.1f} G ({peak_src})")
-  distributed.install_preemption_handler()
 
+  guard = _FiniteGuard(checkpointer)
   train_step = eval_step = None
   last: dict = {}
   t_log, steps_since_log = time.perf_counter(), 0
   t_start = time.perf_counter()
   step = saved_step = start
-  preempted = False
+  # A signal during set-up: stop before the first step (nothing new to save).
+  preempted = distributed.any_process_preempted()
   try:
     with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
-      while step < steps:
+      while step < steps and not preempted:
         try:
           local = next(batches)
         except StopIteration:
@@ -395,10 +488,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_batches: Cal
         step += 1
         batches_done += 1
         steps_since_log += 1
+        guard.add(step, metrics.pop("nonfinite"))
 
         if step % log_every == 0 or step == steps or step == start + 1:
           metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-          _check_finite(step, metrics)
+          guard.check()
           now = time.perf_counter()
           dt = (now - t_log) / steps_since_log
           examples_per_s = int(config.train.batch_size) / dt
@@ -425,24 +519,28 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_batches: Cal
             last.update({f"eval/{k}": v for k, v in ev.items()})
           t_log = time.perf_counter()
 
-        if checkpointer.save(step, state, {"train_batches": batches_done}):
+        if checkpointer.should_save(step):
+          guard.check(state)
+          checkpointer.save(step, state, {"train_batches": batches_done})
           saved_step = step
         if distributed.any_process_preempted(step=step, every=10) or checkpointer.reached_preemption(step):
           preempted = True
-          break
       if step > start and saved_step != step:  # the final (or preemption) save
+        guard.check(state)
         checkpointer.save(step, state, {"train_batches": batches_done}, force=True)
     checkpointer.wait()
   finally:
-    checkpointer.close()
-    distributed.reset_preemption()
+    writer.close()
   total = time.perf_counter() - t_start
   if preempted:
-    writer.console(f"preempted: saved step {step} to {checkpointer.directory}; rerun the same command to resume")
+    if step > start:
+      writer.console(f"stopped by signal: saved step {step} to {checkpointer.directory}; rerun the same command "
+                     f"to resume")
+    else:
+      writer.console(f"stopped by signal before the first step (step {step}); rerun the same command to resume")
   else:
     writer.console(f"done: {step - start} steps in {metrics_lib.format_eta(total)}; checkpoints in "
                    f"{checkpointer.directory}")
-  writer.close()
   last["step"] = step
   last["preempted"] = preempted
   return last
@@ -452,8 +550,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_batches: Cal
 
 
 def main(argv=None):
-  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
+  from hhh import cli  # pylint: disable=g-import-not-at-top
 
   config_flag = config_flags.DEFINE_config_file(
       "config", None, "Config file and model size, e.g. configs/pretrain.py:tiny. Any field can be overridden: "
@@ -466,7 +566,7 @@ def main(argv=None):
     logging.getLogger("absl").setLevel(logging.WARNING)
     train(config_flag.value, flags.FLAGS.workdir)
 
-  app.run(run, argv=argv)
+  cli.run(run, argv=argv, config_example="configs/pretrain.py:tiny")
 
 
 if __name__ == "__main__":

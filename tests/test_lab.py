@@ -91,10 +91,13 @@ def test_missing_bigbench_says_how_to_get_it(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-def test_smoke_preset_end_to_end(tmp_path):
+def test_smoke_preset_end_to_end(tmp_path, monkeypatch):
+  # As the README runs it: a relative workdir (orbax needs absolute paths: the lab must resolve it).
+  monkeypatch.chdir(tmp_path)
   c = lab.default_config()
   c.preset = "smoke"
-  res = lab.run_lab(c, str(tmp_path), log=lambda s: None)
+  res = lab.run_lab(c, "runs/lab", log=lambda s: None)
+  tmp_path = tmp_path / "runs" / "lab"
   md = (tmp_path / "report.md").read_text()
   for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
     assert (tmp_path / link).exists(), link
@@ -112,7 +115,7 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert "BIG-bench data not found" in md
   # Rerunning resumes: finished runs return at once and the numbers are the same, training metrics included (read
   # back from each run's metrics.jsonl), so the second report is as complete as the first.
-  again = lab.run_lab(c, str(tmp_path), log=lambda s: None)
+  again = lab.run_lab(c, "runs/lab", log=lambda s: None)
   assert again["objectives"] == res["objectives"] and again["pmp"] == res["pmp"]
   assert all(v is not None for v in again["pmp"]["pmp"].values())
   for name, m in res["train"].items():

@@ -22,7 +22,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+from hhh import cli  # noqa: E402
 
 _DSIZES = flags.DEFINE_list("distill_sizes", ["tiny", "cpu"], "sizes for the distillation teacher benchmark")
 _PROMPT = flags.DEFINE_integer("prompt_tokens", 1920, "prompt length budget (byte tokens)")
@@ -141,4 +142,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

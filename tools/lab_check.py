@@ -23,7 +23,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "tools"))
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+from hhh import cli  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", "/tmp/hhh_lab_check", "output directory (runs + lab_check.json)")
 _SIZES = flags.DEFINE_list("sizes", ["lab_s", "lab_m", "lab_l"], "model sizes")
@@ -110,4 +111,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

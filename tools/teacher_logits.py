@@ -22,7 +22,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+from hhh import cli  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 
@@ -48,8 +49,11 @@ def store(config, out: str, splits, max_examples: int = 0, top_k: int = 0, batch
   import jax.numpy as jnp
   import numpy as np
   from hhh.data import pipeline
+  from hhh import paths
   from hhh.objectives import distill
 
+  out = paths.resolve(out)
+  paths.resolve_config(config)
   k = int(top_k or config.objective.get("top_k", 50))
   setup, params = initial_params(config)
   model = setup.model
@@ -99,7 +103,10 @@ def main():
   top_k = flags.DEFINE_integer("top_k", 0, "k (0: config.objective.top_k, default 50)")
   batch = flags.DEFINE_integer("batch_size", 32, "teacher batch size")
   flags.mark_flags_as_required(["config", "out"])
-  app.run(lambda _: store(config.value, out.value, splits.value, max_examples.value, top_k.value, batch.value))
+  def run(_):
+    store(config.value, out.value, splits.value, max_examples.value, top_k.value, batch.value)  # exit status 0
+
+  cli.run(run, config_example="configs/distill.py:tiny,offline")
 
 
 if __name__ == "__main__":

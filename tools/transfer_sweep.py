@@ -32,7 +32,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "tools"))
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+from hhh import cli  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", "/tmp/hhh_transfer", "output directory")
 _SIZE = flags.DEFINE_string("size", "tiny", "model size")
@@ -190,4 +191,4 @@ def plot(results, path, size, task):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

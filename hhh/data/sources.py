@@ -1,14 +1,26 @@
 """Parsers of the paper's datasets in their ORIGINAL file formats, with canonical download locations.
 
-Every parser returns a ParseResult: the good records (dicts with the raw task features of their kind) and the
-bad ones as (record id, reason). Exclusion rule (the same everywhere): a record is excluded, counted and reported
-with its id when it cannot be decoded (invalid UTF-8, malformed JSON/XML/CSV), lacks a required field, has an
-empty context-free response, has identical responses, has negative/missing votes where votes are required,
-or (for ranked data) leaves fewer than two responses with different scores. Nothing is dropped silently: each
-task logs its exclusions and `tasks.bad_records(task, split)` / `tools/show_task.py --count` list them.
+Every parser returns a ParseResult: the good records (dicts with the raw task features of their kind), the bad
+ones as (record id, reason), and the kept-but-shortened ones as (record id, what was cut).
+
+Exclusion rule (the same everywhere): a record is excluded, counted and reported with its id when it cannot be
+decoded (invalid UTF-8 or a lone surrogate, malformed JSON/XML/CSV, a JSON line that is not an object), lacks a
+required field or has one of the wrong type (a number or list where text is expected, a string or bool where a
+number is expected, ...), has an empty context-free response, has identical responses, has negative/missing votes
+where votes are required, or (for ranked data) leaves fewer than two responses with different scores. A record
+whose conversion raises anyway (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError) is
+excluded the same way: one bad record never stops a file. A compressed file that ends early or is corrupt keeps
+the records read so far and adds one bad record naming the file and the first line not read.
+
+Size cap (truncation, counted in `ParseResult.truncated`, not excluded): every text field is cut to
+MAX_TEXT_CHARS characters (env HHH_MAX_TEXT_CHARS) before it reaches tokenisation: a context keeps its END (what
+is nearest the response, as the pipeline's token truncation does), a response/choice its START; a ranked record
+keeps its first MAX_RESPONSES responses (env HHH_MAX_RESPONSES; pairs grow quadratically). Nothing is dropped
+silently: each task logs its exclusions and truncations, `tasks.bad_records(task, split)` /
+`tasks.truncated_records(task, split)` / `tools/show_task.py --count` list them.
 
 Splits: datasets without an official split are split by a stable hash (crc32) of the record's group id
-(question/post/page): 95% train, 5% validation.
+(question/post/page; the part of the id before the first ':'): 95% train, 5% validation.
 """
 from __future__ import annotations
 
@@ -25,10 +37,11 @@ import lzma
 import math
 import os
 import re
+import sys
 import urllib.request
 import xml.etree.ElementTree as ET
 import zlib
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from hhh.data import dialogue
 
@@ -51,15 +64,105 @@ URLS = {
 BIGBENCH_SUBSETS = ("harmless", "helpful", "honest", "other")
 
 
+# Per-field cap in characters, applied to every record text before tokenisation. Sequences are at most seq_len
+# tokens anyway (byte vocabulary: >= 1 token per character; SentencePiece: roughly 3-5 characters per token), so
+# 65,536 characters lose nothing at any sequence length in use, while a single multi-megabyte record can no longer
+# blow up the input pipeline (seqio repeats the dataset before its 10,000-example shuffle buffer, which then holds
+# many tokenised copies of a small dataset's records: 6 hh_rlhf records plus one 5M-character response reached 23 GB).
+MAX_TEXT_CHARS = int(os.environ.get("HHH_MAX_TEXT_CHARS", "65536"))
+# Ranked records (a post's comments, a question's answers) keep their first MAX_RESPONSES responses in file order:
+# ranked_pairs makes up to n(n-1)/2 pairs of a record.
+MAX_RESPONSES = int(os.environ.get("HHH_MAX_RESPONSES", "100"))
+# A record whose conversion raises one of these is excluded as malformed (with its id), the file goes on.
+RECORD_ERRORS = (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError)
+
+
+def _short(reason: str, n: int = 200) -> str:
+  return reason if len(reason) <= n else reason[:n] + "..."
+
+
+def _encodable(s: str) -> bool:
+  """False for text that cannot be written as UTF-8 (lone surrogates, e.g. from a JSON "\\ud800" escape)."""
+  try:
+    s.encode("utf-8")
+    return True
+  except UnicodeEncodeError:
+    return False
+
+
+def _is_text(v) -> bool:
+  return isinstance(v, str)
+
+
+def _is_int(v) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 @dataclasses.dataclass
 class ParseResult:
   records: List[dict] = dataclasses.field(default_factory=list)
   bad: List[Tuple[str, str]] = dataclasses.field(default_factory=list)
+  truncated: List[Tuple[str, str]] = dataclasses.field(default_factory=list)  # (id, what was cut): kept
 
   def extend(self, other: "ParseResult"):
     self.records.extend(other.records)
     self.bad.extend(other.bad)
+    self.truncated.extend(other.truncated)
     return self
+
+  def derive(self, records: Iterable[dict]) -> "ParseResult":
+    """The same bad/truncated lists with other records (pairs, binary samples, one split of them)."""
+    return ParseResult(list(records), list(self.bad), list(self.truncated))
+
+  def malformed(self, rid: str, e: BaseException):
+    self.bad.append((rid, _short(f"malformed record ({type(e).__name__}: {e})")))
+
+  def add(self, rec: dict, max_chars: Optional[int] = None, max_responses: Optional[int] = None) -> bool:
+    """Appends `rec` after capping its texts (context: keeps its end; responses/choices/response: keep their
+    start; at most max_responses responses/choices). What was cut goes to `truncated`. A record that the cap
+    leaves with identical responses, or ranked responses of one score, or with text that is not valid Unicode,
+    goes to `bad` instead. Returns whether it was kept."""
+    max_chars = MAX_TEXT_CHARS if max_chars is None else max_chars
+    max_responses = MAX_RESPONSES if max_responses is None else max_responses
+    rid, cuts = rec["id"], []
+    if isinstance(rec.get("context"), str) and len(rec["context"]) > max_chars:
+      cuts.append(f"context {len(rec['context'])} -> {max_chars} chars (kept its end)")
+      rec["context"] = rec["context"][-max_chars:]
+    if isinstance(rec.get("response"), str) and len(rec["response"]) > max_chars:
+      cuts.append(f"response {len(rec['response'])} -> {max_chars} chars (kept its start)")
+      rec["response"] = rec["response"][:max_chars]
+    for key, score_key in (("responses", "scores"), ("choices", "targets")):
+      if key not in rec:
+        continue
+      texts = list(rec[key])
+      if len(texts) > max_responses:
+        cuts.append(f"{key}: kept the first {max_responses} of {len(texts)}")
+        texts = texts[:max_responses]
+        rec[score_key] = list(rec[score_key])[:max_responses]
+      for i, t in enumerate(texts):
+        if len(t) > max_chars:
+          cuts.append(f"{key}[{i}] {len(t)} -> {max_chars} chars (kept its start)")
+          texts[i] = t[:max_chars]
+      rec[key] = texts
+      if cuts and len(set(texts)) < len(texts):
+        self.bad.append((rid, f"identical {key} after truncation ({'; '.join(cuts)})"))
+        return False
+      if cuts and key == "responses" and len(set(rec[score_key])) < 2:
+        self.bad.append((rid, f"fewer than two responses with different scores after truncation ({cuts[0]})"))
+        return False
+    for v in rec.values():
+      for t in (v if isinstance(v, list) else [v]):
+        if isinstance(t, str) and not _encodable(t):
+          self.bad.append((rid, "text is not valid Unicode (lone surrogate)"))
+          return False
+    if cuts:
+      self.truncated.append((rid, "; ".join(cuts)))
+    self.records.append(rec)
+    return True
 
 
 class MissingData(FileNotFoundError):
@@ -114,6 +217,34 @@ def _decode(raw: bytes, rid: str, bad: list) -> Optional[str]:
     return None
 
 
+def _stream_errors() -> tuple:
+  """What reading a truncated or corrupt (compressed) file raises."""
+  errs = [EOFError, OSError, zlib.error, lzma.LZMAError]
+  if "zstandard" in sys.modules:
+    errs.append(sys.modules["zstandard"].ZstdError)
+  return tuple(errs)
+
+
+def _lines(path: str, res: ParseResult, tail_id: Callable[[int], str]) -> Iterator[Tuple[int, bytes]]:
+  """(line number from 1, raw line) of a plain or compressed file. A file that ends early or is corrupt (truncated
+  .gz/.bz2/.xz/.zst) keeps the lines read so far and adds one bad record `tail_id(first line not read)` whose
+  reason names the file."""
+  n = 0
+  with open_any(path) as f:
+    it = iter(f)
+    while True:
+      try:
+        raw = next(it)
+      except StopIteration:
+        return
+      except _stream_errors() as e:
+        res.bad.append((tail_id(n + 1), _short(f"{path}: truncated or corrupt file, lines from {n + 1} on not read "
+                                               f"({type(e).__name__}: {e})", 400)))
+        return
+      n += 1
+      yield n, raw
+
+
 def comparison(rid: str, context: str, responses: Sequence[str], scores: Sequence[float]) -> dict:
   return {"id": rid, "context": context, "responses": list(responses), "scores": [float(s) for s in scores]}
 
@@ -156,16 +287,20 @@ def binary_pmp(pair: dict) -> List[dict]:
 # -----------------------------------------------------------------------------------------------------------------
 # BIG-bench: hhh_alignment and truthful_qa (task.json / task_mc.json)
 
-def _bigbench_examples(path: str, res: ParseResult, prefix: str):
+def _bigbench_examples(path: str, res: ParseResult, prefix: str) -> list:
   with open(path, "rb") as f:
     text = _decode(f.read(), path, res.bad)
   if text is None:
     return []
   try:
-    return json.loads(text)["examples"]
-  except (json.JSONDecodeError, KeyError) as e:
-    res.bad.append((path, f"malformed BIG-bench JSON: {e}"))
+    examples = json.loads(text)["examples"]
+  except (json.JSONDecodeError, KeyError, TypeError, RecursionError) as e:
+    res.bad.append((path, _short(f"malformed BIG-bench JSON: {type(e).__name__}: {e}")))
     return []
+  if not isinstance(examples, list):
+    res.bad.append((path, f"malformed BIG-bench JSON: examples is a {type(examples).__name__}, not a list"))
+    return []
+  return examples
 
 
 def parse_bigbench_choices(path: str, prefix: str, style: str = "paper") -> ParseResult:
@@ -177,23 +312,29 @@ def parse_bigbench_choices(path: str, prefix: str, style: str = "paper") -> Pars
   res = ParseResult()
   for i, ex in enumerate(_bigbench_examples(path, res, prefix)):
     rid = f"{prefix}-{i}"
-    if not isinstance(ex, dict) or not isinstance(ex.get("input"), str) or not isinstance(ex.get("target_scores"), dict):
-      res.bad.append((rid, "missing input or target_scores"))
-      continue
-    choices = list(ex["target_scores"])
-    if len(choices) < 2 or not check_comparison(rid, choices, res.bad):
+    try:
+      if not isinstance(ex, dict) or not _is_text(ex.get("input")) or not isinstance(ex.get("target_scores"), dict):
+        res.bad.append((rid, "missing input or target_scores"))
+        continue
+      choices = list(ex["target_scores"])
+      if not all(_is_number(v) for v in ex["target_scores"].values()):
+        res.bad.append((rid, "target_scores value that is not a finite number"))
+        continue
       if len(choices) < 2:
         res.bad.append((rid, "fewer than two choices"))
-      continue
-    ctx = dialogue.query(ex["input"]) if style == "paper" else dialogue.bigbench_context(ex["input"])
-    res.records.append({"id": rid, "context": ctx, "choices": [dialogue.response(c) for c in choices],
-                        "targets": [float(ex["target_scores"][c]) for c in choices]})
+        continue
+      if not check_comparison(rid, choices, res.bad):
+        continue
+      ctx = dialogue.query(ex["input"]) if style == "paper" else dialogue.bigbench_context(ex["input"])
+      res.add({"id": rid, "context": ctx, "choices": [dialogue.response(c) for c in choices],
+               "targets": [float(ex["target_scores"][c]) for c in choices]})
+    except RECORD_ERRORS as e:
+      res.malformed(rid, e)
   return res
 
 
 def bigbench_as_comparisons(mc: ParseResult) -> ParseResult:
-  return ParseResult([comparison(r["id"], r["context"], r["choices"], r["targets"]) for r in mc.records],
-                     list(mc.bad))
+  return mc.derive(comparison(r["id"], r["context"], r["choices"], r["targets"]) for r in mc.records)
 
 
 # -----------------------------------------------------------------------------------------------------------------
@@ -220,13 +361,13 @@ def parse_stackexchange(path: str, site: str = "se") -> ParseResult:
   res = ParseResult()
   questions: Dict[str, dict] = {}
   answers: Dict[str, List[Tuple[str, str, int]]] = {}
-  with open_any(path) as f:
-    for n, raw in enumerate(f):
-      line = raw.strip()
-      if not line.startswith(b"<row"):
-        continue
-      m = re.search(rb'\bId="([^"]*)"', line)
-      rid = f"{site}-{m.group(1).decode('ascii', 'replace') if m else 'line' + str(n + 1)}"
+  for n, raw in _lines(path, res, lambda k: f"{site}-line{k}"):
+    line = raw.strip()
+    if not line.startswith(b"<row"):
+      continue
+    m = re.search(rb'\bId="([^"]*)"', line)
+    rid = f"{site}-{m.group(1).decode('ascii', 'replace') if m else 'line' + str(n)}"
+    try:
       text = _decode(line, rid, res.bad)
       if text is None:
         continue
@@ -236,9 +377,14 @@ def parse_stackexchange(path: str, site: str = "se") -> ParseResult:
         res.bad.append((rid, f"malformed XML row: {e}"))
         continue
       kind = a.get("PostTypeId")
+      if kind not in ("1", "2"):
+        continue  # wiki, tag excerpts, ...: not questions or answers (not bad data; not a candidate)
+      if not a.get("Id"):
+        res.bad.append((rid, "row without Id"))
+        continue
       if kind == "1":
-        questions[a.get("Id")] = a
-      elif kind == "2":
+        questions[a["Id"]] = a
+      else:
         if "ParentId" not in a:
           res.bad.append((rid, "answer without ParentId"))
           continue
@@ -250,29 +396,34 @@ def parse_stackexchange(path: str, site: str = "se") -> ParseResult:
           res.bad.append((rid, "empty answer body"))
           continue
         answers.setdefault(a["ParentId"], []).append((a["Id"], body, int(a["Score"])))
+    except RECORD_ERRORS as e:
+      res.malformed(rid, e)
   for qid, ans in answers.items():
     rid = f"{site}-{qid}"
-    q = questions.get(qid)
-    if q is None:
-      res.bad.append((rid, f"{len(ans)} answers to a question not in the file"))
-      continue
-    body = html_to_text(q.get("Body", ""))
-    title = html.unescape(q.get("Title", "")).strip()
-    if not body and not title:
-      res.bad.append((rid, "question without title and body"))
-      continue
-    if len(ans) < 2:
-      res.bad.append((rid, "fewer than two answers"))
-      continue
-    accepted = q.get("AcceptedAnswerId")
-    scores = [stackexchange_score(s, aid == accepted) for aid, _, s in ans]
-    if len(set(scores)) < 2:
-      res.bad.append((rid, "all answers have the same score"))
-      continue
-    if not check_comparison(rid, [b for _, b, _ in ans], res.bad):
-      continue
-    ctx = dialogue.query(f"{title}\n\n{body}" if title else body)
-    res.records.append(comparison(rid, ctx, [dialogue.response(b) for _, b, _ in ans], scores))
+    try:
+      q = questions.get(qid)
+      if q is None:
+        res.bad.append((rid, f"{len(ans)} answers to a question not in the file"))
+        continue
+      body = html_to_text(q.get("Body", ""))
+      title = html.unescape(q.get("Title", "")).strip()
+      if not body and not title:
+        res.bad.append((rid, "question without title and body"))
+        continue
+      if len(ans) < 2:
+        res.bad.append((rid, "fewer than two answers"))
+        continue
+      accepted = q.get("AcceptedAnswerId")
+      scores = [stackexchange_score(s, aid == accepted) for aid, _, s in ans]
+      if len(set(scores)) < 2:
+        res.bad.append((rid, "all answers have the same score"))
+        continue
+      if not check_comparison(rid, [b for _, b, _ in ans], res.bad):
+        continue
+      ctx = dialogue.query(f"{title}\n\n{body}" if title else body)
+      res.add(comparison(rid, ctx, [dialogue.response(b) for _, b, _ in ans], scores))
+    except RECORD_ERRORS as e:
+      res.malformed(rid, e)
   for qid, q in questions.items():
     if qid not in answers:
       res.bad.append((f"{site}-{qid}", "question without answers"))
@@ -283,23 +434,29 @@ def parse_stackexchange(path: str, site: str = "se") -> ParseResult:
 # Reddit (pushshift comment dumps, one JSON object per line; optional submission dumps for the post text)
 
 def _jsonl(path: str, prefix: str, res: ParseResult) -> Iterator[Tuple[str, dict]]:
-  with open_any(path) as f:
-    for n, raw in enumerate(f):
-      if not raw.strip():
-        continue
-      rid = f"{prefix}:{os.path.basename(path)}:{n + 1}"
-      text = _decode(raw, rid, res.bad)
-      if text is None:
-        continue
-      try:
-        obj = json.loads(text)
-      except json.JSONDecodeError as e:
-        res.bad.append((rid, f"malformed JSON: {e.msg}"))
-        continue
-      if not isinstance(obj, dict):
-        res.bad.append((rid, "not a JSON object"))
-        continue
-      yield rid, obj
+  name = os.path.basename(path)
+  for n, raw in _lines(path, res, lambda k: f"{prefix}:{name}:{k}"):
+    if not raw.strip():
+      continue
+    rid = f"{prefix}:{name}:{n}"
+    text = _decode(raw, rid, res.bad)
+    if text is None:
+      continue
+    try:
+      obj = json.loads(text)
+    except json.JSONDecodeError as e:
+      res.bad.append((rid, f"malformed JSON: {e.msg}"))
+      continue
+    except RecursionError:
+      res.bad.append((rid, "malformed JSON: nested too deeply"))
+      continue
+    if not isinstance(obj, dict):
+      res.bad.append((rid, f"not a JSON object (a {type(obj).__name__})"))
+      continue
+    yield rid, obj
+
+
+_DELETED = ("[deleted]", "[removed]")
 
 
 def parse_reddit(comment_paths: Sequence[str], submission_paths: Sequence[str] = ()) -> ParseResult:
@@ -309,37 +466,69 @@ def parse_reddit(comment_paths: Sequence[str], submission_paths: Sequence[str] =
   posts: Dict[str, str] = {}
   for p in submission_paths:
     for rid, o in _jsonl(p, "reddit-post", res):
-      if "id" in o and isinstance(o.get("title"), str):
-        posts["t3_" + o["id"]] = (o["title"] + ("\n\n" + o["selftext"] if o.get("selftext") else "")).strip()
+      try:
+        pid = o.get("id")
+        if not _is_text(pid) or not pid:
+          res.bad.append((rid, _short(f"submission id missing or not a string: {pid!r}")))
+          continue
+        rid = f"reddit-post-t3_{pid}"
+        title, selftext = o.get("title"), o.get("selftext")
+        if not _is_text(title) or not title.strip():
+          res.bad.append((rid, "submission title missing, empty or not a string"))
+          continue
+        if selftext is not None and not _is_text(selftext):
+          res.bad.append((rid, "submission selftext is not a string"))
+          continue
+        selftext = "" if selftext is None or selftext.strip() in _DELETED else selftext
+        post = (title + ("\n\n" + selftext if selftext else "")).strip()
+        if not _encodable(post):
+          res.bad.append((rid, "text is not valid Unicode (lone surrogate)"))
+          continue
+        posts["t3_" + pid] = post
+      except RECORD_ERRORS as e:
+        res.malformed(rid, e)
   groups: Dict[str, List[Tuple[str, str, int]]] = {}
   for p in comment_paths:
     for rid, o in _jsonl(p, "reddit", res):
-      cid = "reddit-" + str(o.get("id", rid))
-      if not isinstance(o.get("link_id"), str) or not isinstance(o.get("body"), str):
-        res.bad.append((cid, "missing link_id or body"))
-        continue
-      if o.get("parent_id") != o["link_id"]:
-        continue  # replies to comments are not answers to the post (not bad data; not a candidate)
-      if not isinstance(o.get("score"), int):
-        res.bad.append((cid, "missing or non-integer score"))
-        continue
-      body = o["body"].strip()
-      if not body or body in ("[deleted]", "[removed]"):
-        res.bad.append((cid, "empty or deleted body"))
-        continue
-      groups.setdefault(o["link_id"], []).append((cid, body, o["score"]))
+      oid = o.get("id")
+      cid = f"reddit-{oid}" if (_is_text(oid) and oid) or _is_int(oid) else rid
+      try:
+        if not _is_text(o.get("link_id")) or not _is_text(o.get("body")):
+          res.bad.append((cid, "missing link_id or body"))
+          continue
+        if not _is_text(o.get("parent_id")):
+          res.bad.append((cid, "missing parent_id"))
+          continue
+        if o["parent_id"] != o["link_id"]:
+          continue  # replies to comments are not answers to the post (not bad data; not a candidate)
+        if not _is_int(o.get("score")):
+          res.bad.append((cid, "missing or non-integer score"))
+          continue
+        body = o["body"].strip()
+        if not body or body in _DELETED:
+          res.bad.append((cid, "empty or deleted body"))
+          continue
+        if not _encodable(body):
+          res.bad.append((cid, "text is not valid Unicode (lone surrogate)"))
+          continue
+        groups.setdefault(o["link_id"], []).append((cid, body, o["score"]))
+      except RECORD_ERRORS as e:
+        res.malformed(cid, e)
   for link, cs in groups.items():
     rid = f"reddit-{link}"
-    if len(cs) < 2:
-      res.bad.append((rid, "fewer than two comments"))
-      continue
-    if len({s for _, _, s in cs}) < 2:
-      res.bad.append((rid, "all comments have the same karma"))
-      continue
-    if not check_comparison(rid, [b for _, b, _ in cs], res.bad):
-      continue
-    ctx = dialogue.query(posts.get(link, f"Reddit post {link}"))
-    res.records.append(comparison(rid, ctx, [dialogue.response(b) for _, b, _ in cs], [float(s) for _, _, s in cs]))
+    try:
+      if len(cs) < 2:
+        res.bad.append((rid, "fewer than two comments"))
+        continue
+      if len({s for _, _, s in cs}) < 2:
+        res.bad.append((rid, "all comments have the same karma"))
+        continue
+      if not check_comparison(rid, [b for _, b, _ in cs], res.bad):
+        continue
+      ctx = dialogue.query(posts.get(link, f"Reddit post {link}"))
+      res.add(comparison(rid, ctx, [dialogue.response(b) for _, b, _ in cs], [float(s) for _, _, s in cs]))
+    except RECORD_ERRORS as e:
+      res.malformed(rid, e)
   return res
 
 
@@ -367,29 +556,36 @@ def _changed_span(old: str, new: str, window: int = 300) -> Tuple[str, str, str]
 
 def parse_wikipedia(path: str) -> ParseResult:
   """A revision r_k whose comment marks a vandalism revert (REVERT_COMMENT) and whose text equals r_{k-2}'s text
-  reverts the vandal edit r_{k-1}: the original lines (from r_{k-2}) are preferred over the vandalised ones."""
+  reverts the vandal edit r_{k-1}: the original lines (from r_{k-2}) are preferred over the vandalised ones.
+  Only the last three revisions of a page are held in memory (a page's history can be gigabytes)."""
   res = ParseResult()
-  ns = ""
-  title, revs = None, []
+  name = os.path.basename(path)
+  title: Optional[str] = None
+  revs: List[Tuple[Optional[str], str, Optional[str]]] = []  # the last three (id, comment, text) of the page
+  n_rev = 0
 
-  def flush():
-    for k in range(2, len(revs)):
-      rid_k, comment, text = revs[k]
-      if not REVERT_COMMENT.search(comment or ""):
-        continue
-      rid = f"wiki-{revs[k - 1][0]}"
-      orig, vand = revs[k - 2][2], revs[k - 1][2]
+  def check():
+    _, comment, text = revs[2]
+    if not REVERT_COMMENT.search(comment):
+      return
+    rid = f"wiki-{revs[1][0]}" if revs[1][0] else f"wiki-{name}:rev{n_rev - 1}"
+    try:
+      orig, vand = revs[0][2], revs[1][2]
       if text != orig:
         res.bad.append((rid, "revert comment but text differs from the revision before the edit"))
-        continue
+        return
       if orig is None or vand is None:
         res.bad.append((rid, "revision without text"))
-        continue
+        return
+      if title is None:
+        res.bad.append((rid, "page without title"))
+        return
       before, a, b = _changed_span(orig, vand)
       if not check_comparison(rid, [a, b], res.bad):
-        continue
-      ctx = f"Wikipedia article: {title}\n\n{before}"
-      res.records.append(comparison(rid, ctx, [a, b], [1.0, 0.0]))
+        return
+      res.add(comparison(rid, f"Wikipedia article: {title}\n\n{before}", [a, b], [1.0, 0.0]))
+    except RECORD_ERRORS as e:
+      res.malformed(rid, e)
 
   try:
     with open_any(path) as f:
@@ -400,19 +596,24 @@ def parse_wikipedia(path: str) -> ParseResult:
         if tag == "title":
           title = el.text or ""
         elif tag == "revision":
-          rid = el.findtext("{*}id") or el.findtext("id") or "?"
+          n_rev += 1
+          rid = el.findtext("{*}id") or el.findtext("id") or None
           comment = el.findtext("{*}comment") or el.findtext("comment") or ""
           text = el.find("{*}text")
           text = el.find("text") if text is None else text
           revs.append((rid, comment, None if text is None else (text.text or "")))
+          del revs[:-3]
           el.clear()
+          if len(revs) == 3:
+            check()
         elif tag == "page":
-          flush()
           title, revs = None, []
           el.clear()
   except ET.ParseError as e:
-    res.bad.append((f"wiki:{os.path.basename(path)}", f"malformed XML, parsing stopped: {e}"))
-    flush()
+    res.bad.append((f"wiki:{name}", f"{path}: malformed XML, parsing stopped: {e}"))
+  except _stream_errors() as e:
+    res.bad.append((f"wiki:{name}", _short(f"{path}: truncated or corrupt file, parsing stopped "
+                                           f"({type(e).__name__}: {e})", 400)))
   return res
 
 
@@ -422,21 +623,24 @@ def parse_wikipedia(path: str) -> ParseResult:
 def parse_hh_rlhf(path: str, prefix: str = "hh") -> ParseResult:
   res = ParseResult()
   for rid, o in _jsonl(path, prefix, res):
-    if not isinstance(o.get("chosen"), str) or not isinstance(o.get("rejected"), str):
-      res.bad.append((rid, "missing chosen or rejected"))
-      continue
     try:
-      c_ctx, c_resp = dialogue.split_last_response(o["chosen"])
-      r_ctx, r_resp = dialogue.split_last_response(o["rejected"])
-    except ValueError:
-      res.bad.append((rid, "no assistant turn"))
-      continue
-    if c_ctx != r_ctx:
-      res.bad.append((rid, "chosen and rejected have different contexts"))
-      continue
-    if not check_comparison(rid, [c_resp, r_resp], res.bad):
-      continue
-    res.records.append(comparison(rid, c_ctx, [c_resp, r_resp], [1.0, 0.0]))
+      if not _is_text(o.get("chosen")) or not _is_text(o.get("rejected")):
+        res.bad.append((rid, "missing chosen or rejected"))
+        continue
+      try:
+        c_ctx, c_resp = dialogue.split_last_response(o["chosen"])
+        r_ctx, r_resp = dialogue.split_last_response(o["rejected"])
+      except ValueError:
+        res.bad.append((rid, "no assistant turn"))
+        continue
+      if c_ctx != r_ctx:
+        res.bad.append((rid, "chosen and rejected have different contexts"))
+        continue
+      if not check_comparison(rid, [c_resp, r_resp], res.bad):
+        continue
+      res.add(comparison(rid, c_ctx, [c_resp, r_resp], [1.0, 0.0]))
+    except RECORD_ERRORS as e:
+      res.malformed(rid, e)
   return res
 
 
@@ -448,23 +652,37 @@ def summarize_context(info: dict) -> str:
 
 
 def parse_summarize(path: str) -> ParseResult:
+  """Record ids are "tldr-{info.id}:{file}:{line}": the hash split groups every comparison of one post (info.id,
+  or a hash of the post text when the id is missing), so a post is never in both splits."""
   res = ParseResult()
   for rid, o in _jsonl(path, "tldr", res):
-    info, sums, choice = o.get("info"), o.get("summaries"), o.get("choice")
-    if (not isinstance(info, dict) or not isinstance(info.get("post"), str) or not isinstance(sums, list)
-        or len(sums) != 2 or choice not in (0, 1)):
-      res.bad.append((rid, "missing info.post, two summaries or choice"))
-      continue
-    texts = [s.get("text") if isinstance(s, dict) else None for s in sums]
-    if not all(isinstance(t, str) for t in texts):
-      res.bad.append((rid, "summary without text"))
-      continue
-    texts = [t.strip() for t in texts]
-    if not check_comparison(rid, texts, res.bad):
-      continue
-    better, worse = texts[choice], texts[1 - choice]
-    res.records.append(comparison(rid, summarize_context(info), [dialogue.response(better), dialogue.response(worse)],
-                                  [1.0, 0.0]))
+    try:
+      info, sums, choice = o.get("info"), o.get("summaries"), o.get("choice")
+      if (not isinstance(info, dict) or not _is_text(info.get("post")) or not isinstance(sums, list)
+          or len(sums) != 2 or not _is_int(choice) or choice not in (0, 1)):
+        res.bad.append((rid, "missing info.post, two summaries or choice"))
+        continue
+      if info.get("title") is not None and not _is_text(info["title"]):
+        res.bad.append((rid, "info.title is not a string"))
+        continue
+      post_id = info.get("id")
+      if _is_text(post_id) and post_id:
+        group = "tldr-" + post_id.replace(":", "_")
+      else:
+        group = f"tldr-post{zlib.crc32(info['post'].encode('utf-8', 'surrogatepass')):08x}"
+      rid = group + rid[len("tldr"):]
+      texts = [s.get("text") if isinstance(s, dict) else None for s in sums]
+      if not all(_is_text(t) for t in texts):
+        res.bad.append((rid, "summary without text"))
+        continue
+      texts = [t.strip() for t in texts]
+      if not check_comparison(rid, texts, res.bad):
+        continue
+      better, worse = texts[choice], texts[1 - choice]
+      res.add(comparison(rid, summarize_context(info), [dialogue.response(better), dialogue.response(worse)],
+                         [1.0, 0.0]))
+    except RECORD_ERRORS as e:
+      res.malformed(rid, e)
   return res
 
 
@@ -474,26 +692,36 @@ def parse_summarize(path: str) -> ParseResult:
 def parse_eli5(path: str) -> ParseResult:
   res = ParseResult()
   for rid, o in _jsonl(path, "eli5", res):
-    rid = f"eli5-{o.get('q_id', rid)}"
-    ans = o.get("answers")
-    if not isinstance(o.get("title"), str) or not isinstance(ans, dict) or not isinstance(ans.get("text"), list):
-      res.bad.append((rid, "missing title or answers"))
-      continue
-    texts, scores = ans["text"], ans.get("score")
-    if not isinstance(scores, list) or len(scores) != len(texts) or not all(isinstance(s, int) for s in scores):
-      res.bad.append((rid, "missing or malformed answer scores"))
-      continue
-    if any(s < 0 for s in scores):
-      res.bad.append((rid, "negative answer score"))
-      continue
-    if len(texts) < 2 or len(set(scores)) < 2:
-      res.bad.append((rid, "fewer than two answers with different scores"))
-      continue
-    if not check_comparison(rid, [str(t) for t in texts], res.bad):
-      continue
-    q = o["title"] + ("\n\n" + o["selftext"] if o.get("selftext") else "")
-    res.records.append(comparison(rid, dialogue.query(q), [dialogue.response(t.strip()) for t in texts],
-                                  [float(s) for s in scores]))
+    qid = o.get("q_id")
+    rid = f"eli5-{qid}" if (_is_text(qid) and qid) or _is_int(qid) else rid
+    try:
+      ans = o.get("answers")
+      if not _is_text(o.get("title")) or not isinstance(ans, dict) or not isinstance(ans.get("text"), list):
+        res.bad.append((rid, "missing title or answers"))
+        continue
+      if o.get("selftext") is not None and not _is_text(o["selftext"]):
+        res.bad.append((rid, "selftext is not a string"))
+        continue
+      texts, scores = ans["text"], ans.get("score")
+      if not all(_is_text(t) for t in texts):
+        res.bad.append((rid, "answer text that is not a string"))
+        continue
+      if not isinstance(scores, list) or len(scores) != len(texts) or not all(_is_int(s) for s in scores):
+        res.bad.append((rid, "missing or malformed answer scores"))
+        continue
+      if any(s < 0 for s in scores):
+        res.bad.append((rid, "negative answer score"))
+        continue
+      if len(texts) < 2 or len(set(scores)) < 2:
+        res.bad.append((rid, "fewer than two answers with different scores"))
+        continue
+      texts = [t.strip() for t in texts]
+      if not check_comparison(rid, texts, res.bad):
+        continue
+      q = o["title"] + ("\n\n" + o["selftext"] if o.get("selftext") else "")
+      res.add(comparison(rid, dialogue.query(q), [dialogue.response(t) for t in texts], [float(s) for s in scores]))
+    except RECORD_ERRORS as e:
+      res.malformed(rid, e)
   return res
 
 
@@ -501,28 +729,69 @@ def parse_eli5(path: str) -> ParseResult:
 # ETHICS commonsense (cm_{train,test}.csv: label,input,is_short,edited; label 1 = clearly wrong)
 
 ETHICS_QUESTION = "Is the following behaviour acceptable?\n\n{input}"
+# csv's default limit (131,072 characters per field) raises _csv.Error and stops the file; fields are read whole
+# and capped by ParseResult.add (MAX_TEXT_CHARS) instead.
+_CSV_FIELD_LIMIT = 2**31 - 1
 
 
 def parse_ethics(path: str) -> ParseResult:
   """Binary samples: the correct answer (" Yes, it is acceptable." / " No, it is wrong.") is labelled 1, the
-  other 0 — the paper's C:A > C:B construction for binary data, usable both as binary and comparison data."""
+  other 0 — the paper's C:A > C:B construction for binary data, usable both as binary and comparison data.
+
+  Rows are decoded one by one (a row with invalid UTF-8 is one bad record, not the whole file); a row with another
+  number of fields than the header (an unquoted comma, or a stray quote that swallowed the lines after it: the
+  reason names the lines) is bad. Ids are "ethics-{file}:{n + 1}" for the n-th data row."""
   res = ParseResult()
+  name = os.path.basename(path)
   with open(path, "rb") as f:
-    raw = f.read()
-  text = _decode(raw, os.path.basename(path), res.bad)
-  if text is None:
-    return res
-  reader = csv.DictReader(io.StringIO(text))
-  for n, row in enumerate(reader):
-    rid = f"ethics-{os.path.basename(path)}:{n + 2}"
-    if row.get("label") not in ("0", "1") or not (row.get("input") or "").strip():
-      res.bad.append((rid, "missing label or input"))
-      continue
-    ctx = dialogue.query(ETHICS_QUESTION.format(input=row["input"].strip()))
-    yes, no = dialogue.response("Yes, it is acceptable."), dialogue.response("No, it is wrong.")
-    wrong = row["label"] == "1"
-    res.records.append({"id": rid, "context": ctx, "responses": [no, yes] if wrong else [yes, no],
-                        "scores": [1.0, 0.0]})
+    text = f.read().decode("utf-8", "surrogateescape")  # invalid bytes -> lone surrogates, found per row
+  old_limit = csv.field_size_limit()
+  csv.field_size_limit(max(old_limit, _CSV_FIELD_LIMIT))
+  try:
+    reader = csv.reader(io.StringIO(text))
+    try:
+      header = next(reader, None)
+    except csv.Error:
+      header = None
+    if header is None or not _encodable("".join(header)):
+      res.bad.append((f"ethics-{name}", "missing or malformed header row"))
+      return res
+    n, last_line = 0, reader.line_num
+    while True:
+      try:
+        row = next(reader)
+      except StopIteration:
+        break
+      except csv.Error as e:  # the reader resets and goes on with the next line
+        row = e
+      first_line, last_line = last_line + 1, reader.line_num
+      if not row:
+        continue  # blank line
+      n += 1
+      rid = f"ethics-{name}:{n + 1}"
+      lines = f"line {first_line}" if first_line == last_line else f"lines {first_line}-{last_line}"
+      try:
+        if isinstance(row, csv.Error):
+          res.bad.append((rid, _short(f"malformed CSV row ({row}; {lines})")))
+          continue
+        if not _encodable("".join(row)):
+          res.bad.append((rid, "invalid UTF-8"))
+          continue
+        if len(row) != len(header):
+          res.bad.append((rid, f"malformed CSV row ({len(row)} fields, expected {len(header)}; {lines})"))
+          continue
+        d = dict(zip(header, row))
+        if d.get("label") not in ("0", "1") or not (d.get("input") or "").strip():
+          res.bad.append((rid, "missing label or input"))
+          continue
+        ctx = dialogue.query(ETHICS_QUESTION.format(input=d["input"].strip()))
+        yes, no = dialogue.response("Yes, it is acceptable."), dialogue.response("No, it is wrong.")
+        wrong = d["label"] == "1"
+        res.add({"id": rid, "context": ctx, "responses": [no, yes] if wrong else [yes, no], "scores": [1.0, 0.0]})
+      except RECORD_ERRORS as e:
+        res.malformed(rid, e)
+  finally:
+    csv.field_size_limit(old_limit)
   return res
 
 

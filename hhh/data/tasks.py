@@ -259,6 +259,11 @@ def _report(task: str, split: str, res: sources.ParseResult):
     shown = "; ".join(f"{i}: {r}" for i, r in res.bad[:10])
     logging.warning("%s/%s: excluded %d bad records (%s%s)", task, split, len(res.bad), shown,
                     " ..." if len(res.bad) > 10 else "")
+  if res.truncated:
+    shown = "; ".join(f"{i}: {r}" for i, r in res.truncated[:10])
+    logging.warning("%s/%s: truncated %d records to sources.MAX_TEXT_CHARS=%d characters per text / "
+                    "MAX_RESPONSES=%d responses (%s%s)", task, split, len(res.truncated), sources.MAX_TEXT_CHARS,
+                    sources.MAX_RESPONSES, shown, " ..." if len(res.truncated) > 10 else "")
 
 
 def parsed(task: str, split: str) -> sources.ParseResult:
@@ -276,6 +281,11 @@ def bad_records(task: str, split: str) -> List[tuple]:
   return list(parsed(task, split).bad) if task in _PARSERS else []
 
 
+def truncated_records(task: str, split: str) -> List[tuple]:
+  """[(record id, what was cut)] of records kept in `task`/`split` but shortened by the parsers' size cap."""
+  return list(parsed(task, split).truncated) if task in _PARSERS else []
+
+
 _PARSERS: Dict[str, Callable[[str], sources.ParseResult]] = {}
 
 
@@ -286,16 +296,18 @@ def _file_task(name: str, kind: str, splits, parse: Callable[[str], sources.Pars
 
 
 def _hash_filtered(res: sources.ParseResult, split: str) -> sources.ParseResult:
-  return sources.ParseResult([r for r in res.records if sources.hash_split(r["id"].split(":")[0]) == split],
-                             [b for b in res.bad if sources.hash_split(b[0].split(":")[0]) == split])
+  def keep(rid):
+    return sources.hash_split(rid.split(":")[0]) == split
+  return sources.ParseResult([r for r in res.records if keep(r["id"])], [b for b in res.bad if keep(b[0])],
+                             [t for t in res.truncated if keep(t[0])])
 
 
 def _pairs(res):
-  return sources.ParseResult([p for r in res.records for p in sources.ranked_pairs(r)], list(res.bad))
+  return res.derive(p for r in res.records for p in sources.ranked_pairs(r))
 
 
 def _binary_pmp(res):
-  return sources.ParseResult([b for r in _pairs(res).records for b in sources.binary_pmp(r)], list(res.bad))
+  return res.derive(b for r in _pairs(res).records for b in sources.binary_pmp(r))
 
 
 # --- BIG-bench (evaluation data; a single split called "test")
@@ -402,9 +414,12 @@ _file_task("summarize_from_feedback", "comparison", ["train", "validation"],
            lambda split: _hash_filtered(_summarize_all(), split))
 _file_task("eli5", "comparison", ["train", "validation", "test"], _eli5)
 _file_task("eli5_pairs", "comparison", ["train", "validation", "test"], lambda split: _pairs(_eli5(split)))
-_file_task("ethics", "binary", ["train", "test"],
-           lambda split: sources.ParseResult(sources.comparisons_to_binary(_ethics(split).records),
-                                             list(_ethics(split).bad)))
+def _ethics_binary(split):
+  res = _ethics(split)
+  return res.derive(sources.comparisons_to_binary(res.records))
+
+
+_file_task("ethics", "binary", ["train", "test"], _ethics_binary)
 _file_task("ethics_compare", "comparison", ["train", "test"], _ethics)
 
 

@@ -37,7 +37,9 @@ import numpy as np
 
 from hhh import checkpoint as ckpt_lib
 from hhh import metrics as metrics_lib
+from hhh import paths
 from hhh import sharding
+from hhh.errors import ConfigError
 from hhh.eval import calibration, examples, hhh as hhh_eval, scoring, tax as tax_eval, truthfulqa
 from hhh.models.transformer import Transformer, TransformerConfig, init_inputs
 
@@ -70,6 +72,10 @@ def build_model(model_cfg, mesh_cfg, devices=None) -> ModelSetup:
 def load_params(ms: ModelSetup, path: str, *, what: str):
   """Parameters of the checkpoint at `path` (a workdir, its checkpoints/ or a step folder) on their shardings.
   Every parameter the model uses must be in the checkpoint (a fresh score head would score nothing)."""
+  if ms.model.cfg.score_head is False and any(n.startswith("score_head/") for n in ckpt_lib.saved_param_names(path)):
+    raise ConfigError(f"{what} {path} is a preference or binary model (it has a score head): scored as a language "
+                     f"model it would use an LM head its training did not keep. Pass it as --config.pm_checkpoint, "
+                     f"and an LM run as --config.{what}.")
   def init(r):
     return nn.meta.unbox(ms.model.init(r, init_inputs(ms.model.cfg))["params"])
   with jax.set_mesh(ms.mesh), nn.logical_axis_rules(ms.rules):
@@ -78,7 +84,7 @@ def load_params(ms: ModelSetup, path: str, *, what: str):
   if ms.model.cfg.score_head is False:
     fresh = [f for f in fresh if not f.startswith("score_head")]
   if fresh:
-    raise ValueError(f"{what} checkpoint {path} lacks parameters {fresh}: is it the right kind of model "
+    raise ConfigError(f"{what} checkpoint {path} lacks parameters {fresh}: is it the right kind of model "
                      f"(an LM for checkpoint/distilled_checkpoint, a preference/binary model for pm_checkpoint) "
                      f"and the right size?")
   return params
@@ -187,6 +193,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
   """Runs the configured suites for every condition; writes eval.json, eval.md and TensorBoard scalars."""
   from hhh.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
   t0 = time.perf_counter()
+  workdir = paths.resolve(workdir)
+  paths.resolve_config(config)
   ev = config.eval
   conv = ev.convention
   if conv not in HHH_TASK:
@@ -422,8 +430,10 @@ def write_outputs(res: dict, workdir: str, step: int = 0) -> None:
 
 
 def main(argv=None):
-  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
+  from hhh import cli  # pylint: disable=g-import-not-at-top
 
   config_flag = config_flags.DEFINE_config_file(
       "config", None, "configs/eval.py:SIZE; set --config.checkpoint=PATH (and optionally distilled_checkpoint, "
@@ -436,4 +446,4 @@ def main(argv=None):
     res = evaluate(config_flag.value, flags.FLAGS.workdir)
     print(markdown(res))
 
-  app.run(run, argv=argv)
+  cli.run(run, argv=argv, config_example="configs/eval.py:tiny")

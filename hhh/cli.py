@@ -1,0 +1,456 @@
+"""Command-line plumbing shared by `python -m hhh.train|eval|lab` and the absl tools in tools/.
+
+`run(main)` is `absl.app.run` with a `--help` that works:
+  --help, -h, -?, --helpshort  the command's docstring, ITS flags with their help, how --config and its overrides
+                               work (with --config=... also given: that config's every field), exit status 0;
+  --helpfull                   the same with every flag of every module (absl, jax, orbax, ...), exit status 0.
+absl's own --help (absl.app.HelpFlag) always exits 1, and it shows only the flags that the file named by
+sys.argv[0] defined: `python -m hhh.eval` runs hhh/eval/__main__.py while the flags are defined in hhh.eval.run, so
+it showed none (just "USAGE ... Try --helpfull"). `run` looks the flags up by the module that calls it instead.
+
+`quiet()` (called when `hhh` is imported) removes the start-up noise a newcomer sees on every run; each fix acts
+where the noise starts and only when the noise is certain to be meaningless:
+  * JAX tries the TPU backend whenever libtpu is installed, even on a machine without a TPU; libtpu then prints
+    host-bounds / TPU_WORKER_HOSTNAMES errors, writes /tmp/tpu_logs, and JAX logs "Unable to initialize backend
+    'tpu'". When JAX_PLATFORMS is unset and the machine has no TPU chip (JAX's own PCI check, as JAX already does
+    for CUDA), the TPU backend is not tried. GPUs, TPUs and an explicit JAX_PLATFORMS are untouched.
+  * TensorFlow (only the tf.data input pipeline uses it) gets TF_CPP_MIN_LOG_LEVEL=1 unless the user set it (drops
+    INFO such as the oneDNN and CPU-instruction notices), and its GPUs are hidden from it
+    (tf.config.set_visible_devices([], "GPU")) so it neither claims accelerator memory next to JAX nor probes CUDA
+    later. Lines that TensorFlow's C++ start-up writes to stderr regardless of that level ("Could not find cuda
+    drivers", "failed call to cuInit", "All log messages before absl::InitializeLog()", duplicate CUDA factory
+    registrations) are dropped while `import tensorflow` runs; every other line is passed through unchanged.
+  * TensorFlow's autograph writes one __autograph_generated_file*.py per converted function into the system
+    temporary directory and removes them only at a clean exit, so killed runs (timeouts, SIGKILL, crashes) leave
+    them behind by the hundred. They go to a per-process directory instead (hhh-autograph-HOST-PID-*), removed at
+    exit; directories left by dead processes of this host are removed by the next run.
+  * Known harmless log records: orbax's "Metadata file does not exist: .../_CHECKPOINT_METADATA" (reading an item
+    directory of a step, whose metadata lives one level up) and seqio's "Using an uncached FunctionDataset for
+    training" (the embedded tasks are in memory; the trainer's exact resume replays the data order itself).
+HHH_QUIET=0 turns all of this off (to debug accelerator set-up, for instance).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import dataclasses
+import glob
+import importlib.abc
+import importlib.util
+import logging
+import os
+import re
+import shutil
+import socket
+import sys
+import tempfile
+from typing import Any, Callable, Sequence
+
+_HELP = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
+_HELPFULL = ("--helpfull", "-helpfull")
+
+
+# ----------------------------------------------------------------------------------------------- --help
+
+
+def _caller_module(depth: int = 2) -> str:
+  """The module whose code called our caller: the one that defined the command's flags."""
+  return sys._getframe(depth).f_globals.get("__name__", "__main__")  # pylint: disable=protected-access
+
+
+def _command_name(module: str) -> str:
+  if module == "__main__":
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    if spec is not None and spec.name:
+      return "python -m " + spec.name.removesuffix(".__main__")
+    return "python " + (sys.argv[0] if sys.argv else "?")
+  if module.startswith("hhh."):
+    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if main_spec is not None and main_spec.name:
+      return "python -m " + main_spec.name.removesuffix(".__main__")
+    return "python -m " + module
+  return "python " + (sys.argv[0] if sys.argv else module)
+
+
+def _help_args(argv: Sequence[str]) -> list[str]:
+  """argv[1:] up to a `--` (what follows it is not for absl)."""
+  args = list(argv[1:])
+  return args[:args.index("--")] if "--" in args else args
+
+
+def _config_flags(flag_list) -> list[Any]:
+  try:
+    from ml_collections.config_flags import config_flags  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return []
+  cls = getattr(config_flags, "_ConfigFlag", None)
+  return [f for f in flag_list if cls is not None and isinstance(f, cls)]
+
+
+def _is_file_flag(flag) -> bool:
+  from ml_collections.config_flags import config_flags  # pylint: disable=g-import-not-at-top
+  return isinstance(flag.parser, config_flags.ConfigFileFlagParser)
+
+
+def _load_config_file(spec: str):
+  """get_config(ARG) of FILE for `FILE:ARG`, FILE relative to the current directory or else to the checkout."""
+  path, _, arg = spec.partition(":")
+  if not os.path.exists(path):
+    alt = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), path)
+    if os.path.exists(alt):
+      path = alt
+  mod_spec = importlib.util.spec_from_file_location("_hhh_help_config", path)
+  mod = importlib.util.module_from_spec(mod_spec)
+  mod_spec.loader.exec_module(mod)
+  return mod.get_config(arg) if arg else mod.get_config()
+
+
+def _config_section(flag, command: str, example: str | None, given: bool) -> list[str]:
+  name = flag.name
+  if not _is_file_flag(flag):
+    return [f"--{name}.FIELD=VALUE overrides any field of --{name} (defaults above; a misspelt field is an error).",
+            "  the settings that result: add the overrides to --help."]
+  lines = [f"--{name}=FILE.py:ARG loads get_config(ARG) from FILE.py, e.g. --{name}=configs/pretrain.py:tiny.",
+           f"--{name}.a.b=VALUE overrides any field, e.g. --{name}.train.steps=100 --{name}.optim.lr=1e-3 (a "
+           f"misspelt field is an error)."]
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  files = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(root, "configs", "*.py"))
+                 if not p.endswith("__init__.py"))
+  if files:
+    lines.append(f"  config files (configs/): {', '.join(files)}")
+  try:
+    from hhh import config as hc  # pylint: disable=g-import-not-at-top
+    lines.append(f"  sizes (ARG): {', '.join(hc.CPU_SIZES)} (CPU); {', '.join(hc.PAPER_SIZES)} (the paper's)")
+  except Exception:  # pylint: disable=broad-except  (help must not fail on a broken install)
+    pass
+  if not given:
+    default = flag.default if isinstance(flag.default, str) else str(getattr(flag, "default_as_str", "")).strip("'")
+    example = example or (default if default not in ("", "None") else None)
+    if example:
+      try:
+        c = _load_config_file(example)
+        fields = [f"{k}.*" if hasattr(v, "keys") else k for k, v in c.items()]
+        lines.append(f"  top-level fields ({example}): {' '.join(fields)}")
+      except Exception:  # pylint: disable=broad-except
+        pass
+    lines.append(f"  every field and value of a config: {command} --{name}={example or 'FILE.py:ARG'} --help")
+  return lines
+
+
+def print_help(module: str, argv: Sequence[str], *, full: bool = False, config_example: str | None = None,
+               out=None) -> int:
+  """Writes the help of the command whose flags `module` defined; returns the exit status (0)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  fv = flags.FLAGS
+  out = out or sys.stdout
+  flag_module = sys.argv[0] if module == "__main__" and sys.argv else module
+  command = _command_name(module)
+  args = [a for a in _help_args(argv) if a not in _HELP + _HELPFULL]
+  own = fv.get_key_flags_for_module(flag_module)
+  cflags = _config_flags(own)
+  given = {f.name: any(re.match(rf"^--?{re.escape(f.name)}([=.]|$)", a) for a in args) for f in cflags}
+  error = None
+  if args:  # parse what was given (e.g. --config=... and overrides) to show the resulting config
+    try:
+      fv([argv[0]] + args, known_only=True)
+    except Exception as e:  # pylint: disable=broad-except  (reported below; help is still printed)
+      if "must have a value other than None" not in str(e):  # a missing required flag is expected here
+        error = e
+  doc = (sys.modules.get(module).__doc__ if module in sys.modules else None) or f"USAGE: {command} [flags]"
+  parts = [doc.strip("\n"), ""]
+  if full:
+    parts += ["flags (every module; --help shows only this command's):", fv.get_help()]
+  else:
+    body = fv.module_help(flag_module).strip("\n").split("\n", 1)  # drop the "module.name:" header line
+    parts += ["flags:", body[1] if len(body) > 1 else "  (none)"]
+  for f in cflags:
+    parts += [""] + _config_section(f, command, config_example, given[f.name])
+    if given[f.name] or any(a.startswith(f"--{f.name}.") for a in args):
+      try:
+        value = f.value
+        if type(value).__name__ == "_ErrorConfig":  # ml_collections defers a failed load to first use
+          value, error = None, getattr(value, "_error", error)
+      except Exception as e:  # pylint: disable=broad-except
+        value, error = None, e
+      if value is not None:
+        parts += ["", f"--{f.name} with the arguments given:", str(value).rstrip()]
+      elif error is not None:
+        parts += ["", f"--{f.name} could not be loaded: {_message(error)}"]
+  if error is not None and not any("could not be loaded" in p for p in parts):
+    parts += ["", f"error in the arguments given: {_message(error)}"]
+  if not full:
+    parts += ["", "--helpfull lists every flag (absl, jax, orbax, ...)."]
+  try:
+    out.write("\n".join(parts) + "\n")
+    out.flush()
+  except BrokenPipeError:  # `... --help | head`: no "Exception ignored" at exit either
+    with contextlib.suppress(OSError, ValueError):
+      os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+  return 0
+
+
+def _message(error: BaseException) -> str:
+  lines = str(error).replace("\\n", "\n").replace("\\'", "'").splitlines()
+  return ": ".join(line.strip("' ") for line in lines if line.strip("' "))
+
+
+def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None, *,
+        config_example: str | None = None) -> None:
+  """absl.app.run(main, argv) with a --help/-h/--helpfull that shows the calling module's flags and exits 0.
+
+  `config_example` (e.g. "configs/pretrain.py:tiny") is loaded to list a config flag's top-level fields in --help.
+  """
+  argv = list(sys.argv if argv is None else argv)
+  module = _caller_module()
+  args = _help_args(argv)
+  if any(a in _HELP + _HELPFULL for a in args):
+    status = print_help(module, argv, full=any(a in _HELPFULL for a in args), config_example=config_example)
+    sys.exit(status)
+  from absl import app  # pylint: disable=g-import-not-at-top
+  app.run(_user_errors_without_traceback(main, _command_name(module)), argv=argv)
+
+
+def _user_errors_without_traceback(main, command: str):
+  """Errors that explain themselves (hhh.errors.UserError) end the command with one line and status 1."""
+  from hhh.errors import UserError  # pylint: disable=g-import-not-at-top
+
+  def wrapped(argv):
+    try:
+      return main(argv)
+    except UserError as e:
+      if os.environ.get("HHH_TRACEBACK", "0").strip().lower() in ("1", "true", "yes", "on"):
+        raise
+      print(f"{command}: error: {e}\n(HHH_TRACEBACK=1 shows the traceback)", file=sys.stderr, flush=True)
+      sys.exit(1)
+
+  return wrapped
+
+
+# ----------------------------------------------------------------------------------------------- quiet start-up
+
+_QUIET_DONE = False
+_USER_TPU_LIBRARY = False  # TPU_LIBRARY_PATH set by the user (jax sets it itself once libtpu is found)
+
+# Lines TensorFlow's C++ start-up writes to stderr whatever TF_CPP_MIN_LOG_LEVEL says (absl logging before
+# absl::InitializeLog); all harmless on a machine without CUDA or with JAX owning the GPUs.
+TF_STARTUP_NOISE = [re.compile(p) for p in (
+    r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR\s*$",
+    r"cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine",
+    r"\] failed call to cuInit",
+    r"\] Unable to register cu(DNN|FFT|BLAS) factory",
+    r"\] Computation placer already registered",
+    r"\] TF-TRT Warning: Could not find TensorRT",
+    r"oneDNN custom operations are on",
+)]
+
+# Python log records that are harmless and appear on every run (message substrings, by logger).
+LOG_NOISE = {
+    "absl": [  # orbax and seqio log through absl.logging
+        re.compile(r"^Metadata file does not exist: .*_CHECKPOINT_METADATA$"),
+        re.compile(r"^Using an uncached FunctionDataset for training is not recommended"),
+    ],
+    "jax._src.xla_bridge": [re.compile(r"^Unable to initialize backend 'tpu': NOT_FOUND")],
+}
+
+
+class _DropMessages(logging.Filter):
+
+  def __init__(self, patterns):
+    super().__init__()
+    self.patterns = patterns
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    try:
+      msg = record.getMessage()
+    except Exception:  # pylint: disable=broad-except
+      return True
+    return not any(p.search(msg) for p in self.patterns)
+
+
+@contextlib.contextmanager
+def filtered_stderr(patterns=TF_STARTUP_NOISE):
+  """Collects what anything (C++ included) writes to file descriptor 2 and re-emits every line but the noise."""
+  try:
+    sys.stderr.flush()
+    saved = os.dup(2)
+  except (OSError, ValueError, AttributeError):
+    yield
+    return
+  with tempfile.TemporaryFile() as tmp:  # a file, not a pipe: a large write cannot block
+    os.dup2(tmp.fileno(), 2)
+    try:
+      yield
+    finally:
+      with contextlib.suppress(Exception):
+        sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      tmp.seek(0)
+      text = tmp.read().decode("utf-8", "replace")
+      kept = "".join(line for line in text.splitlines(keepends=True) if not any(p.search(line) for p in patterns))
+      if kept:
+        with contextlib.suppress(OSError):
+          os.write(2, kept.encode("utf-8", "replace"))
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+  """Runs hooks right around the first import of a top-level module (wrapping its loader's exec_module)."""
+
+  def __init__(self):
+    self.hooks: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {}
+    self._busy: set[str] = set()
+
+  def find_spec(self, name, path=None, target=None):  # noqa: D401
+    if name not in self.hooks or name in self._busy:
+      return None
+    self._busy.add(name)
+    try:
+      spec = importlib.util.find_spec(name)
+    finally:
+      self._busy.discard(name)
+    # A spec can be asked for without an import (importlib.util.find_spec("tensorflow") to test for it), so the
+    # hook stays until a loader actually executes the module.
+    around, after = self.hooks[name]
+    loader = getattr(spec, "loader", None)
+    if loader is None or not hasattr(loader, "exec_module"):
+      return spec
+    exec_module = loader.exec_module
+
+    def exec_and_hook(module):
+      if self.hooks.pop(name, None) is None:
+        return exec_module(module)
+      if not self.hooks and self in sys.meta_path:
+        sys.meta_path.remove(self)
+      with around():
+        exec_module(module)
+        with contextlib.suppress(Exception):
+          after(module)
+
+    loader.exec_module = exec_and_hook
+    return spec
+
+
+_FINDER = _AfterImport()
+
+
+def after_import(name: str, after: Callable[[Any], None], around: Callable[[], Any] = contextlib.nullcontext):
+  """Calls after(module) once `name` is imported (now, if it already is), inside the `around()` context."""
+  if name in sys.modules:
+    with around():
+      with contextlib.suppress(Exception):
+        after(sys.modules[name])
+    return
+  _FINDER.hooks[name] = (around, after)
+  if _FINDER not in sys.meta_path:
+    sys.meta_path.insert(0, _FINDER)
+
+
+def _no_tpu_here() -> bool:
+  from jax._src import hardware_utils  # pylint: disable=g-import-not-at-top
+  if hardware_utils.num_available_tpu_chips_and_device_id()[0]:
+    return False
+  return not (glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*"))
+
+
+def _skip_absent_tpu(jax_module) -> None:
+  """No TPU backend attempt (libtpu start-up errors, /tmp/tpu_logs) when JAX could only fall back from it."""
+  del jax_module
+  if os.environ.get("JAX_PLATFORMS") or "JAX_FORCE_TPU_INIT" in os.environ or _USER_TPU_LIBRARY:
+    return
+  try:
+    _replace_tpu_factory()
+  except Exception:  # pylint: disable=broad-except  (private JAX internals: a JAX that differs keeps its noise)
+    pass
+
+
+def _replace_tpu_factory() -> None:
+  from jax._src import config as jax_config  # pylint: disable=g-import-not-at-top
+  from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+  if jax_config.jax_platforms.value or getattr(xla_bridge, "_backends", None):
+    return
+  factories = getattr(xla_bridge, "_backend_factories", None)
+  if isinstance(factories, dict) and "tpu" in factories and _no_tpu_here():
+    # The platform stays known (lowering rules are registered for it); only its start-up is skipped. JAX treats
+    # the error like libtpu's own "TPU initialization failed" (fail_quietly) and falls back as before.
+    def no_tpu():
+      raise RuntimeError("NOT_FOUND: no TPU chip on this machine (libtpu not loaded; set JAX_PLATFORMS=tpu or "
+                         "JAX_FORCE_TPU_INIT=1 to try anyway)")
+    factories["tpu"] = dataclasses.replace(factories["tpu"], factory=no_tpu)
+
+
+def _pid_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except OSError:
+    return True  # exists, not ours
+  return True
+
+
+def _autograph_prefix() -> str:
+  host = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:40] or "host"
+  return f"hhh-autograph-{host}-"
+
+
+def remove_stale_autograph_dirs() -> None:
+  """Removes the autograph directories of this host's processes that are gone (killed before their atexit)."""
+  prefix = _autograph_prefix()
+  for d in glob.glob(os.path.join(glob.escape(tempfile.gettempdir()), glob.escape(prefix) + "*")):
+    pid = os.path.basename(d)[len(prefix):].split("-", 1)[0]
+    if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+      shutil.rmtree(d, ignore_errors=True)
+
+
+def autograph_dir() -> str:
+  """This process's directory for autograph's generated files (created on first use, removed at exit)."""
+  global _AUTOGRAPH_DIR
+  if _AUTOGRAPH_DIR and os.path.isdir(_AUTOGRAPH_DIR):
+    return _AUTOGRAPH_DIR
+  base, prefix = tempfile.gettempdir(), _autograph_prefix()
+  _AUTOGRAPH_DIR = tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=base)
+  owner = os.getpid()
+  atexit.register(lambda d=_AUTOGRAPH_DIR: os.getpid() == owner and shutil.rmtree(d, ignore_errors=True))
+  return _AUTOGRAPH_DIR
+
+
+_AUTOGRAPH_DIR = ""
+
+
+class _AutographTempfile:
+  """Stands in for the `tempfile` module inside autograph's loader: its files go to autograph_dir()."""
+
+  def __getattr__(self, name):
+    return getattr(tempfile, name)
+
+  @staticmethod
+  def NamedTemporaryFile(*args, **kwargs):  # noqa: N802  pylint: disable=invalid-name
+    if kwargs.get("dir") is None and len(args) < 6:
+      kwargs["dir"] = autograph_dir()
+    return tempfile.NamedTemporaryFile(*args, **kwargs)
+
+
+def _setup_tensorflow(tf) -> None:
+  with contextlib.suppress(Exception):
+    from tensorflow.python.autograph.pyct import loader  # pylint: disable=g-import-not-at-top
+    if getattr(loader, "tempfile", None) is tempfile:
+      loader.tempfile = _AutographTempfile()
+      remove_stale_autograph_dirs()
+  with contextlib.suppress(Exception):  # RuntimeError when TF's devices are already initialised
+    tf.config.set_visible_devices([], "GPU")
+
+
+def quiet() -> None:
+  """Installs the start-up noise fixes described in the module docstring (once; HHH_QUIET=0: never)."""
+  global _QUIET_DONE
+  if _QUIET_DONE or os.environ.get("HHH_QUIET", "1").strip().lower() in ("0", "false", "no", "off"):
+    return
+  _QUIET_DONE = True
+  global _USER_TPU_LIBRARY
+  _USER_TPU_LIBRARY = "TPU_LIBRARY_PATH" in os.environ and "jax" not in sys.modules
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+  for name, patterns in LOG_NOISE.items():
+    logging.getLogger(name).addFilter(_DropMessages(patterns))
+  after_import("jax", _skip_absent_tpu)
+  after_import("tensorflow", _setup_tensorflow, around=filtered_stderr)

@@ -1,0 +1,139 @@
+"""A run's directory: held by one run at a time, and its record (config.json, run.json) never silently rewritten.
+
+The lock is an OS file lock (`fcntl.flock`) on WORKDIR/.lock, which the kernel releases when the holder exits in any
+way (crash, SIGKILL), so a dead run never leaves the workdir stuck; the file names the holder (host, pid, start time,
+command) for the error the second run gets. In a multi-host run the processes share one workdir: only process 0
+takes the lock. Remote workdirs (gs://) have no file locks and are not locked.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import json
+import os
+import socket
+import sys
+
+import ml_collections
+
+from hhh import paths
+from hhh.errors import UserError
+
+LOCK_NAME = ".lock"
+# Differences in these keys change the shapes in the checkpoint: resuming with them changed cannot work.
+STATE_KEYS = ("size", "model.", "objective.name")
+
+
+class WorkdirInUseError(UserError, RuntimeError):
+  pass
+
+
+class ConfigMismatchError(UserError, ValueError):
+  pass
+
+
+class WorkdirLock:
+  """`with WorkdirLock(workdir):` holds the workdir for this process or raises WorkdirInUseError naming the holder."""
+
+  def __init__(self, workdir: str, *, enabled: bool = True):
+    self.workdir = workdir
+    self.enabled = enabled and not paths.is_remote(workdir)
+    self.path = os.path.join(workdir, LOCK_NAME)
+    self._fd: int | None = None
+
+  def acquire(self) -> None:
+    if not self.enabled or self._fd is not None:
+      return
+    os.makedirs(self.workdir, exist_ok=True)
+    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      try:
+        holder = os.read(fd, 4096).decode("utf-8", "replace").strip()
+      finally:
+        os.close(fd)
+      raise WorkdirInUseError(
+          f"workdir {self.workdir} is in use by another run ({holder or 'holder unknown'}). Two runs in one workdir "
+          f"would overwrite each other's checkpoints and logs: wait for it to finish, stop it, or choose another "
+          f"--workdir.") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, (f"pid {os.getpid()} on host {socket.gethostname()} since "
+                  f"{datetime.datetime.now().isoformat(timespec='seconds')}: {' '.join(sys.argv)[:500]}\n").encode())
+    self._fd = fd
+
+  def release(self) -> None:
+    if self._fd is not None:
+      fcntl.flock(self._fd, fcntl.LOCK_UN)
+      os.close(self._fd)
+      self._fd = None
+
+  def __enter__(self):
+    self.acquire()
+    return self
+
+  def __exit__(self, *exc):
+    self.release()
+    return False
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def config_differences(old: dict, new: dict) -> dict[str, tuple]:
+  """{dotted key: (old value, new value)} for every key whose value differs or exists on one side only."""
+  a, b = _flatten(old), _flatten(new)
+  return {k: (a.get(k, "<absent>"), b.get(k, "<absent>")) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def config_dict(config: ml_collections.ConfigDict) -> dict:
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def record_config(config: ml_collections.ConfigDict, workdir: str, *, resume_step: int | None,
+                  log=print) -> str:
+  """Writes the resolved config. A fresh run writes config.json. A resumed run first compares with the config.json
+  it was started with: changed model shape or objective is an error naming the keys (before anything is
+  overwritten); other changes (steps, lr, ...) are allowed, listed in the log, and recorded in
+  config.resume-<step>.json so config.json stays the record of how the run began. Returns the path written."""
+  os.makedirs(workdir, exist_ok=True)
+  first = os.path.join(workdir, "config.json")
+  new = config_dict(config)
+  text = json.dumps(new, indent=2, sort_keys=True) + "\n"
+  if resume_step is not None and os.path.exists(first):
+    with open(first) as f:
+      try:
+        old = json.load(f)
+      except json.JSONDecodeError:
+        old = None
+    if old is not None:
+      diff = config_differences(old, new)
+      fatal = {k: v for k, v in diff.items() if any(k == s or k.startswith(s) for s in STATE_KEYS)}
+      if fatal:
+        listing = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in fatal.items())
+        raise ConfigMismatchError(
+            f"workdir {workdir} holds a run with a different model or objective ({listing}); its checkpoints cannot "
+            f"be resumed with this config. Use another --workdir, or the run's own config ({first}).")
+      if diff:
+        log("resuming with changed settings: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items()))
+        path = os.path.join(workdir, f"config.resume-{resume_step}.json")
+        _write_atomic(path, text)
+        return path
+      return first
+  _write_atomic(first, text)
+  return first
+
+
+def _write_atomic(path: str, text: str) -> None:
+  tmp = f"{path}.tmp.{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)

@@ -1,0 +1,159 @@
+"""First contact: every command's --help shows its own flags and exits 0; a run's output carries no start-up noise."""
+
+import glob
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# Each command and flags of its own that --help must show (absl commands: with their help text).
+COMMANDS = {
+    "hhh.train": ["--config", "--workdir", "Run directory"],
+    "hhh.eval": ["--config", "--workdir", "eval.json"],
+    "hhh.lab": ["--config", "--workdir", "preset"],
+    "tools/aot_compile.py": ["--config", "--topology", "--num_slices"],
+    "tools/bench.py": ["--config", "--steps", "--matmul_n"],
+    "tools/bench_data.py": ["--task", "--batches"],
+    "tools/bench_objectives.py": ["--distill_sizes", "--pm_size", "--reps"],
+    "tools/lab_check.py": ["--out", "--sizes", "--steps"],
+    "tools/param_count.py": ["--sizes"],
+    "tools/plot.py": ["--out"],
+    "tools/show_task.py": ["--split", "--list"],
+    "tools/sweep.py": ["--config", "--workdir", "--examples", "--eval_only"],
+    "tools/teacher_logits.py": ["--config", "--out", "--top_k"],
+    "tools/train_vocab.py": ["--input", "--vocab_size"],
+    "tools/transfer_sweep.py": ["--out", "--lm_steps", "--ns"],
+}
+ABSL_COMMANDS = ["hhh.train", "hhh.eval", "hhh.lab"] + [
+    c for c in COMMANDS if c.startswith("tools/") and "from hhh import cli" in (REPO / c).read_text()]
+
+# What a newcomer used to see on every run (CPU machine with libtpu installed), none of it actionable.
+NOISE = [
+    "cuInit", "cudart_stub", "Could not find cuda drivers", "absl::InitializeLog", "InitGoogle", "libtpu_init_utils",
+    "TPU_ACCELERATOR_TYPE", "TPU_WORKER_HOSTNAMES", "host bounds", "Unable to initialize backend", "oneDNN",
+    "cpu_feature_guard", "Metadata file does not exist", "uncached FunctionDataset",
+]
+
+
+def _cmd(command):
+  return [sys.executable] + (["-m", command] if command.startswith("hhh.") else [str(REPO / command)])
+
+
+def _newcomer_env(tmp_path):
+  """The environment of a first run: none of the test set-up's JAX/TF settings, a private temporary directory."""
+  env = dict(os.environ)
+  for k in ("JAX_PLATFORMS", "TF_CPP_MIN_LOG_LEVEL", "XLA_FLAGS", "HHH_QUIET"):
+    env.pop(k, None)
+  tmp = tmp_path / "tmp"
+  tmp.mkdir(exist_ok=True)
+  env["TMPDIR"] = str(tmp)
+  env["PYTHONPATH"] = str(REPO)
+  return env, tmp
+
+
+def _run(args, env=None, timeout=300):
+  return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _noise(text):
+  return [line for line in text.splitlines() if any(n in line for n in NOISE)]
+
+
+def test_every_tool_is_covered():
+  tools = {f"tools/{p.name}" for p in (REPO / "tools").glob("*.py")}
+  assert tools == {c for c in COMMANDS if c.startswith("tools/")}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_shows_own_flags_and_exits_0(command):
+  r = _run(_cmd(command) + ["--help"])
+  assert r.returncode == 0, r.stdout + r.stderr
+  for flag in COMMANDS[command]:
+    assert flag in r.stdout, f"{command} --help lacks {flag}:\n{r.stdout}"
+  assert "Try --helpfull" not in r.stdout  # absl's short usage, which listed no flags for hhh.eval
+  assert _noise(r.stderr) == []
+
+
+@pytest.mark.parametrize("command", ABSL_COMMANDS)
+def test_absl_commands_short_and_full_help(command):
+  r = _run(_cmd(command) + ["-h"])
+  assert r.returncode == 0, r.stderr
+  assert COMMANDS[command][0] in r.stdout
+  full = _run(_cmd(command) + ["--helpfull"])
+  assert full.returncode == 0, full.stderr
+  assert COMMANDS[command][0] in full.stdout and "--verbosity" in full.stdout  # absl's own flags too
+
+
+def test_help_explains_config_and_shows_resolved_config():
+  r = _run(_cmd("hhh.train") + ["--help"])
+  assert "--config.a.b=VALUE" in r.stdout and "configs/pretrain.py:tiny" in r.stdout
+  assert "top-level fields" in r.stdout and "train.*" in r.stdout
+  r = _run(_cmd("hhh.train") + ["--config=configs/pretrain.py:tiny", "--config.train.steps=7", "--help"])
+  assert r.returncode == 0, r.stderr
+  assert re.search(r"^  steps: 7$", r.stdout, re.M), r.stdout
+  r = _run(_cmd("hhh.train") + ["--config=configs/pretrain.py:tiny", "--config.train.stepz=7", "--help"])
+  assert r.returncode == 0 and "Did you mean" in r.stdout
+  r = _run(_cmd("hhh.lab") + ["--config.preset=smoke", "--help"])
+  assert r.returncode == 0 and re.search(r"^preset: smoke$", r.stdout, re.M), r.stdout
+
+
+def test_help_stops_at_double_dash():
+  """Arguments after `--` belong to the command (tools/sweep.py passes them on as overrides)."""
+  r = _run(_cmd("tools/sweep.py") + ["--", "--help"])
+  assert r.returncode != 0 and "workdir" in r.stderr  # parsed as a run: the required --workdir is missing
+
+
+_AUTOGRAPH_SCRIPT = """
+import os, sys, glob, tempfile
+import hhh
+import tensorflow as tf
+
+def f(x):
+  if x > 1:  # Python control flow on a tensor: autograph converts (and writes a generated file)
+    return x * 2
+  return x
+
+assert list(tf.data.Dataset.range(3).map(f).as_numpy_iterator()) == [0, 1, 4]
+assert tf.config.get_visible_devices("GPU") == []  # TensorFlow (input pipeline only) leaves accelerators to JAX
+files = glob.glob(os.path.join(tempfile.gettempdir(), "**", "__autograph_generated_file*"), recursive=True)
+assert files and all(os.path.basename(os.path.dirname(p)).startswith("hhh-autograph-") for p in files), files
+print("generated", len(files), flush=True)
+if sys.argv[1] == "kill":
+  os._exit(0)  # no atexit: what a SIGKILL or a timeout leaves behind
+"""
+
+
+def test_autograph_files_stay_in_a_per_process_dir_and_are_removed(tmp_path):
+  env, tmp = _newcomer_env(tmp_path)
+  script = tmp_path / "ag.py"
+  script.write_text(_AUTOGRAPH_SCRIPT)
+  killed = _run([sys.executable, str(script), "kill"], env=env)
+  assert killed.returncode == 0, killed.stderr
+  assert len(glob.glob(str(tmp / "hhh-autograph-*"))) == 1  # left by the "killed" process
+  clean = _run([sys.executable, str(script), "exit"], env=env)
+  assert clean.returncode == 0, clean.stderr
+  assert _noise(clean.stdout + clean.stderr) == [], clean.stderr
+  # the second process removed the first one's directory (its process is gone) and its own at exit
+  assert list(tmp.iterdir()) == [], list(tmp.iterdir())
+
+
+@pytest.mark.slow
+def test_training_run_is_quiet_and_leaves_no_temp_files(tmp_path):
+  """A tiny run, then a run starting from its checkpoint (the orbax load path): stdout/stderr without noise."""
+  env, tmp = _newcomer_env(tmp_path)
+  base = _cmd("hhh.train") + ["--config=configs/pretrain.py:tiny", "--config.train.steps=2",
+                              "--config.train.eval_every=2", "--config.train.checkpoint_every=2"]
+  first = _run(base + [f"--workdir={tmp_path / 'r1'}"], env=env)
+  assert first.returncode == 0, first.stderr
+  second = _run(base + [f"--workdir={tmp_path / 'r2'}", f"--config.init_from={tmp_path / 'r1'}"], env=env)
+  assert second.returncode == 0, second.stderr
+  for r in (first, second):
+    assert _noise(r.stdout + r.stderr) == [], r.stderr
+  assert "step 2/2" in first.stdout
+  assert not glob.glob(str(tmp / "**" / "__autograph_generated_file*"), recursive=True)
+  assert not glob.glob(str(tmp / "hhh-autograph-*"))
