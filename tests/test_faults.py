@@ -378,3 +378,50 @@ def test_a_user_error_on_the_command_line_is_one_line_without_a_traceback(tmp_pa
   assert proc.returncode == 1
   assert "python -m hhh.train: error: train.keep_checkpoints must be an integer >= 1" in proc.stderr
   assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_save_cut_by_a_kill_is_ignored_and_the_step_is_saved_again(tmp_path, reference_losses):
+  """orbax writes a step into `<step>.orbax-checkpoint-tmp` and renames it when complete: a kill mid-save leaves the
+  temporary directory, which resume ignores (and the step is written again when training reaches it)."""
+  work = str(tmp_path)
+
+  def stop_at_4(step, metrics):
+    if step == 4:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  train.train(tiny_config(steps=12, checkpoint_every=2), work, train_batches=lm_batches(), step_hook=stop_at_4)
+  ckdir = os.path.join(work, "checkpoints")
+  partial = os.path.join(ckdir, "6.orbax-checkpoint-tmp")
+  shutil.copytree(os.path.join(ckdir, "4"), partial)
+  _truncate_data_file(partial)
+  out = train.train(tiny_config(steps=12, checkpoint_every=2, keep_checkpoints=10), work, train_batches=lm_batches())
+  assert out["step"] == 12
+  assert saved_steps(work)[-5:] == [4, 6, 8, 10, 12] and not os.path.exists(partial)
+  assert losses(work) == reference_losses
+
+
+@pytest.mark.slow
+def test_sigkill_between_saves_then_rerun_matches_an_uninterrupted_run_and_logs_each_step_once(tmp_path):
+  """The real thing: `kill -9` of `python -m hhh.train` (embedded data, seqio pipeline) after step 12 with the last
+  save at 10; the rerun resumes from 10 and its losses equal an uninterrupted run's, each step logged once."""
+  import time
+  args = [sys.executable, "-m", "hhh.train", f"--config={REPO}/configs/pretrain.py:tiny", "--config.train.steps=20",
+          "--config.train.checkpoint_every=5", "--config.train.log_every=1", "--config.train.eval_every=0",
+          "--config.train.batch_size=8", "--config.data.seq_len=32"]
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
+  _run(args[1:] + ["--workdir=ref"], tmp_path)
+  proc = subprocess.Popen(args + ["--workdir=run"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  metrics = tmp_path / "run" / "metrics.jsonl"
+  deadline = time.time() + 300
+  while time.time() < deadline and proc.poll() is None:
+    if metrics.exists() and len(metrics.read_text().splitlines()) >= 12:
+      break
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert len(metrics.read_text().splitlines()) >= 12 and saved_steps(str(tmp_path / "run"))[-1] < 20
+  _run(args[1:] + ["--workdir=run"], tmp_path)
+  steps = [m["step"] for m in read_metrics(str(tmp_path / "run"))]
+  assert steps == list(range(1, 21))
+  assert losses(str(tmp_path / "run")) == losses(str(tmp_path / "ref"))
