@@ -139,7 +139,7 @@ def _with_sharding(abstract, shardings):
 
 def batch_like(setup, family: str) -> dict:
   """The objective's real global batch as ShapeDtypeStructs sharded like the trainer's `global_batch`."""
-  from hhh.data.features import family_spec  # pylint: disable=g-import-not-at-top
+  from hhh.data.specs import family_spec  # pylint: disable=g-import-not-at-top
   cfg = setup.config
   spec = family_spec(family, int(cfg.train.batch_size), int(cfg.data.seq_len), k=int(cfg.data.num_responses))
   return {k: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding.batch_sharding(setup.mesh, len(shape)))
@@ -220,7 +220,7 @@ def compile_train_step(config, devices: Sequence[Any], *, mfu: float = 0.4, topo
   return Report(
       config_size=str(config.size), objective=str(config.objective.name), topology=topology,
       num_slices=num_slices, device_kind=str(dev.device_kind), num_devices=n,
-      mesh={k: int(v) for k, v in mesh.shape.items()}, global_batch=b, grad_accum=int(config.train.grad_accum),
+      mesh={k: int(v) for k, v in mesh.shape.items()}, global_batch=b, grad_accum=setup.grad_accum,
       seq_len=int(config.data.seq_len), batch_shapes={k: list(v.shape) for k, v in batch.items()},
       n_params=n_params, param_bytes=param_bytes,
       argument_bytes=arg, output_bytes=out, alias_bytes=alias, temp_bytes=temp, code_bytes=code, total_bytes=total,

@@ -96,6 +96,7 @@ class Setup:
   schedule: optax.Schedule
   abstract_state: Any  # unboxed ShapeDtypeStructs
   state_shardings: Any
+  grad_accum: int = 1  # resolved (train.grad_accum, or auto from train.microbatch_per_device)
 
   def batch_shardings(self, batch):
     return jax.tree.map(lambda x: sharding.batch_sharding(self.mesh, np.ndim(x)), batch)
@@ -116,9 +117,7 @@ def check_config(config: ml_collections.ConfigDict, mesh) -> None:
   if objectives.get(config.objective.name).family == "comparison" and int(config.data.num_responses) < 2:
     raise ConfigError(f"data.num_responses must be >= 2 for a comparison objective, got {config.data.num_responses}")
   dp = sharding.data_parallel_size(mesh)
-  b, accum = int(config.train.batch_size), int(config.train.grad_accum)
-  if accum < 1:
-    raise ConfigError(f"train.grad_accum must be >= 1, got {accum}")
+  b, accum = int(config.train.batch_size), resolve_grad_accum(config, mesh)
   if b % accum:
     raise ConfigError(f"train.batch_size={b} is not divisible by train.grad_accum={accum}")
   if (b // accum) % dp:
@@ -130,6 +129,25 @@ def check_config(config: ml_collections.ConfigDict, mesh) -> None:
   if int(config.data.seq_len) > int(config.model.max_len):
     raise ConfigError(f"data.seq_len={config.data.seq_len} is longer than the model's context "
                      f"model.max_len={config.model.max_len}")
+
+
+def resolve_grad_accum(config: ml_collections.ConfigDict, mesh) -> int:
+  """`train.grad_accum`, or for 0 ("auto") the number of microbatches that gives every data-parallel device
+  `train.microbatch_per_device` examples per microbatch (the paper sizes' default: the slice decides the
+  accumulation, so one config fits any slice size)."""
+  accum = int(config.train.grad_accum)
+  if accum >= 1:
+    return accum
+  if accum < 0:
+    raise ConfigError(f"train.grad_accum must be >= 1, or 0 for auto (from train.microbatch_per_device), got {accum}")
+  per_device = int(config.train.microbatch_per_device)
+  if per_device < 1:
+    raise ConfigError(f"train.grad_accum=0 (auto) needs train.microbatch_per_device >= 1, got {per_device}")
+  dp, b = sharding.data_parallel_size(mesh), int(config.train.batch_size)
+  if b % (dp * per_device):
+    raise ConfigError(f"train.grad_accum=0 (auto): train.batch_size={b} is not divisible by data-parallel size {dp} x "
+                      f"train.microbatch_per_device={per_device}; set train.grad_accum or the batch size")
+  return b // (dp * per_device)
 
 
 def build(config: ml_collections.ConfigDict, devices=None) -> Setup:
@@ -149,7 +167,8 @@ def build(config: ml_collections.ConfigDict, devices=None) -> Setup:
   with nn.logical_axis_rules(rules):
     state_shardings = sharding.logical_to_shardings(boxed, mesh, rules)
   abstract_state = nn.meta.unbox(boxed)
-  return Setup(config, model_config, model, objective, mesh, rules, tx, schedule, abstract_state, state_shardings)
+  return Setup(config, model_config, model, objective, mesh, rules, tx, schedule, abstract_state, state_shardings,
+               grad_accum=resolve_grad_accum(config, mesh))
 
 
 def init_state(setup: Setup, rng) -> TrainState:
@@ -194,7 +213,7 @@ def _mean_over_microbatches(fn, batch, accum: int):
 
 def make_train_step(setup: Setup):
   objective, model, tx, schedule = setup.objective, setup.model, setup.tx, setup.schedule
-  obj_cfg, accum = setup.config.objective, int(setup.config.train.grad_accum)
+  obj_cfg, accum = setup.config.objective, setup.grad_accum
 
   def train_step(state: TrainState, batch, rng, aux=None):
     rng = jax.random.fold_in(rng, state.step)
@@ -301,13 +320,13 @@ def data_iterator(config, *, split: str, start_batch: int, train: bool) -> Itera
 # ----------------------------------------------------------------------------------------------- loop
 
 
-def write_run_record(config, workdir: str, *, resume_step: int | None) -> None:
+def write_run_record(config, workdir: str, *, resume_step: int | None, grad_accum: int = 1) -> None:
   """run.json: seed, command, devices and mesh of the run's first attempt; a resumed attempt writes
   run.resume-<step>.json beside it (the record of how the run began is never rewritten)."""
   name = "run.json" if resume_step is None else f"run.resume-{resume_step}.json"
   record = {"seed": int(config.seed), "argv": sys.argv, "cwd": os.getcwd(), "jax": jax.__version__,
             "devices": [str(d) for d in jax.devices()][:16], "device_count": jax.device_count(),
-            "process_count": jax.process_count(), "resumed_from_step": resume_step,
+            "process_count": jax.process_count(), "resumed_from_step": resume_step, "grad_accum": grad_accum,
             "mesh": dict(sharding.resolve_mesh_shape(dict(config.mesh.shape), int(config.mesh.slices),
                                                      jax.device_count()))}
   rundir._write_atomic(os.path.join(workdir, name), json.dumps(record, indent=2) + "\n")  # pylint: disable=protected-access
@@ -416,7 +435,7 @@ def _train_locked(config, workdir, setup, checkpointer, primary, *, train_batche
   latest = checkpointer.latest_step()
   if primary:  # before anything is restored or overwritten: a different model in this workdir is an error
     rundir.record_config(config, workdir, resume_step=latest, log=log)
-    write_run_record(config, workdir, resume_step=latest)
+    write_run_record(config, workdir, resume_step=latest, grad_accum=setup.grad_accum)
   steps, log_every = int(config.train.steps), int(config.train.log_every)
   rng = jax.random.key(int(config.seed))
   init_rng, step_rng, eval_rng = jax.random.split(rng, 3)
@@ -452,6 +471,7 @@ def _train_locked(config, workdir, setup, checkpointer, primary, *, train_batche
   n_params = sum(math.prod(x.shape) for x in jax.tree.leaves(setup.abstract_state.params))
   writer.console(f"hhh.train: objective={config.objective.name} size={config.size} params={n_params:,} "
                  f"(non-embedding {setup.model_config.non_embedding_params():,}) mesh={dict(setup.mesh.shape)} "
+                 f"batch={config.train.batch_size} (grad_accum {setup.grad_accum}) "
                  f"devices={jax.device_count()} ({jax.devices()[0].device_kind}) workdir={workdir}")
 
   if train_batches is None:

@@ -18,6 +18,19 @@ def test_byte_vocabulary_special_ids():
     V.get_vocabulary("bpe")
 
 
+def test_pure_python_byte_vocabulary_matches_seqio():
+  # What get_vocabulary("byte") returns on a machine without seqio (tests/test_core_imports.py): same ids/decoding.
+  seq, py = V.get_vocabulary("byte"), V.PyByteVocabulary(extra_ids=V.NUM_EXTRA_IDS)
+  assert type(seq).__name__ == "ByteVocabulary"
+  assert (py.vocab_size, py.pad_id, py.eos_id, py.unk_id, py.extra_ids) == (
+      seq.vocab_size, seq.pad_id, seq.eos_id, seq.unk_id, seq.extra_ids) == (260, 0, 1, 2, 1)
+  text = "\n\nHuman: héllo — 猫 🐈\n\nAssistant: ok"
+  assert py.encode(text) == list(seq.encode(text)) and py.encode(text.encode()) == py.encode(text)
+  ids = py.encode(text)
+  for probe in (ids, ids[:5] + [259] + ids[5:], ids[:7] + [1] + ids[7:], [0, 2] + ids[:9], ids[:-1] + [300]):
+    assert py.decode(probe) == seq.decode(probe), probe
+
+
 def test_dialogue_format_exact():
   ctx = dialogue.query("What is 2 + 2?")
   assert ctx == "\n\nHuman: What is 2 + 2?\n\nAssistant:"

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import zlib
 
 import pytest
 
@@ -219,8 +220,8 @@ def test_wikipedia_audit_page_without_title(tmp_path):
   p = tmp_path / "enwiki-history.xml"
   p.write_text(WIKI_NO_TITLE)
   res = sources.parse_wikipedia(str(p))
-  assert res.bad == [("wiki-101", "page without title")]
-  assert res.records == [sources.comparison("wiki-201", "Wikipedia article: Dogs\n\n", ["Dogs bark.", "Dogs meow."],
+  assert res.bad == [("wiki-1:101", "page without title")]
+  assert res.records == [sources.comparison("wiki-2:201", "Wikipedia article: Dogs\n\n", ["Dogs bark.", "Dogs meow."],
                                             [1.0, 0.0])]
 
 
@@ -232,8 +233,8 @@ def test_summarize_audit_choice_and_title_types(tmp_path):
           {"info": {**info, "title": 42}, "summaries": sums, "choice": 0},  # number as the title
           {"info": info, "summaries": sums, "choice": 0}]
   res = sources.parse_summarize(_jsonl(tmp_path / "batch1.json", rows))
-  assert res.bad == [("tldr:batch1.json:1", "missing info.post, two summaries or choice"),
-                     ("tldr:batch1.json:2", "missing info.post, two summaries or choice"),
+  assert res.bad == [("tldr:batch1.json:1", "missing info.post (or info.article), two summaries or choice"),
+                     ("tldr:batch1.json:2", "missing info.post (or info.article), two summaries or choice"),
                      ("tldr:batch1.json:3", "info.title is not a string")]
   assert [r["id"] for r in res.records] == ["tldr-t3_x:batch1.json:4"]
 
@@ -282,6 +283,56 @@ def test_summarize_split_by_post(tmp_path, monkeypatch):
     tasks._summarize_all.cache_clear()
     tasks._PARSED.clear()
   assert got == {s: [f"tldr-{pid}" for pid in posts[s][:2] for _ in range(2)] for s in got}
+
+
+def _wiki_page(pid, title, rev_ids, with_page_id=True):
+  """A page whose history is: original, then for each vandal revision id r: r (vandalised), then an rvv revert."""
+  revs = [f"<revision><id>{pid}000</id><comment>start</comment><text>{title} is a page.\nIt is fine.</text>"
+          "</revision>"]
+  for k, r in enumerate(rev_ids):
+    revs.append(f"<revision><id>{r}</id><contributor><id>9{k}</id></contributor><comment></comment>"
+                f"<text>{title} is a page.\nVANDAL {r}</text></revision>")
+    revs.append(f"<revision><id>{r}9</id><comment>rvv</comment><text>{title} is a page.\nIt is fine.</text>"
+                "</revision>")
+  page_id = f"<id>{pid}</id>" if with_page_id else ""
+  return f"<page><title>{title}</title><ns>0</ns>{page_id}" + "".join(revs) + "</page>"
+
+
+def test_wikipedia_split_by_page_not_by_revision(tmp_path, monkeypatch):
+  # Pages whose two reverts would have been split apart by the vandal revision id (the old group).
+  pages, rev = {"train": [], "validation": []}, 1000
+  pid = 0
+  while len(pages["validation"]) < 2 or len(pages["train"]) < 2:
+    pid += 1
+    ids = []
+    while len({sources.hash_split(f"wiki-{r}") for r in ids}) < 2:
+      rev += 1
+      ids = [ids[0], rev] if ids else [rev]
+    pages[sources.hash_split(f"wiki-{pid}")].append((pid, ids))
+  chosen = pages["train"][:2] + pages["validation"][:2]
+  xml = ('<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/"><siteinfo><sitename>W</sitename></siteinfo>'
+         + "".join(_wiki_page(p, f"Page {p}", ids) for p, ids in chosen)
+         + _wiki_page(0, "No:Id", [7001, 7002], with_page_id=False) + "</mediawiki>")
+  d = tmp_path / "wikipedia"
+  d.mkdir()
+  (d / "enwiki-history1.xml").write_text(xml)
+  res = sources.parse_wikipedia(str(d / "enwiki-history1.xml"))
+  assert res.bad == []
+  untitled = f"wiki-title{zlib.crc32(b'No:Id'):08x}"
+  assert [r["id"] for r in res.records] == [f"wiki-{p}:{r}" for p, ids in chosen for r in ids] + [
+      f"{untitled}:7001", f"{untitled}:7002"]
+  monkeypatch.setenv("HHH_DATA_DIR", str(tmp_path))
+  tasks._wiki_all.cache_clear()
+  tasks._PARSED.clear()
+  try:
+    got = {s: sorted({r["id"].split(":")[0] for r in tasks.parsed("wikipedia_ranked", s).records})
+           for s in ("train", "validation")}
+  finally:
+    tasks._wiki_all.cache_clear()
+    tasks._PARSED.clear()
+  want = {s: sorted(f"wiki-{p}" for p, _ in chosen if sources.hash_split(f"wiki-{p}") == s) for s in got}
+  want[sources.hash_split(untitled)] = sorted(want[sources.hash_split(untitled)] + [untitled])
+  assert got == want and want["train"] and want["validation"]
 
 
 # -----------------------------------------------------------------------------------------------------------------
@@ -380,7 +431,7 @@ def test_huge_record_is_capped_and_memory_stays_modest(tmp_path):
          "TF_CPP_MIN_LOG_LEVEL": "2"}
   env.pop("HHH_MAX_TEXT_CHARS", None)
   # Before the cap, 6 records + this one filled seqio's shuffle buffer with ~1,400 tokenised copies (> 23 GB).
-  p = subprocess.run([sys.executable, str(script), str(tmp_path), "1500"], env=env, cwd=REPO, capture_output=True,
+  p = subprocess.run([sys.executable, str(script), str(tmp_path), "1000"], env=env, cwd=REPO, capture_output=True,
                      text=True, timeout=600)
   assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
   out = json.loads(p.stdout.strip().splitlines()[-1])
@@ -389,4 +440,30 @@ def test_huge_record_is_capped_and_memory_stays_modest(tmp_path):
   assert out["truncated"] == want
   assert out["task_truncated"] == [["hh-base-train:train.jsonl.gz:4", want[0][1]]]
   assert out["parse_mb"] < 500, out
-  assert out["pipeline_mb"] < 1500, out  # ~600 MB: the shuffle buffer still holds ~1,400 capped copies
+  # With the cap alone the shuffle buffer held ~1,400 copies of the 65,536-token response (482 MB measured on 2
+  # cores); tokenize.trim_to_sequence_length cuts records to seq_len + 1 tokens before the buffer: 29-36 MB
+  # measured (TF's graph and thread pools; a few MB per parallel tokenisation of the capped text on more cores).
+  assert out["pipeline_mb"] < 200, out
+
+
+def test_show_task_count_lists_truncated_records_like_bad_ones(tmp_path):
+  ctx = "\n\nHuman: Hi"
+  rows = [{"chosen": ctx + f"\n\nAssistant: good {i} " + "y" * 80, "rejected": ctx + f"\n\nAssistant: bad {i}"}
+          for i in range(53)]
+  rows.insert(1, {"chosen": 7, "rejected": ctx + "\n\nAssistant: no"})
+  (tmp_path / "hh_rlhf" / "base").mkdir(parents=True)
+  _jsonl(tmp_path / "hh_rlhf" / "base" / "train.jsonl.gz", rows)
+  env = {**os.environ, "HHH_DATA_DIR": str(tmp_path), "HHH_MAX_TEXT_CHARS": "50", "CUDA_VISIBLE_DEVICES": "",
+         "TF_CPP_MIN_LOG_LEVEL": "2"}
+  p = subprocess.run([sys.executable, os.path.join(REPO, "tools", "show_task.py"), "hh_rlhf", "--split=train",
+                      "--n=0", "--count"], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert p.returncode == 0, p.stderr[-3000:]
+  lines = p.stdout.splitlines()
+  assert "count: 53 examples in hh_rlhf/train" in lines
+  i = lines.index("excluded bad records in hh_rlhf/train: 1")
+  assert lines[i + 1] == "  hh-base-train:train.jsonl.gz:2: missing chosen or rejected"
+  j = lines.index("truncated records (kept, shortened by the size cap) in hh_rlhf/train: 53")
+  listed = lines[j + 1:j + 51]
+  assert listed[0] == "  hh-base-train:train.jsonl.gz:1: responses[0] 88 -> 50 chars (kept its start)"
+  assert all(": responses[0] " in line and "-> 50 chars" in line for line in listed)
+  assert lines[j + 51] == "  ... and 3 more"

@@ -207,3 +207,89 @@ def test_show_task_cli():
   h = subprocess.run([sys.executable, os.path.join(REPO, "tools", "show_task.py"), "--help"], capture_output=True,
                      text=True)
   assert h.returncode == 0 and "--count" in h.stdout
+
+
+# -----------------------------------------------------------------------------------------------------------------
+# Records are cut to length BEFORE seqio's shuffle buffer, and the batches are exactly what they were without it
+
+def _untrimmed_dataset(task, *, family, seq_len, batch_size, k, c, seed):
+  """The pipeline as it was before tokenize.trim_to_sequence_length: seqio tokenises, shuffles and repeats whole
+  records (sequence_length=None except for plain LM), and only the converter cuts them."""
+  kind = tasks.kind_of(task)
+  provider = seqio.get_mixture_or_task(tasks.ensure_task(task, "byte"))
+  ds = provider.get_dataset(sequence_length={"targets": seq_len} if kind == "lm" else None, split="train",
+                            shuffle=True, seed=seed, num_epochs=None, use_cached=False)
+  conv = pipeline.make_converter(family, kind, V.get_vocabulary("byte"), k, c)
+  ds = conv(ds, {"targets": seq_len} if family == "lm" else {"tokens": seq_len})
+  if family == "lm":
+    ds = ds.map(lambda ex: {**ex, "decoder_loss_weights": tf.cast(ex["decoder_loss_weights"], tf.float32)})
+  return ds.batch(batch_size, drop_remainder=True)
+
+
+def _long_records(kind):
+  """Records longer than any seq_len used below (both ends marked), short ones, and odd ones (more responses than
+  k, one response longer than L while the context fits, a context longer than L with a tiny response)."""
+  long_ctx = "<" + "".join(chr(ord("a") + i % 26) for i in range(300)) + ">"
+  long_resp = "[" + "".join(chr(ord("A") + i % 26) for i in range(300)) + "]"
+  out = []
+  for i in range(12):
+    ctx = [long_ctx, f"short context {i}", long_ctx + str(i)][i % 3]
+    r1 = [f" ok {i}", long_resp, long_resp + str(i)][(i // 3) % 3]
+    r2 = f" no {i}" + ("!" * (i * 7))
+    if kind == "comparison":
+      rs = [r1, r2] + ([f" third {i}"] if i % 4 == 0 else [])
+      scores = [float(len(rs) - j) for j in range(len(rs))]
+      out.append({"id": str(i), "context": ctx, "responses": rs, "scores": scores})
+    elif kind == "multiple_choice":
+      ch = [r1, r2, " x", " y", " z"][:2 + i % 4]
+      out.append({"id": str(i), "context": ctx, "choices": ch, "targets": [1.0] + [0.0] * (len(ch) - 1)})
+    elif kind == "binary":
+      out.append({"id": str(i), "context": ctx, "response": r1, "label": float(i % 2)})
+    elif kind == "imitation":
+      out.append({"id": str(i), "inputs": ctx, "targets": r1})
+    elif kind == "distill":
+      out.append({"id": str(i), "text": ctx + r1})
+  return out
+
+
+@pytest.mark.parametrize("kind,family", [("comparison", "comparison"), ("multiple_choice", "multiple_choice"),
+                                         ("binary", "binary"), ("imitation", "lm"), ("distill", "distill")])
+def test_trimming_before_the_shuffle_buffer_leaves_batches_bit_identical(kind, family):
+  name = f"_test_trim_{kind}"
+  recs = _long_records(kind)
+  tasks.define_task(name, kind, lambda v: tasks.function_source(lambda split: recs, kind, ["train"]),
+                    shuffle_buffer_size=50)
+  try:
+    for seq_len, bs, k, c in ((16, 4, 2, 3), (40, 3, 3, 4), (301, 5, 2, 4)):
+      new = pipeline.make_dataset(name, split="train", family=family, seq_len=seq_len, batch_size=bs, vocab="byte",
+                                  seed=7, shuffle=True, repeat=True, k=k, c=c)
+      old = _untrimmed_dataset(name, family=family, seq_len=seq_len, batch_size=bs, k=k, c=c, seed=7)
+      stats = {}
+      for a, b in zip(new.take(12).as_numpy_iterator(), old.take(12).as_numpy_iterator()):
+        assert sorted(a) == sorted(b)
+        for f in a:
+          assert a[f].dtype == b[f].dtype and a[f].shape == b[f].shape, f
+          np.testing.assert_array_equal(a[f], b[f], err_msg=f"{name} L={seq_len} {f}")
+          if f.startswith(F.STAT_PREFIX):
+            stats[f] = stats.get(f, 0) + int(a[f].sum())
+      if seq_len < 300:  # the records really were cut, at both ends where the family has two
+        if family == "distill":
+          assert stats[F.STAT_PREFIX + "truncated_text"] > 0
+        else:
+          assert stats[F.STAT_PREFIX + "truncated_context"] > 0 and stats[F.STAT_PREFIX + "truncated_response"] > 0
+  finally:
+    seqio.TaskRegistry.remove(name)
+    tasks._TASKS.pop(name, None)
+
+
+def test_trim_keeps_the_context_end_and_the_response_start():
+  from hhh.data import tokenize as tok
+  ds = tf.data.Dataset.from_tensors({"context": tf.range(10, dtype=tf.int32),
+                                     "responses": tf.ragged.constant([[1, 2, 3, 4, 5, 6], [7]], dtype=tf.int32),
+                                     "scores": tf.constant([1.0, 0.0])})
+  feats = tasks.output_features("comparison", "byte")
+  ex = _one(tok.trim_to_sequence_length(ds, {"tokens": 3}, feats))
+  np.testing.assert_array_equal(ex["context"], [6, 7, 8, 9])
+  assert [list(r) for r in ex["responses"]] == [[1, 2, 3, 4], [7]]
+  np.testing.assert_array_equal(ex["scores"], [1.0, 0.0])
+  assert _one(tok.trim_to_sequence_length(ds, None, feats))["context"].shape == (10,)  # no length: unchanged

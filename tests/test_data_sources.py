@@ -3,6 +3,7 @@ import bz2
 import gzip
 import json
 import os
+import zlib
 
 import numpy as np
 import pytest
@@ -129,9 +130,9 @@ def test_wikipedia_reverted_vandalism(tmp_path):
   p = tmp_path / "enwiki-pages-meta-history1.xml.bz2"
   p.write_bytes(bz2.compress(WIKI.encode()))
   res = sources.parse_wikipedia(str(p))
-  assert res.records == [sources.comparison("wiki-101", "Wikipedia article: Cats\n\nCats are mammals.\n",
+  assert res.records == [sources.comparison("wiki-1:101", "Wikipedia article: Cats\n\nCats are mammals.\n",
                                             ["They purr.", "They are STUPID LOL."], [1.0, 0.0])]
-  assert res.bad == [("wiki-103", "revert comment but text differs from the revision before the edit")]
+  assert res.bad == [("wiki-1:103", "revert comment but text differs from the revision before the edit")]
 
 
 def test_hh_rlhf_jsonl_gz(tmp_path):
@@ -162,7 +163,56 @@ def test_summarize_comparisons(tmp_path):
   res = sources.parse_summarize(_jsonl(tmp_path / "batch3.json", rows))
   assert res.records[0]["responses"] == [" Dog.", " Cat lost."]  # choice 1 is the better summary
   assert res.records[0]["context"] == dialogue.query("Summarize this post.\n\nTitle: Lost cat\n\nMy cat ran away.")
-  assert [r for _, r in res.bad] == ["missing info.post, two summaries or choice"]
+  assert [r for _, r in res.bad] == ["missing info.post (or info.article), two summaries or choice"]
+
+
+CNNDM_INFO = {"id": "167f80cc6634b166a699d182e25c81a2349d82d2", "site": "dailymail",
+              "title": "Newcastle midfielder faces disciplinary action",
+              "article": "Newcastle stand-in skipper Moussa Sissoko is facing disciplinary action.\n\nHe was sent off."}
+
+
+def test_summarize_cnndm_comparisons_use_the_article(tmp_path):
+  # comparisons/*.json also matches the CNN/DM batches: info has `article` (and `site`), no `post`.
+  sums = [{"text": " Sissoko faces action.", "policy": "ref", "note": None},
+          {"text": " Newcastle lost.", "policy": "sup", "note": "vague"}]
+  rows = [{"info": CNNDM_INFO, "summaries": sums, "choice": 0, "worker": "w", "batch": "cnndm1", "split": "valid2",
+           "extra": {"confidence": 7}},
+          {"info": {**CNNDM_INFO, "id": None}, "summaries": sums, "choice": 1},
+          {"info": {**CNNDM_INFO, "article": 5}, "summaries": sums, "choice": 0},
+          {"info": {"id": "x", "site": "cnn", "title": "No text"}, "summaries": sums, "choice": 0}]
+  res = sources.parse_summarize(_jsonl(tmp_path / "cnndm1.json", rows))
+  ctx = dialogue.query("Summarize this news article.\n\nTitle: Newcastle midfielder faces disciplinary action\n\n"
+                       "Newcastle stand-in skipper Moussa Sissoko is facing disciplinary action.\n\nHe was sent off.")
+  crc = zlib.crc32(CNNDM_INFO["article"].encode())
+  assert res.records == [
+      sources.comparison(f"cnndm-{CNNDM_INFO['id']}:cnndm1.json:1", ctx, [" Sissoko faces action.", " Newcastle lost."],
+                         [1.0, 0.0]),
+      sources.comparison(f"cnndm-article{crc:08x}:cnndm1.json:2", ctx, [" Newcastle lost.", " Sissoko faces action."],
+                         [1.0, 0.0])]
+  assert res.bad == [("tldr:cnndm1.json:3", "missing info.post (or info.article), two summaries or choice"),
+                     ("tldr:cnndm1.json:4", "missing info.post (or info.article), two summaries or choice")]
+
+
+def test_summarize_task_reads_tldr_and_cnndm_batches(tmp_path, monkeypatch):
+  d = tmp_path / "summarize_from_feedback" / "comparisons"
+  d.mkdir(parents=True)
+  tldr = {"id": "t3_x", "post": "My cat ran away.", "title": "Lost cat", "subreddit": "pets"}
+  sums = [{"text": "A.", "policy": "a"}, {"text": "B.", "policy": "b"}]
+  _jsonl(d / "batch3.json", [{"info": tldr, "summaries": sums, "choice": 0}])
+  _jsonl(d / "cnndm1.json", [{"info": CNNDM_INFO, "summaries": sums, "choice": 1}])
+  monkeypatch.setenv("HHH_DATA_DIR", str(tmp_path))
+  tasks._summarize_all.cache_clear()
+  tasks._PARSED.clear()
+  try:
+    got = {s: tasks.parsed("summarize_from_feedback", s) for s in ("train", "validation")}
+  finally:
+    tasks._summarize_all.cache_clear()
+    tasks._PARSED.clear()
+  assert all(r.bad == [] for r in got.values())
+  ids = sorted(r["id"] for res in got.values() for r in res.records)
+  assert ids == [f"cnndm-{CNNDM_INFO['id']}:cnndm1.json:1", "tldr-t3_x:batch3.json:1"]
+  for s, res in got.items():
+    assert all(sources.hash_split(r["id"].split(":")[0]) == s for r in res.records)
 
 
 def test_eli5_ranked_answers(tmp_path):

@@ -1,11 +1,20 @@
-"""Training-step benchmark: tokens/s, achieved FLOP/s and MFU against a peak measured in the same process.
+"""Training-step benchmark: tokens/s, achieved FLOP/s, MFU against a stated peak, memory; sweeps and a side-by-side
+PyTorch reference.
 
-  python tools/bench.py --config=configs/pretrain.py:cpu [--steps=10] [--config.train.batch_size=16 ...]
+  python tools/bench.py --config=configs/pretrain.py:cpu [--steps=8] [--config.train.batch_size=16 ...]
+  python tools/bench.py --config=configs/pretrain.py:197m --attention=xla,auto --remat=full,dots   # a sweep
+  python tools/bench.py --config=configs/preference.py:cpu --torch_python=/path/to/torchvenv/bin/python --rounds=3
 
-On CPU the "peak" is the fp32 matmul throughput this process measures first (hhh.flops.measure_matmul_flops); on
-TPU/GPU it is the device kind's table value. The step is the trainer's own jitted train step (hhh.train), fed
+On CPU the peak is the fp32 matmul throughput this process measures first (hhh.flops.measure_matmul_flops); on
+TPU/GPU it is the device kind's table value (bf16). The step is the trainer's own jitted train step (hhh.train), fed
 synthetic batches of the objective's feature family, so the number measures the model + optimiser, not the input
-pipeline (tools/bench_data.py measures that). Peak memory is the process's maximum resident set size.
+pipeline (tools/bench_data.py does that). Memory: the device's peak bytes in use on GPU/TPU, the process's maximum
+resident set size on CPU.
+
+`--attention` / `--remat` take comma-separated values (model.attention, model.remat): every combination is a
+variant. `--torch_python` runs ../shared/bench/torch_ref.py (a HF GPT-NeoX model of the same shape, in its own venv:
+`python3 -m venv torchref && torchref/bin/pip install torch transformers`; never a project dependency) in the same
+run, alternating with the hhh variants for `--rounds` rounds, and reports medians and the ratio.
 """
 
 from __future__ import annotations
@@ -13,10 +22,13 @@ from __future__ import annotations
 import json
 import os
 import resource
+import statistics
+import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
 
 from absl import flags  # noqa: E402
 from hhh import cli  # noqa: E402
@@ -24,15 +36,24 @@ from ml_collections import config_flags  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/pretrain.py:cpu", "Config file and size.",
                                           lock_config=True)
-_STEPS = flags.DEFINE_integer("steps", 8, "Timed steps (after 2 warm-up steps).")
-_MATMUL_N = flags.DEFINE_integer("matmul_n", 2048, "Matrix size of the peak-FLOP/s measurement.")
+_STEPS = flags.DEFINE_integer("steps", 8, "Timed steps per round (after 2 warm-up steps).")
+_ROUNDS = flags.DEFINE_integer("rounds", 1, "Rounds; with --torch_python the variants and the reference alternate "
+                               "and medians over rounds are reported.")
+_ATTENTION = flags.DEFINE_list("attention", [], "model.attention values to sweep (default: the config's).")
+_REMAT = flags.DEFINE_list("remat", [], "model.remat values to sweep (default: the config's).")
+_MATMUL_N = flags.DEFINE_integer("matmul_n", 2048, "Matrix size of the CPU peak-FLOP/s measurement.")
+_TORCH_PYTHON = flags.DEFINE_string("torch_python", "", "Python of a venv with torch + transformers: run the PyTorch "
+                                    "reference of the same shape side by side.")
+_TORCH_REF = flags.DEFINE_string("torch_ref", os.path.join(REPO, "..", "shared", "bench", "torch_ref.py"),
+                                 "The reference script.")
+_TORCH_ARGS = flags.DEFINE_string("torch_args", "", "Extra arguments for the reference (e.g. --compile).")
 _JSON = flags.DEFINE_string("json", "", "Also write the results to this JSON file.")
 
 
 def synthetic_batch(family: str, batch_size: int, seq_len: int, vocab_size: int, k: int):
   """Random batch with the shapes and dtypes of `family` (docs/contracts.md), every row fully used."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from hhh.data.features import family_spec  # pylint: disable=g-import-not-at-top
+  from hhh.data.specs import family_spec  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   out = {}
   for name, (shape, dtype) in family_spec(family, batch_size, seq_len, k=k).items():
@@ -53,64 +74,172 @@ def synthetic_batch(family: str, batch_size: int, seq_len: int, vocab_size: int,
   return out
 
 
+class Variant:
+  """One compiled train step (a config with its overrides) that can be timed repeatedly."""
+
+  def __init__(self, config, label: str):
+    import jax  # pylint: disable=g-import-not-at-top
+    from hhh import train  # pylint: disable=g-import-not-at-top
+    self.config, self.label = config, label
+    self.setup = setup = train.build(config)
+    self.state = train.init_state(setup, jax.random.key(0))
+    self.b, self.seq = int(config.train.batch_size), int(config.data.seq_len)
+    local = synthetic_batch(setup.objective.family, self.b, self.seq, setup.model_config.vocab_size,
+                            int(config.data.num_responses))
+    self.batch = train.global_batch(setup, local)
+    self.aux = train.make_aux(setup, self.state.params)
+    self.step = train.jit_train_step(setup, self.batch, self.aux)
+    self.rng = jax.random.key(1)
+    self.compile_s = None
+    self.step_times: list[float] = []
+    self.round_medians: list[float] = []
+    self.loss = float("nan")
+
+  def run(self, steps: int) -> float:
+    import jax  # pylint: disable=g-import-not-at-top
+    import flax.linen as nn  # pylint: disable=g-import-not-at-top
+    with jax.set_mesh(self.setup.mesh), nn.logical_axis_rules(self.setup.rules):
+      if self.compile_s is None:
+        t0 = time.perf_counter()
+        self.state, m = self.step(self.state, self.batch, self.rng, self.aux)
+        jax.block_until_ready(m)
+        self.compile_s = time.perf_counter() - t0
+      self.state, m = self.step(self.state, self.batch, self.rng, self.aux)  # warm-up
+      jax.block_until_ready(m)
+      times = []
+      for _ in range(steps):
+        t0 = time.perf_counter()
+        self.state, m = self.step(self.state, self.batch, self.rng, self.aux)
+        jax.block_until_ready(m)
+        times.append(time.perf_counter() - t0)
+    self.loss = float(m["loss"])
+    self.step_times += times
+    self.round_medians.append(statistics.median(times))
+    return self.round_medians[-1]
+
+
+def device_peak_memory_gib() -> float | None:
+  import jax  # pylint: disable=g-import-not-at-top
+  stats = getattr(jax.devices()[0], "memory_stats", lambda: None)()
+  if stats and "peak_bytes_in_use" in stats:
+    return stats["peak_bytes_in_use"] / 2**30
+  return None
+
+
+def torch_command(config) -> list[str]:
+  """The reference's arguments for the same shape: the LM batch, or for a comparison family K rows per example
+  as K/2 pairs per example (the same number of sequences of the same length)."""
+  m = config.model
+  family = _family(config)
+  rows = int(config.train.batch_size) * (int(config.data.num_responses) if family == "comparison" else 1)
+  args = [_TORCH_PYTHON.value, _TORCH_REF.value, "--layers", str(m.n_layers), "--d_model", str(m.d_model), "--heads",
+          str(m.n_heads), "--seq", str(int(config.data.seq_len)), "--vocab", str(m.vocab_size), "--steps",
+          str(_STEPS.value)]
+  if family == "comparison":
+    args += ["--mode", "rm", "--batch", str(rows // 2)]
+  else:
+    args += ["--batch", str(rows)]
+  return args + _TORCH_ARGS.value.split()
+
+
+def _family(config) -> str:
+  from hhh import objectives  # pylint: disable=g-import-not-at-top
+  return objectives.get(config.objective.name).family
+
+
+def run_torch(config) -> dict:
+  out = subprocess.run(torch_command(config), capture_output=True, text=True, check=False)
+  if out.returncode != 0:
+    raise RuntimeError(f"the PyTorch reference failed ({' '.join(torch_command(config))}):\n{out.stderr[-3000:]}")
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def variants(config) -> list[tuple[str, object]]:
+  attn = _ATTENTION.value or [None]
+  remat = _REMAT.value or [None]
+  out = []
+  for a in attn:
+    for r in remat:
+      c = config.copy_and_resolve_references()
+      with c.unlocked():
+        if a is not None:
+          c.model.attention = a
+        if r is not None:
+          c.model.remat = r
+      label = ", ".join(x for x in (f"attention={a}" if a else "", f"remat={r}" if r else "") if x) or "config"
+      out.append((label, c))
+  return out
+
+
 def main(_):
   import jax  # pylint: disable=g-import-not-at-top
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
   from hhh import flops as flops_lib  # pylint: disable=g-import-not-at-top
   from hhh import train  # pylint: disable=g-import-not-at-top
 
   config = _CONFIG.value
   dev = jax.devices()[0]
   table_peak = flops_lib.peak_flops_per_device(dev)
-  measured = flops_lib.measure_matmul_flops(n=_MATMUL_N.value)
+  measured = flops_lib.measure_matmul_flops(n=_MATMUL_N.value) if dev.platform == "cpu" else None
   peak = table_peak or measured
-  print(f"device: {jax.device_count()} x {dev.device_kind}; fp32 matmul {_MATMUL_N.value}^3 measured "
-        f"{measured / 1e9:.1f} GFLOP/s; peak used for MFU: {peak / 1e9:.1f} GFLOP/s per device "
-        f"({'table' if table_peak else 'measured'})")
+  print(f"device: {jax.device_count()} x {dev.device_kind}; "
+        + (f"fp32 matmul {_MATMUL_N.value}^3 measured {measured / 1e9:.1f} GFLOP/s; " if measured else "")
+        + f"peak used for MFU: {peak / 1e9:.1f} GFLOP/s per device ({'table' if table_peak else 'measured'})")
 
-  setup = train.build(config)
-  state = train.init_state(setup, jax.random.key(0))
-  b, seq = int(config.train.batch_size), int(config.data.seq_len)
-  local = synthetic_batch(setup.objective.family, b, seq, setup.model_config.vocab_size,
-                          int(config.data.num_responses))
-  batch = train.global_batch(setup, local)
-  aux = train.make_aux(setup, state.params)
-  step = train.jit_train_step(setup, batch, aux)
-  rng = jax.random.key(1)
-  with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
-    t0 = time.perf_counter()
-    state, m = step(state, batch, rng, aux)
-    jax.block_until_ready(m)
-    compile_s = time.perf_counter() - t0
-    state, m = step(state, batch, rng, aux)
-    jax.block_until_ready(m)
-    times = []
-    for _ in range(_STEPS.value):
-      t0 = time.perf_counter()
-      state, m = step(state, batch, rng, aux)
-      jax.block_until_ready(m)
-      times.append(time.perf_counter() - t0)
-  step_s = sorted(times)[len(times) // 2]  # median
-  flops_ex, tokens_ex = train.flops_per_example(setup)
-  achieved = b * flops_ex / step_s
-  result = dict(
-      config=f"{config.objective.name}:{config.size}", batch_size=b, seq_len=seq, family=setup.objective.family,
-      params=sum(x.size for x in jax.tree.leaves(state.params)),
-      non_embedding_params=setup.model_config.non_embedding_params(),
-      compile_and_first_step_s=compile_s, median_step_s=step_s, min_step_s=min(times),
-      tokens_per_s=b * tokens_ex / step_s, examples_per_s=b / step_s, achieved_flops=achieved,
-      peak_flops_per_device=peak, devices=jax.device_count(), mfu=achieved / (peak * jax.device_count()),
-      peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, loss=float(m["loss"]))
-  print(f"{result['config']}: batch {b} x seq {seq} ({setup.objective.family}), "
-        f"{result['non_embedding_params'] / 1e6:.1f}M non-embedding params")
-  print(f"  step {step_s * 1e3:.0f} ms (median of {len(times)}; compile + first step {compile_s:.1f} s)")
-  print(f"  {result['tokens_per_s']:,.0f} tokens/s, {result['examples_per_s']:.2f} examples/s")
-  print(f"  achieved {achieved / 1e9:.1f} GFLOP/s (analytic), MFU {100 * result['mfu']:.1f}% of "
-        f"{peak / 1e9:.1f} GFLOP/s x {jax.device_count()}")
-  print(f"  peak memory (max RSS) {result['peak_rss_gib']:.2f} GiB")
+  runs = [Variant(c, label) for label, c in variants(config)]
+  torch_rounds: list[dict] = []
+  for r in range(_ROUNDS.value):
+    for v in runs:
+      v.run(_STEPS.value)
+    if _TORCH_PYTHON.value:
+      torch_rounds.append(run_torch(config))
+    if _ROUNDS.value > 1:
+      line = "; ".join(f"{v.label} {v.b * train.flops_per_example(v.setup)[1] / v.round_medians[-1]:,.0f} tok/s"
+                       for v in runs)
+      if torch_rounds:
+        line += f"; torch {torch_rounds[-1]['tokens_per_s']:,.0f} tok/s"
+      print(f"round {r + 1}/{_ROUNDS.value}: {line}")
+
+  results = []
+  torch_tps = statistics.median(t["tokens_per_s"] for t in torch_rounds) if torch_rounds else None
+  for v in runs:
+    setup, b, seq = v.setup, v.b, v.seq
+    step_s = statistics.median(v.round_medians)
+    flops_ex, tokens_ex = train.flops_per_example(setup)
+    achieved = b * flops_ex / step_s
+    mem = device_peak_memory_gib()
+    result = dict(
+        config=f"{v.config.objective.name}:{v.config.size}", variant=v.label, attention=v.config.model.get("attention"),
+        remat=v.config.model.remat, batch_size=b, seq_len=seq, family=setup.objective.family,
+        grad_accum=setup.grad_accum, params=sum(x.size for x in jax.tree.leaves(v.state.params)),
+        non_embedding_params=setup.model_config.non_embedding_params(), rounds=len(v.round_medians),
+        compile_and_first_step_s=v.compile_s, median_step_s=step_s, min_step_s=min(v.step_times),
+        tokens_per_s=b * tokens_ex / step_s, examples_per_s=b / step_s, achieved_flops=achieved,
+        peak_flops_per_device=peak, peak_source="table" if table_peak else "measured fp32 matmul",
+        devices=jax.device_count(), device_kind=dev.device_kind, mfu=achieved / (peak * jax.device_count()),
+        peak_device_memory_gib=mem,
+        peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, loss=v.loss)
+    if torch_tps:
+      result["torch_tokens_per_s"] = torch_tps
+      result["vs_torch"] = result["tokens_per_s"] / torch_tps
+    results.append(result)
+    print(f"{result['config']} [{v.label}]: batch {b} x seq {seq} ({setup.objective.family}, grad_accum "
+          f"{setup.grad_accum}), {result['non_embedding_params'] / 1e6:.1f}M non-embedding params")
+    print(f"  step {step_s * 1e3:.0f} ms (median of {len(v.round_medians)} round(s) x {_STEPS.value} steps; compile + "
+          f"first step {v.compile_s:.1f} s)")
+    print(f"  {result['tokens_per_s']:,.0f} tokens/s, {result['examples_per_s']:.2f} examples/s"
+          + (f"; PyTorch reference {torch_tps:,.0f} tokens/s -> {result['vs_torch']:.2f}x" if torch_tps else ""))
+    print(f"  achieved {achieved / 1e9:.1f} GFLOP/s (analytic), MFU {100 * result['mfu']:.1f}% of "
+          f"{peak / 1e9:.1f} GFLOP/s x {jax.device_count()} ({result['peak_source']})")
+    print(f"  peak memory: " + (f"device {mem:.2f} GiB; " if mem is not None else "")
+          + f"process max RSS {result['peak_rss_gib']:.2f} GiB")
+  if torch_rounds:
+    print(f"PyTorch reference ({torch_rounds[0]['impl']}, {torch_rounds[0]['device']}, torch "
+          f"{torch_rounds[0]['torch']}, {torch_rounds[0]['threads']} threads): "
+          + ", ".join(f"{t['tokens_per_s']:,.0f}" for t in torch_rounds) + " tokens/s per round")
   if _JSON.value:
+    out = {"results": results, "torch": torch_rounds, "torch_command": torch_command(config) if torch_rounds else None}
     with open(_JSON.value, "w") as f:
-      json.dump(result, f, indent=2)
+      json.dump(out if (torch_rounds or len(results) > 1) else results[0], f, indent=2)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ def main(argv=None):
   ap.add_argument("task", nargs="?", help="registered task or mixture name")
   ap.add_argument("--split", default="train")
   ap.add_argument("--n", type=int, default=3, help="examples to print")
-  ap.add_argument("--count", action="store_true", help="count examples (and list excluded bad records)")
+  ap.add_argument("--count", action="store_true",
+                  help="count examples, list excluded bad records and truncated ones (count + first 50 ids)")
   ap.add_argument("--vocab", default="byte")
   ap.add_argument("--list", action="store_true", help="list registered tasks and mixtures")
   a = ap.parse_args(argv)
@@ -66,6 +67,14 @@ def main(argv=None):
       print(f"excluded bad records in {t}/{a.split}: {len(bad)}")
       for rid, why in bad[:50]:
         print(f"  {rid}: {why}")
+      if len(bad) > 50:
+        print(f"  ... and {len(bad) - 50} more")
+      cut = tasks.truncated_records(t, a.split)
+      print(f"truncated records (kept, shortened by the size cap) in {t}/{a.split}: {len(cut)}")
+      for rid, why in cut[:50]:
+        print(f"  {rid}: {why}")
+      if len(cut) > 50:
+        print(f"  ... and {len(cut) - 50} more")
   return 0
 
 

@@ -24,37 +24,13 @@ The counts travel through the tf.data pipeline as `_stat_*` features; pipeline.m
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Tuple
+from typing import Mapping
 
-import numpy as np
 import seqio
 import tensorflow as tf
 
-FAMILIES = ("lm", "comparison", "binary", "multiple_choice", "distill")
-STAT_PREFIX = "_stat_"
-
-
-def family_spec(family: str, batch_size: int, seq_len: int, k: int = 2, c: int = 4
-                ) -> Dict[str, Tuple[Tuple[int, ...], np.dtype]]:
-  """{feature: (shape, dtype)} of one batch of `family`, without reading data (for jax.ShapeDtypeStruct)."""
-  B, L = batch_size, seq_len
-  i32, f32 = np.dtype("int32"), np.dtype("float32")
-  if family == "lm":
-    return {"decoder_input_tokens": ((B, L), i32), "decoder_target_tokens": ((B, L), i32),
-            "decoder_loss_weights": ((B, L), f32), "decoder_segment_ids": ((B, L), i32),
-            "decoder_positions": ((B, L), i32)}
-  if family == "comparison":
-    return {"tokens": ((B, k, L), i32), "response_start": ((B, k), i32), "eoc_index": ((B, k), i32),
-            "score": ((B, k), f32), "valid": ((B, k), f32)}
-  if family == "binary":
-    return {"tokens": ((B, L), i32), "response_start": ((B,), i32), "eoc_index": ((B,), i32),
-            "label": ((B,), f32), "valid": ((B,), f32)}
-  if family == "multiple_choice":
-    return {"tokens": ((B, c, L), i32), "response_start": ((B, c), i32), "eoc_index": ((B, c), i32),
-            "target": ((B, c), f32), "valid": ((B, c), f32)}
-  if family == "distill":
-    return {"tokens": ((B, L), i32), "loss_weights": ((B, L), f32)}
-  raise ValueError(f"unknown feature family {family!r}; expected one of {FAMILIES}")
+# The TF-free names live in hhh/data/specs.py (the core imports them from there); re-exported here.
+from hhh.data.specs import FAMILIES, STAT_PREFIX, family_spec  # noqa: F401
 
 
 def build_sample(context: tf.Tensor, response: tf.Tensor, seq_len: int, end_id: int):

@@ -19,7 +19,7 @@ from typing import Dict, Iterator, Optional
 import numpy as np
 
 from hhh.data import vocab as vocab_lib
-from hhh.data.features import STAT_PREFIX, family_spec  # noqa: F401  (re-exported)
+from hhh.data.specs import STAT_PREFIX, family_spec  # noqa: F401  (re-exported)
 
 _DEFAULT_K = 2
 _DEFAULT_C = 4
@@ -85,6 +85,7 @@ def make_dataset(task: str, *, split: str, family: str, seq_len: int, batch_size
   import seqio
   import tensorflow as tf
   from hhh.data import tasks
+  from hhh.data import tokenize as tok
 
   kind = tasks.kind_of(task)
   if tasks.KIND_TO_FAMILY[kind] != family:
@@ -95,7 +96,10 @@ def make_dataset(task: str, *, split: str, family: str, seq_len: int, batch_size
   provider = seqio.get_mixture_or_task(name)
   voc = vocab_lib.get_vocabulary(vocab)
   shard = seqio.ShardInfo(index=shard_index, num_shards=num_shards) if num_shards > 1 else None
-  lengths = {"targets": seq_len} if kind == "lm" else None
+  # Cut records to length before seqio's shuffle buffer (Task.get_dataset tokenises, then shuffles): plain LM
+  # documents are split into seq_len pieces and trimmed by seqio; every other kind is cut by
+  # tokenize.trim_to_sequence_length (context keeps its end, responses their start) to what the converter uses.
+  lengths = {"targets": seq_len} if kind == "lm" else {tok.TRIM_LENGTH_KEY: seq_len}
   ds = provider.get_dataset(sequence_length=lengths, split=split, shuffle=shuffle, seed=seed, shard_info=shard,
                             num_epochs=None if repeat else 1, use_cached=False)
   conv = make_converter(family, kind, voc, k, c)

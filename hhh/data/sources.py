@@ -557,18 +557,32 @@ def _changed_span(old: str, new: str, window: int = 300) -> Tuple[str, str, str]
 def parse_wikipedia(path: str) -> ParseResult:
   """A revision r_k whose comment marks a vandalism revert (REVERT_COMMENT) and whose text equals r_{k-2}'s text
   reverts the vandal edit r_{k-1}: the original lines (from r_{k-2}) are preferred over the vandalised ones.
-  Only the last three revisions of a page are held in memory (a page's history can be gigabytes)."""
+  Only the last three revisions of a page are held in memory (a page's history can be gigabytes).
+
+  Record ids are "wiki-{page id}:{vandal revision id}": the hash split groups by the part before the first ':', so
+  every revert of a page lands in the same split (a page's reverts share its text). A page without an <id> is
+  grouped by a hash of its title ("wiki-title{crc32}"), a revision without one is named by its position in the file
+  ("rev{n}")."""
   res = ParseResult()
   name = os.path.basename(path)
   title: Optional[str] = None
+  page_id: Optional[str] = None
+  in_page = in_revision = False
   revs: List[Tuple[Optional[str], str, Optional[str]]] = []  # the last three (id, comment, text) of the page
   n_rev = 0
+
+  def page_group() -> str:
+    if page_id:
+      return f"wiki-{page_id.replace(':', '_')}"
+    if title:
+      return f"wiki-title{zlib.crc32(title.encode('utf-8', 'surrogatepass')):08x}"
+    return f"wiki-{name.replace(':', '_')}"
 
   def check():
     _, comment, text = revs[2]
     if not REVERT_COMMENT.search(comment):
       return
-    rid = f"wiki-{revs[1][0]}" if revs[1][0] else f"wiki-{name}:rev{n_rev - 1}"
+    rid = f"{page_group()}:{revs[1][0] or f'rev{n_rev - 1}'}"
     try:
       orig, vand = revs[0][2], revs[1][2]
       if text != orig:
@@ -592,10 +606,17 @@ def parse_wikipedia(path: str) -> ParseResult:
       for event, el in ET.iterparse(f, events=("start", "end")):
         tag = el.tag.rsplit("}", 1)[-1]
         if event == "start":
+          if tag == "page":
+            title, page_id, revs, in_page, in_revision = None, None, [], True, False
+          elif tag == "revision":
+            in_revision = True
           continue
         if tag == "title":
           title = el.text or ""
+        elif tag == "id" and in_page and not in_revision and page_id is None:
+          page_id = (el.text or "").strip() or None  # the page's own <id> (a revision's and contributor's are inside)
         elif tag == "revision":
+          in_revision = False
           n_rev += 1
           rid = el.findtext("{*}id") or el.findtext("id") or None
           comment = el.findtext("{*}comment") or el.findtext("comment") or ""
@@ -607,7 +628,7 @@ def parse_wikipedia(path: str) -> ParseResult:
           if len(revs) == 3:
             check()
         elif tag == "page":
-          title, revs = None, []
+          title, page_id, revs, in_page = None, None, [], False
           el.clear()
   except ET.ParseError as e:
     res.bad.append((f"wiki:{name}", f"{path}: malformed XML, parsing stopped: {e}"))
@@ -645,31 +666,42 @@ def parse_hh_rlhf(path: str, prefix: str = "hh") -> ParseResult:
 
 
 # -----------------------------------------------------------------------------------------------------------------
-# Learn to Summarize (summarize-from-feedback comparisons/batch*.json, JSON lines)
+# Learn to Summarize (summarize-from-feedback comparisons/*.json, JSON lines)
+#
+# comparisons/ holds the TL;DR batches (info: id, post, title, subreddit) and the CNN/DM ones (info: id = the sha1
+# of the article's URL, article, title, site = "cnn" / "dailymail"; no post), each line
+# {"info", "summaries": [{"text", "policy", "note"}, x2], "choice", "worker", "batch", "split", "extra"}
+# (github.com/openai/summarize-from-feedback README and summarize_from_feedback/datasets/cnndm.py).
 
 def summarize_context(info: dict) -> str:
-  return dialogue.query(f"Summarize this post.\n\nTitle: {info.get('title') or ''}\n\n{info['post']}")
+  if _is_text(info.get("post")):
+    return dialogue.query(f"Summarize this post.\n\nTitle: {info.get('title') or ''}\n\n{info['post']}")
+  return dialogue.query(f"Summarize this news article.\n\nTitle: {info.get('title') or ''}\n\n{info['article']}")
 
 
 def parse_summarize(path: str) -> ParseResult:
-  """Record ids are "tldr-{info.id}:{file}:{line}": the hash split groups every comparison of one post (info.id,
-  or a hash of the post text when the id is missing), so a post is never in both splits."""
+  """Record ids are "tldr-{info.id}:{file}:{line}" (a Reddit post) or "cnndm-{info.id}:{file}:{line}" (a CNN/DM
+  article): the hash split groups every comparison of one post / article (its id, or a hash of its text when the id
+  is missing), so a post or an article is never in both splits. The context is the post, or for CNN/DM the article
+  (with its title; `site` is not used)."""
   res = ParseResult()
   for rid, o in _jsonl(path, "tldr", res):
     try:
       info, sums, choice = o.get("info"), o.get("summaries"), o.get("choice")
-      if (not isinstance(info, dict) or not _is_text(info.get("post")) or not isinstance(sums, list)
-          or len(sums) != 2 or not _is_int(choice) or choice not in (0, 1)):
-        res.bad.append((rid, "missing info.post, two summaries or choice"))
+      if (not isinstance(info, dict) or not (_is_text(info.get("post")) or _is_text(info.get("article")))
+          or not isinstance(sums, list) or len(sums) != 2 or not _is_int(choice) or choice not in (0, 1)):
+        res.bad.append((rid, "missing info.post (or info.article), two summaries or choice"))
         continue
       if info.get("title") is not None and not _is_text(info["title"]):
         res.bad.append((rid, "info.title is not a string"))
         continue
+      kind, text = ("tldr", info["post"]) if _is_text(info.get("post")) else ("cnndm", info["article"])
       post_id = info.get("id")
       if _is_text(post_id) and post_id:
-        group = "tldr-" + post_id.replace(":", "_")
+        group = f"{kind}-" + post_id.replace(":", "_")
       else:
-        group = f"tldr-post{zlib.crc32(info['post'].encode('utf-8', 'surrogatepass')):08x}"
+        group = f"{kind}-{'post' if kind == 'tldr' else 'article'}"
+        group += f"{zlib.crc32(text.encode('utf-8', 'surrogatepass')):08x}"
       rid = group + rid[len("tldr"):]
       texts = [s.get("text") if isinstance(s, dict) else None for s in sums]
       if not all(_is_text(t) for t in texts):

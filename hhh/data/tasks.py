@@ -19,15 +19,13 @@ import tensorflow as tf
 from hhh.data import lab
 from hhh.data import tokenize as tok
 from hhh.data import vocab as vocab_lib
+from hhh.data.specs import KIND_TO_FAMILY  # also read as tasks.KIND_TO_FAMILY
 
 DEFAULT_VOCAB = "byte"
 # name -> (kind, builder(registered_name, vocab_name))
 _TASKS: Dict[str, tuple] = {}
 # name -> (kind, [(task name, rate)])
 _MIXTURES: Dict[str, tuple] = {}
-
-KIND_TO_FAMILY = {"lm": "lm", "imitation": "lm", "comparison": "comparison", "binary": "binary",
-                  "multiple_choice": "multiple_choice", "distill": "distill"}
 
 
 def output_features(kind: str, vocab_name: str) -> Dict[str, seqio.Feature]:
@@ -50,7 +48,9 @@ def output_features(kind: str, vocab_name: str) -> Dict[str, seqio.Feature]:
 def preprocessors(kind: str) -> List[Callable]:
   pre = [tok.tokenize_features]
   if kind == "lm":
-    pre.append(tok.split_long_documents)
+    pre.append(tok.split_long_documents)  # then seqio trims the pieces to sequence_length["targets"]
+  else:
+    pre.append(tok.trim_to_sequence_length)  # every other kind: cut to sequence_length["tokens"] + 1
   return pre
 
 

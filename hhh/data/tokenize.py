@@ -3,6 +3,10 @@
 seqio.preprocessors.tokenize encodes scalar strings only (ByteVocabulary's TF encoder needs equal-length strings
 in a vector), so comparisons and multiple-choice tasks use this one: rank-1 features become [T] int32,
 rank-2 features (a vector of strings) become a ragged [K, None] int32.
+
+`trim_to_sequence_length` then cuts each tokenised feature to what the feature converter can use, BEFORE seqio's
+shuffle buffer (Task.get_dataset runs every preprocessor, then shuffles): without it a buffer of 10,000 examples
+holds whole records, e.g. ~1,400 repeated copies of one 65,536-character response.
 """
 from __future__ import annotations
 
@@ -65,3 +69,44 @@ def split_long_documents(ds: tf.data.Dataset, sequence_length: Optional[Mapping[
     rows = tf.RaggedTensor.from_row_lengths(t, lengths)
     return tf.data.Dataset.from_tensor_slices({feature: rows})
   return ds.flat_map(pieces)
+
+
+# The length key that pipeline.make_dataset passes as `sequence_length` for the unpacked families and imitation
+# tasks. It names no task feature, so seqio's own trimming (which keeps the START of features named in
+# sequence_length) leaves every feature alone; only `trim_to_sequence_length` reads it.
+TRIM_LENGTH_KEY = "tokens"
+# Features that keep their END when trimmed (the context: the tokens nearest the response), as the converters
+# in hhh/data/features.py keep them; every other tokenised feature keeps its START.
+KEEP_END = ("context", "inputs")
+
+
+def trim_to_sequence_length(ds: tf.data.Dataset, sequence_length: Optional[Mapping[str, int]] = None,
+                            output_features: Optional[Mapping[str, seqio.Feature]] = None) -> tf.data.Dataset:
+  """Cuts every tokenised output feature to L + 1 tokens, L = sequence_length[TRIM_LENGTH_KEY]: the context (and
+  an imitation task's inputs) keeps its LAST L + 1 tokens, responses / choices (each row) / response / targets /
+  text their FIRST L + 1. A no-op without that length (tools/show_task.py shows whole records).
+
+  The converters' output is unchanged, bit for bit, truncation counters included (tests/test_data_features.py):
+  a sample of length L keeps at most L - 1 response and L - 1 context tokens (imitation: L response tokens and
+  L - 1 context tokens; distillation: L text tokens), and each counter asks whether a feature is longer than what
+  was kept, which L + 1 tokens still answer. Response/choice rows beyond k/c stay (only their count is used).
+  """
+  if not sequence_length or sequence_length.get(TRIM_LENGTH_KEY) is None:
+    return ds
+  keep = int(sequence_length[TRIM_LENGTH_KEY]) + 1
+  names = list(output_features or {})
+
+  def fn(ex):
+    ex = dict(ex)
+    for name in names:
+      v = ex.get(name)
+      if v is None or not v.dtype.is_integer:
+        continue
+      if name in KEEP_END:
+        ex[name] = v[-keep:]
+      elif isinstance(v, tf.RaggedTensor) or v.shape.rank == 2:
+        ex[name] = v[:, :keep]
+      else:
+        ex[name] = v[:keep]
+    return ex
+  return ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -8,28 +8,93 @@ Special tokens (identical for every vocabulary):
     eos_id = 1 (seqio convention)
     eoc_id = the END-OF-CONTEXT token appended to every sample of a preference model; its score is read there.
              It is seqio's extra id 0, i.e. the LAST id of the vocabulary: vocab.vocab_size - 1.
+
+This module imports seqio (and with it TensorFlow) only when a vocabulary is asked for, and not at all for "byte"
+on a machine without seqio: there `get_vocabulary("byte")` is `PyByteVocabulary`, a pure-Python copy of
+seqio.ByteVocabulary's Python side (encode, decode, vocab_size and the special ids; no TF ops), so the objectives'
+prompt tokenisation (context distillation, evaluation prompts) runs in a TensorFlow-free core
+(tests/test_core_imports.py). "spm:PATH" always needs seqio. The tf.data pipeline always uses seqio's classes.
 """
 from __future__ import annotations
 
 import functools
-
-import seqio
+from typing import Iterable, List, Union
 
 PAD_ID = 0
 EOS_ID = 1
+UNK_ID = 2
 # One extra id is reserved at the top of the vocabulary: the end-of-context token.
 NUM_EXTRA_IDS = 1
 
 
+class PyByteVocabulary:
+  """seqio.ByteVocabulary(extra_ids) without TensorFlow: id = UTF-8 byte + 3 (0 pad, 1 EOS, 2 UNK), then the
+  extra ids. Same ids, sizes and decoding as seqio's (tested against it in tests/test_data_core.py)."""
+
+  _NUM_SPECIAL = 3
+  _BYTES = 256
+
+  def __init__(self, extra_ids: int = 0):
+    self._extra_ids = int(extra_ids)
+
+  pad_id = PAD_ID
+  eos_id = EOS_ID
+  unk_id = UNK_ID
+  bos_id = None
+
+  @property
+  def extra_ids(self) -> int:
+    return self._extra_ids
+
+  @property
+  def vocab_size(self) -> int:
+    return self._NUM_SPECIAL + self._BYTES + self._extra_ids
+
+  def encode(self, s: Union[str, bytes]) -> List[int]:
+    s = s.decode() if isinstance(s, bytes) else s
+    return [b + self._NUM_SPECIAL for b in s.encode("utf-8")]
+
+  def decode(self, ids: Iterable[int]) -> str:
+    """Up through the first EOS; ids beyond the bytes (extra ids) become UNK; special ids are dropped."""
+    base = self._NUM_SPECIAL + self._BYTES
+    clean = [int(i) for i in ids]
+    clean = [UNK_ID if i >= base else i for i in clean]
+    if EOS_ID in clean:
+      clean = clean[:clean.index(EOS_ID) + 1]
+    return bytes(i - self._NUM_SPECIAL for i in clean if self._NUM_SPECIAL <= i < base).decode("utf-8", "ignore")
+
+  def __eq__(self, other):
+    return type(other) is type(self) and other.extra_ids == self.extra_ids
+
+  def __hash__(self):
+    return hash((type(self), self._extra_ids))
+
+
+def _seqio(what: str):
+  try:
+    import seqio  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError(f"{what} needs seqio (pip install seqio); without it only the 'byte' vocabulary is "
+                      f"available (as hhh.data.vocab.PyByteVocabulary)") from e
+  return seqio
+
+
 @functools.lru_cache(maxsize=None)
-def get_vocabulary(name: str = "byte") -> seqio.Vocabulary:
-  """Returns the vocabulary named by a config string ("byte" or "spm:PATH")."""
+def get_vocabulary(name: str = "byte"):
+  """Returns the vocabulary named by a config string ("byte" or "spm:PATH").
+
+  A seqio.Vocabulary when seqio is installed; without seqio, "byte" gives the equivalent PyByteVocabulary."""
   if name == "byte":
+    try:
+      import seqio  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      return PyByteVocabulary(extra_ids=NUM_EXTRA_IDS)
     return seqio.ByteVocabulary(extra_ids=NUM_EXTRA_IDS)
   if name.startswith("spm:"):
     path = name[len("spm:"):]
     if not path:
       raise ValueError(f"vocabulary {name!r}: expected 'spm:PATH'")
+    seqio = _seqio(f"vocabulary {name!r}")
     vocab = seqio.SentencePieceVocabulary(path, extra_ids=NUM_EXTRA_IDS)
     if vocab.tokenizer.pad_id() != PAD_ID or vocab.tokenizer.eos_id() != EOS_ID:
       raise ValueError(
@@ -39,7 +104,7 @@ def get_vocabulary(name: str = "byte") -> seqio.Vocabulary:
   raise ValueError(f"unknown vocabulary {name!r}: use 'byte' or 'spm:PATH'")
 
 
-def _as_vocab(vocab) -> seqio.Vocabulary:
+def _as_vocab(vocab):
   return get_vocabulary(vocab) if isinstance(vocab, str) else vocab
 
 
