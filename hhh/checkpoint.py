@@ -237,6 +237,6 @@ def load_params(path: str, params, shardings):
       item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True))
   merged = dict(dst)
   merged.update(_flatten(restored["params"]))
-  logging.info("init_from %s: loaded %d parameter arrays, freshly initialised %d: %s",
+  logging.debug("loaded %s: %d parameter arrays; freshly initialised %d: %s",
                item, len(wanted), len(fresh), fresh)
   return _unflatten(merged), ["/".join(n) for n in wanted], fresh
