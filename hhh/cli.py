@@ -13,7 +13,10 @@ where the noise starts and only when the noise is certain to be meaningless:
   * JAX tries the TPU backend whenever libtpu is installed, even on a machine without a TPU; libtpu then prints
     host-bounds / TPU_WORKER_HOSTNAMES errors, writes /tmp/tpu_logs, and JAX logs "Unable to initialize backend
     'tpu'". When JAX_PLATFORMS is unset and the machine has no TPU chip (JAX's own PCI check, as JAX already does
-    for CUDA), the TPU backend is not tried. GPUs, TPUs and an explicit JAX_PLATFORMS are untouched.
+    for CUDA), the TPU backend is not tried. Where a device node makes a TPU possible (/dev/vfio, /dev/accel:
+    virtual machines and containers have them without any TPU) libtpu is tried with its stderr held: replayed
+    whole if a TPU comes up, without libtpu's start-up complaints if it does not. GPUs, TPUs and an explicit
+    JAX_PLATFORMS are untouched.
   * TensorFlow (only the tf.data input pipeline uses it) gets TF_CPP_MIN_LOG_LEVEL=1 unless the user set it (drops
     INFO such as the oneDNN and CPU-instruction notices), and its GPUs are hidden from it
     (tf.config.set_visible_devices([], "GPU")) so it neither claims accelerator memory next to JAX nor probes CUDA
@@ -244,6 +247,15 @@ TF_STARTUP_NOISE = [re.compile(p) for p in (
     r"oneDNN custom operations are on",
 )]
 
+# What libtpu writes to stderr when it is loaded on a machine that has no TPU (dropped only when its start-up fails).
+TPU_STARTUP_NOISE = [re.compile(p) for p in (
+    r"^Failed to find host bounds for accelerator type",
+    r"^WARNING: Logging before InitGoogle\(\) is written to STDERR\s*$",
+    r"TPU_WORKER_HOSTNAMES|TPU_ACCELERATOR_TYPE",
+    r"^=== Source Location Trace: ===\s*$",
+    r"^\S*libtpu_init_utils\.cc:\d+\s*$",
+)]
+
 # Python log records that are harmless and appear on every run (message substrings, by logger).
 LOG_NOISE = {
     "absl": [  # orbax and seqio log through absl.logging
@@ -268,19 +280,31 @@ class _DropMessages(logging.Filter):
     return not any(p.search(msg) for p in self.patterns)
 
 
+class _Held:
+  """What was written to file descriptor 2 inside `_held_stderr`; `drop(patterns)` removes the matching lines."""
+
+  def __init__(self):
+    self.patterns: Sequence[re.Pattern] = ()
+
+  def drop(self, patterns):
+    self.patterns = tuple(self.patterns) + tuple(patterns)
+
+
 @contextlib.contextmanager
-def filtered_stderr(patterns=TF_STARTUP_NOISE):
-  """Collects what anything (C++ included) writes to file descriptor 2 and re-emits every line but the noise."""
+def _held_stderr():
+  """Collects what anything (C++ included) writes to file descriptor 2; re-emits it at the end, less the lines
+  matching what was `drop`ped."""
+  held = _Held()
   try:
     sys.stderr.flush()
     saved = os.dup(2)
   except (OSError, ValueError, AttributeError):
-    yield
+    yield held
     return
   with tempfile.TemporaryFile() as tmp:  # a file, not a pipe: a large write cannot block
     os.dup2(tmp.fileno(), 2)
     try:
-      yield
+      yield held
     finally:
       with contextlib.suppress(Exception):
         sys.stderr.flush()
@@ -288,10 +312,19 @@ def filtered_stderr(patterns=TF_STARTUP_NOISE):
       os.close(saved)
       tmp.seek(0)
       text = tmp.read().decode("utf-8", "replace")
-      kept = "".join(line for line in text.splitlines(keepends=True) if not any(p.search(line) for p in patterns))
+      kept = "".join(line for line in text.splitlines(keepends=True)
+                     if not any(p.search(line) for p in held.patterns))
       if kept:
         with contextlib.suppress(OSError):
           os.write(2, kept.encode("utf-8", "replace"))
+
+
+@contextlib.contextmanager
+def filtered_stderr(patterns=TF_STARTUP_NOISE):
+  """Collects what anything (C++ included) writes to file descriptor 2 and re-emits every line but the noise."""
+  with _held_stderr() as held:
+    held.drop(patterns)
+    yield
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
@@ -370,13 +403,31 @@ def _replace_tpu_factory() -> None:
   if jax_config.jax_platforms.value or getattr(xla_bridge, "_backends", None):
     return
   factories = getattr(xla_bridge, "_backend_factories", None)
-  if isinstance(factories, dict) and "tpu" in factories and _no_tpu_here():
+  if not (isinstance(factories, dict) and "tpu" in factories):
+    return
+  if _no_tpu_here():
     # The platform stays known (lowering rules are registered for it); only its start-up is skipped. JAX treats
     # the error like libtpu's own "TPU initialization failed" (fail_quietly) and falls back as before.
     def no_tpu():
       raise RuntimeError("NOT_FOUND: no TPU chip on this machine (libtpu not loaded; set JAX_PLATFORMS=tpu or "
                          "JAX_FORCE_TPU_INIT=1 to try anyway)")
     factories["tpu"] = dataclasses.replace(factories["tpu"], factory=no_tpu)
+    return
+  # Something looks like an accelerator (a /dev/vfio or /dev/accel node: virtual machines and containers have them
+  # without any TPU), so libtpu is tried. Its stderr is held while it starts: replayed whole when a TPU comes up,
+  # and without libtpu's own start-up complaints when it does not (JAX then falls back, as it always did).
+  real = factories["tpu"].factory
+
+  def tpu_or_quiet_failure(*args, **kwargs):
+    with _held_stderr() as held:
+      try:
+        backend = real(*args, **kwargs)
+      except BaseException:
+        held.drop(TPU_STARTUP_NOISE)
+        raise
+    return backend
+
+  factories["tpu"] = dataclasses.replace(factories["tpu"], factory=tpu_or_quiet_failure)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -44,11 +44,19 @@ def _cmd(command):
   return [sys.executable] + (["-m", command] if command.startswith("hhh.") else [str(REPO / command)])
 
 
+_CLOUD_TPU_INIT_VARS = ("GRPC_VERBOSITY", "ENABLE_RUNTIME_UPTIME_TELEMETRY", "TENSORSTORE_CURL_LOW_SPEED_TIME_SECONDS",
+                        "TENSORSTORE_CURL_LOW_SPEED_LIMIT_BYTES")
+
+
 def _newcomer_env(tmp_path):
   """The environment of a first run: none of the test set-up's JAX/TF settings, a private temporary directory."""
   env = dict(os.environ)
-  for k in ("JAX_PLATFORMS", "TF_CPP_MIN_LOG_LEVEL", "XLA_FLAGS", "HHH_QUIET"):
+  for k in ("JAX_PLATFORMS", "TF_CPP_MIN_LOG_LEVEL", "XLA_FLAGS", "HHH_QUIET", "ALLOW_MULTIPLE_LIBTPU_LOAD"):
     env.pop(k, None)
+  # Set inside this pytest process once any test imported libtpu (`import libtpu` exports TPU_LIBRARY_PATH) or
+  # JAX's cloud_tpu_init ran; a newcomer's shell has none of them, and TPU_LIBRARY_PATH means "I want libtpu".
+  for k in [k for k in env if k.startswith(("TPU_", "LIBTPU_")) or k in _CLOUD_TPU_INIT_VARS]:
+    env.pop(k)
   tmp = tmp_path / "tmp"
   tmp.mkdir(exist_ok=True)
   env["TMPDIR"] = str(tmp)
@@ -157,3 +165,30 @@ def test_training_run_is_quiet_and_leaves_no_temp_files(tmp_path):
   assert "step 2/2" in first.stdout
   assert not glob.glob(str(tmp / "**" / "__autograph_generated_file*"), recursive=True)
   assert not glob.glob(str(tmp / "hhh-autograph-*"))
+
+
+_TPU_PROBE_SCRIPT = """
+import sys
+import hhh.cli
+hhh.cli._no_tpu_here = lambda: False  # a /dev/vfio or /dev/accel node (VMs, CI containers) without any TPU
+if sys.argv[1] == "unfiltered":
+  hhh.cli.TPU_STARTUP_NOISE[:] = []
+import jax
+print(jax.devices()[0].platform)
+"""
+
+
+@pytest.mark.tpu
+def test_libtpu_tried_on_a_machine_without_tpu_fails_quietly(tmp_path):
+  pytest.importorskip("libtpu")
+  env, _ = _newcomer_env(tmp_path)
+  script = tmp_path / "probe.py"
+  script.write_text(_TPU_PROBE_SCRIPT)
+  quiet = _run([sys.executable, str(script), "filtered"], env=env)
+  assert quiet.returncode == 0, quiet.stderr
+  assert quiet.stdout.split() == ["cpu"]
+  assert _noise(quiet.stdout + quiet.stderr) == [], quiet.stderr
+  # the probe really loaded libtpu: without the filter its complaints reach stderr
+  loud = _run([sys.executable, str(script), "unfiltered"], env=env)
+  assert loud.returncode == 0 and loud.stdout.split() == ["cpu"], loud.stderr
+  assert _noise(loud.stderr), loud.stderr
