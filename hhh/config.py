@@ -43,11 +43,16 @@ def model_config(size: str) -> ml_collections.ConfigDict:
   m = ml_collections.ConfigDict(dict(
       vocab_size=65536, d_model=0, n_layers=0, n_heads=0, d_head=0, d_ff=0, max_len=8192,
       dtype="float32", param_dtype="float32", remat="none", scan_layers=True, rope_theta=10000.0,
-      init_std=0.02, norm_eps=1e-6, score_head=False))
+      init_std=0.02, norm_eps=1e-6, score_head=False,
+      # auto | xla | blockwise | splash | cudnn (docs/attention.md); block 0 = 128 on CPU, 512 on TPU/GPU.
+      attention="auto", attention_block=0,
+      # 0 = whole-sequence logits; N = the vocabulary loss in chunks of N positions (never [B, T, V] f32 at once).
+      logits_chunk=0))
   m.update(SIZES[size])
   if size in PAPER_SIZES:
     m.dtype = "bfloat16"  # TPU compute dtype; parameters stay f32
     m.remat = "full"
+    m.logits_chunk = 512
   return m
 
 

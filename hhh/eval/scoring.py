@@ -40,18 +40,29 @@ def response_logprobs(logits, tokens, response_start, eoc_index):
   logits [N, L, V] (position t predicts token t+1), tokens [N, L], response_start/eoc_index [N] -> 3 x [N].
   A response starting at position 0 has no context for its first token, which is then not counted.
   """
-  total, _, count = ranking.sequence_logprobs_from_logits(logits, tokens, response_start, eoc_index)
-  pos = jnp.arange(1, tokens.shape[1])[None]
-  mask = (pos >= response_start[:, None]) & (pos < eoc_index[:, None])
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  nxt = jnp.take_along_axis(logp[:, :-1], tokens[:, 1:, None], axis=-1)[..., 0]
   hit = jnp.argmax(logits[:, :-1], axis=-1) == tokens[:, 1:]
-  greedy = jnp.all(hit | ~mask, axis=1).astype(jnp.float32)
-  return total, count, greedy
+  return _response_stats(nxt, hit, tokens, response_start, eoc_index)
 
 
 def lm_forward(model, params, tokens, response_start, eoc_index, prefix_cache=None):
-  """[N, L] rows -> (sum log-prob, token count, greedy) of each row's response; pure, for jit."""
-  out = model.apply({"params": params}, tokens, prefix_cache=prefix_cache)
-  return response_logprobs(out["logits"], tokens, response_start, eoc_index)
+  """[N, L] rows -> (sum log-prob, token count, greedy) of each row's response; pure, for jit.
+
+  The vocabulary head runs in chunks of `model.logits_chunk` positions: the [N, L, V] f32 logits of a long
+  (prompted) evaluation batch are never live at once."""
+  out = model.apply({"params": params}, tokens, prefix_cache=prefix_cache, return_logits=False, return_hidden=True)
+  nxt, hit = ranking.next_token_logprobs(params, out["hidden"], tokens, model.cfg)
+  return _response_stats(nxt, hit, tokens, response_start, eoc_index)
+
+
+def _response_stats(nxt, hit, tokens, response_start, eoc_index):
+  """response_logprobs from next-token log-probs and argmax hits [N, L-1]."""
+  total, _, count = ranking.sequence_logprobs_from_token_logprobs(nxt, tokens, response_start, eoc_index)
+  pos = jnp.arange(1, tokens.shape[1])[None]
+  mask = (pos >= response_start[:, None]) & (pos < eoc_index[:, None])
+  greedy = jnp.all(hit | ~mask, axis=1).astype(jnp.float32)
+  return total, count, greedy
 
 
 def pm_forward(model, params, tokens, eoc_index):

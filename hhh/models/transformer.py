@@ -4,9 +4,15 @@ Every parameter and activation carries logical axis names (see `hhh.sharding` fo
 (slice, data, fsdp, tensor) mesh), so the same module runs on one CPU and on a pod slice.
 
 Architecture: pre-norm blocks (RMSNorm), rotary position embeddings, 4x GELU MLP, separate embedding and unembedding,
-attention through `jax.nn.dot_product_attention` with an explicit causal + same-segment mask (packed documents never
-attend to each other), `nn.scan` over layers and a configurable rematerialisation policy. Parameters are stored in
-`param_dtype` (f32) and computed in `dtype` (bf16 on TPU, f32 on CPU); logits and scores are returned in f32.
+causal attention in which packed documents never attend to each other (`hhh.models.attention.attend`: dense XLA,
+blockwise flash, TPU splash or GPU cuDNN/Pallas kernels, chosen by `attention`; docs/attention.md), `nn.scan` over
+layers and a configurable rematerialisation policy. Parameters are stored in `param_dtype` (f32) and computed in
+`dtype` (bf16 on TPU, f32 on CPU); logits and scores are returned in f32.
+
+The vocabulary head can be applied outside the module: `return_hidden=True` gives the final (normalised) hidden
+states, `unembed` turns hidden states into the same f32 logits, and `per_position` maps a per-token function of the
+logits (cross-entropy, KL, log-prob of the next token) over sequence chunks of `logits_chunk` positions under
+rematerialisation, so the [B, T, V] f32 logits are never live at once (hhh.objectives use it).
 
 The score head is a linear read-out of the final hidden state at the END-OF-CONTEXT token of each sample, located by
 the explicit index `score_index` (never guessed from padding).
@@ -26,6 +32,8 @@ import jax
 import jax.numpy as jnp
 
 from hhh import sharding
+from hhh.models import attention as attention_lib
+from hhh.models.attention import attention_mask  # noqa: F401  (re-exported: the reference mask)
 
 REMAT_POLICIES = {
     "none": None,  # no rematerialisation (store every activation)
@@ -52,6 +60,9 @@ class TransformerConfig:
   init_std: float = 0.02
   norm_eps: float = 1e-6
   score_head: bool = False  # preference / binary models; LMs have none (so `init_from` an LM creates it fresh)
+  attention: str = "auto"  # auto | xla | blockwise | splash | cudnn (hhh.models.attention, docs/attention.md)
+  attention_block: int = 0  # query and key block of blockwise / splash (0: 128 on CPU, 512 on TPU and GPU)
+  logits_chunk: int = 0  # 0: whole-sequence logits; else the vocabulary loss in chunks of this many positions
 
   def __post_init__(self):
     if self.d_head == 0:
@@ -64,6 +75,12 @@ class TransformerConfig:
       raise ValueError(f"unknown remat policy {self.remat!r}; choose one of {sorted(REMAT_POLICIES)}")
     if self.d_head % 2:
       raise ValueError(f"rotary embeddings need an even head dimension, got d_head={self.d_head}")
+    if self.attention not in attention_lib.IMPLEMENTATIONS:
+      raise ValueError(f"unknown attention implementation {self.attention!r}; choose one of "
+                       f"{list(attention_lib.IMPLEMENTATIONS)}")
+    if self.attention_block < 0 or self.logits_chunk < 0:
+      raise ValueError(f"attention_block and logits_chunk must be >= 0, got {self.attention_block} and "
+                       f"{self.logits_chunk}")
 
   @classmethod
   def from_config(cls, cfg) -> "TransformerConfig":
@@ -115,18 +132,6 @@ def rotary(x, positions, theta):
   return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
 
 
-def attention_mask(segment_ids, prefix_len: int):
-  """Boolean [B, 1, T, P + T] mask: a query sees earlier keys of its own segment, and the whole shared prefix."""
-  t = segment_ids.shape[1]
-  idx = jnp.arange(t)
-  causal = idx[None, :] <= idx[:, None]  # [T(q), T(k)]
-  same = segment_ids[:, :, None] == segment_ids[:, None, :]  # [B, T, T]
-  mask = same & causal[None]
-  if prefix_len:
-    mask = jnp.concatenate([jnp.ones((mask.shape[0], t, prefix_len), bool), mask], axis=-1)
-  return mask[:, None]
-
-
 class Attention(nn.Module):
   cfg: TransformerConfig
 
@@ -145,14 +150,9 @@ class Attention(nn.Module):
     q, k, v = (sharding.constrain(t, names) for t in (q, k, v))
     q, k = rotary(q, positions, cfg.rope_theta), rotary(k, positions, cfg.rope_theta)
     new_kv = {"k": k, "v": v}
-    prefix_len = 0
-    if prefix_kv is not None:
-      prefix_len = prefix_kv["k"].shape[0]
-      b = x.shape[0]
-      pk = jnp.broadcast_to(prefix_kv["k"].astype(k.dtype)[None], (b,) + prefix_kv["k"].shape)
-      pv = jnp.broadcast_to(prefix_kv["v"].astype(v.dtype)[None], (b,) + prefix_kv["v"].shape)
-      k, v = jnp.concatenate([pk, k], axis=1), jnp.concatenate([pv, v], axis=1)
-    out = jax.nn.dot_product_attention(q, k, v, mask=attention_mask(segment_ids, prefix_len), implementation="xla")
+    pk, pv = (None, None) if prefix_kv is None else (prefix_kv["k"], prefix_kv["v"])
+    out = attention_lib.attend(q, k, v, segment_ids=segment_ids, prefix_k=pk, prefix_v=pv, impl=cfg.attention,
+                               block_q=cfg.attention_block, block_kv=cfg.attention_block)
     out = sharding.constrain(out, names)
     w_out = kernel("out", (cfg.n_heads, cfg.d_head, cfg.d_model), ("heads", "kv", "embed"),
                    cfg.init_std / (2 * cfg.n_layers) ** 0.5)
@@ -194,7 +194,7 @@ class Transformer(nn.Module):
 
   @nn.compact
   def __call__(self, tokens, positions=None, segment_ids=None, score_index=None, prefix_cache=None,
-               return_logits=True, return_cache=False):
+               return_logits=True, return_cache=False, return_hidden=False):
     cfg = self.cfg
     lead, length = tokens.shape[:-1], tokens.shape[-1]
     tokens = tokens.reshape(-1, length)
@@ -207,9 +207,7 @@ class Transformer(nn.Module):
       positions = jnp.broadcast_to(prefix_len + jnp.arange(length, dtype=jnp.int32), (n, length))
     else:
       positions = positions.reshape(n, length)
-    if segment_ids is None:
-      segment_ids = jnp.ones((n, length), jnp.int32)
-    else:
+    if segment_ids is not None:  # None: one document per row (attention then needs no segment comparison)
       segment_ids = segment_ids.reshape(n, length)
 
     embedding = self.param(
@@ -237,6 +235,8 @@ class Transformer(nn.Module):
     x = RMSNorm(cfg.norm_eps, cfg.compute_dtype, cfg.param_dtype, name="final_norm")(x)
 
     out = {}
+    if return_hidden:
+      out["hidden"] = x.reshape(lead + (length, cfg.d_model))
     if return_logits or self.is_initializing():
       logits = nn.Dense(
           cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype, param_dtype=cfg.param_dtype,
@@ -260,6 +260,43 @@ class Transformer(nn.Module):
       # {"k", "v"}: [layers, N, T, heads, head_dim]. The prefix of context distillation is one sequence: take [:, 0].
       out["cache"] = cache
     return out
+
+
+def unembed(params, hidden, cfg: TransformerConfig):
+  """f32 logits [..., V] of final hidden states [..., D] (`return_hidden`), exactly the module's `logits`."""
+  kernel = params["unembedding"]["kernel"]
+  h, kernel = hidden.astype(cfg.compute_dtype), kernel.astype(cfg.compute_dtype)
+  logits = jax.lax.dot_general(h, kernel, (((h.ndim - 1,), (0,)), ((), ()))).astype(jnp.float32)
+  if logits.ndim == 3:
+    logits = sharding.constrain(logits, ("activation_batch", "activation_length", "activation_vocab"))
+  return logits
+
+
+def per_position(fn, xs, chunk: int):
+  """fn(*xs) for arrays xs [N, T, ...] whose outputs are per position ([N, T, ...] pytree), computed over chunks of
+  `chunk` positions (0: at once) in a scan whose body is rematerialised: only one chunk's vocabulary-sized
+  intermediates (fn computes logits inside) are live, in the forward and in the backward pass.
+
+  Every position is computed exactly as without chunks (the same ops on a slice), so losses equal the unchunked ones
+  up to the order of float sums downstream. T need not be a multiple of `chunk` (the last chunk is padded).
+  """
+  t = xs[0].shape[1]
+  if chunk <= 0 or chunk >= t:
+    return fn(*xs)
+  n_chunks = -(-t // chunk)
+  pad = n_chunks * chunk - t
+
+  def split(x):  # [N, T, ...] -> [chunks, N, chunk, ...]
+    x = jnp.pad(x, [(0, 0), (0, pad)] + [(0, 0)] * (x.ndim - 2))
+    return jnp.moveaxis(x.reshape((x.shape[0], n_chunks, chunk) + x.shape[2:]), 1, 0)
+
+  def merge(y):  # [chunks, N, chunk, ...] -> [N, T, ...]
+    y = jnp.moveaxis(y, 0, 1)
+    return y.reshape((y.shape[0], n_chunks * chunk) + y.shape[3:])[:, :t]
+
+  body = jax.checkpoint(lambda _, c: (None, fn(*c)), prevent_cse=False)
+  _, ys = jax.lax.scan(body, None, tuple(split(x) for x in xs))
+  return jax.tree.map(merge, ys)
 
 
 def init_inputs(cfg: TransformerConfig, length: int = 8):

@@ -18,6 +18,10 @@ config.objective: mode, prompt_file ("" = hhh/prompts/hhh_prompt.txt), prompt_ma
 the preamble plus as many whole dialogues as fit), vocab (must be the data's vocab; the distill configs tie it to
 data.vocab), teacher_dir (offline), top_k (offline, default 50), student_sees_prompt (False; True gives the
 student the prompt too, recomputed from its own parameters - a check: at initialisation the KL is exactly 0).
+
+The KL is computed from final hidden states in chunks of `model.logits_chunk` positions
+(hhh.models.transformer.per_position): neither the teacher's nor the student's [B, L, V] f32 logits are ever live
+at once, and the per-position KL equals the whole-sequence computation.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hhh import prompts
+from hhh.models import transformer
 
 FAMILY = "distill"
 OFFLINE_KEYS = ("topk_ids", "topk_logprobs", "remainder_logprob")
@@ -59,6 +64,13 @@ def teacher_logits(model, aux, tokens):
   """The prompted teacher's logits on tokens [B, L], reusing the prompt's keys/values."""
   out = model.apply({"params": aux["teacher"]}, tokens, prefix_cache=aux["prompt"])
   return jax.lax.stop_gradient(out["logits"])
+
+
+def teacher_hidden(model, aux, tokens):
+  """The prompted teacher's final hidden states [B, L, D] (no gradient), reusing the prompt's keys/values."""
+  out = model.apply({"params": aux["teacher"]}, tokens, prefix_cache=aux["prompt"], return_logits=False,
+                    return_hidden=True)
+  return jax.lax.stop_gradient(out["hidden"])
 
 
 def forward_kl(teacher_logits_, student_logits):
@@ -101,15 +113,21 @@ def loss_fn(params, batch, *, model, config, rng=None, aux=None):
   student_prefix = None
   if config.get("student_sees_prompt", False):
     student_prefix = prompt_cache(model, params, prompt_tokens(config))
-  student = model.apply({"params": params}, tokens, prefix_cache=student_prefix)["logits"]
+  student = model.apply({"params": params}, tokens, prefix_cache=student_prefix, return_logits=False,
+                        return_hidden=True)["hidden"]
+  cfg = model.cfg
   if config.get("mode", "online") == "offline":
     missing = [k for k in OFFLINE_KEYS if k not in batch]
     if missing:
       raise ValueError(f"offline distillation needs the stored teacher features {missing}: set "
                        f"objective.teacher_dir to the output of tools/teacher_logits.py")
-    kl = topk_kl(batch["topk_ids"], batch["topk_logprobs"], batch["remainder_logprob"], student)
+    kl = transformer.per_position(
+        lambda h, ids, lps, rem: topk_kl(ids, lps, rem, transformer.unembed(params, h, cfg)),
+        (student, batch["topk_ids"], batch["topk_logprobs"], batch["remainder_logprob"]), cfg.logits_chunk)
   else:
-    kl = forward_kl(teacher_logits(model, aux, tokens), student)
+    kl = transformer.per_position(
+        lambda ht, hs: forward_kl(transformer.unembed(aux["teacher"], ht, cfg), transformer.unembed(params, hs, cfg)),
+        (teacher_hidden(model, aux, tokens), student), cfg.logits_chunk)
   n = jnp.maximum(w.sum(), 1.0)
   loss = (kl * w).sum() / n
   return loss, {"kl": loss, "positions": w.sum()}

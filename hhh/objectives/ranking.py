@@ -14,21 +14,47 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hhh.models import transformer
+
 
 def sequence_logprobs(model, params, tokens, response_start, eoc_index):
   """(sum, mean, count) of log p(response token | everything before it), per sample.
 
   tokens [..., L] = context + response + end-of-context token; response tokens are positions
   response_start .. eoc_index-1 (the end-of-context token itself is not part of the response). Samples with no
-  response tokens (padding responses) get sum = mean = count = 0.
+  response tokens (padding responses) get sum = mean = count = 0. The vocabulary head runs in chunks of
+  `model.logits_chunk` positions (`next_token_logprobs`).
   """
-  out = model.apply({"params": params}, tokens)
-  return sequence_logprobs_from_logits(out["logits"], tokens, response_start, eoc_index)
+  hidden = model.apply({"params": params}, tokens, return_logits=False, return_hidden=True)["hidden"]
+  nxt, _ = next_token_logprobs(params, hidden, tokens, model.cfg)
+  return sequence_logprobs_from_token_logprobs(nxt, tokens, response_start, eoc_index)
+
+
+def next_token_logprobs(params, hidden, tokens, cfg):
+  """(log p(x_{t+1} | x_<=t), x_{t+1} == argmax) for t < L-1 from final hidden states [..., L, D] -> 2 x [..., L-1],
+  computed by chunks of `cfg.logits_chunk` positions (the [..., L, V] f32 logits are never live at once)."""
+  lead, length = tokens.shape[:-1], tokens.shape[-1]
+  flat_t = tokens.reshape(-1, length)
+  targets = jnp.concatenate([flat_t[:, 1:], jnp.zeros_like(flat_t[:, :1])], axis=1)  # position t predicts t+1
+
+  def per_chunk(h, t):
+    logits = transformer.unembed(params, h, cfg)
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return jnp.take_along_axis(logp, t[..., None], axis=-1)[..., 0], jnp.argmax(logits, axis=-1) == t
+
+  nxt, hit = transformer.per_position(per_chunk, (hidden.reshape(flat_t.shape + hidden.shape[-1:]), targets),
+                                      cfg.logits_chunk)
+  return nxt[:, :-1].reshape(lead + (length - 1,)), hit[:, :-1].reshape(lead + (length - 1,))
 
 
 def sequence_logprobs_from_logits(logits, tokens, response_start, eoc_index):
   logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)  # [..., L, V]; position t predicts t+1
   nxt = jnp.take_along_axis(logp[..., :-1, :], tokens[..., 1:, None], axis=-1)[..., 0]  # [..., L-1]: log p(x_{t+1})
+  return sequence_logprobs_from_token_logprobs(nxt, tokens, response_start, eoc_index)
+
+
+def sequence_logprobs_from_token_logprobs(nxt, tokens, response_start, eoc_index):
+  """(sum, mean, count) over the response of next-token log-probs nxt [..., L-1] (nxt[t] = log p(x_{t+1}))."""
   t = jnp.arange(1, tokens.shape[-1])  # index of the predicted token
   mask = (t >= response_start[..., None]) & (t < eoc_index[..., None])
   mask = mask.astype(jnp.float32)
