@@ -21,4 +21,6 @@ def get_config(arg=None):
   c.model.score_head = True
   c.data.task = "lab_compare"
   c.data.num_responses = 4
+  if c.size in hc.PAPER_SIZES:  # K=4 x 8192 tokens per device per microbatch: 52b needs tensor=2 (docs/scale.md)
+    c.mesh.shape.tensor = hc.PAPER_TENSOR_PREFERENCE[c.size]
   return hc.finalize(c)

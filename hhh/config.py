@@ -34,6 +34,12 @@ CPU_SIZES = {
     "cpu": dict(n_layers=3, d_model=768, n_heads=12, vocab_size=512, max_len=1024),
 }
 SIZES = {**PAPER_SIZES, **CPU_SIZES}
+# Tensor-parallel degree of each paper size's default TPU mesh (data=1, fsdp=-1: fsdp fills the slice), with one
+# example per data-parallel device per microbatch. Tensor parallelism only where memory needs it (docs/scale.md):
+# none for one 8192-token sequence per device; configs/preference.py (one comparison = K=4 x 8192 tokens per
+# device) takes PAPER_TENSOR_PREFERENCE, where the 52b needs tensor=2 to stay under 60 GiB per v5p chip.
+PAPER_TENSOR = {"13m": 1, "42m": 1, "197m": 1, "810m": 1, "2.7b": 1, "13b": 1, "52b": 1}
+PAPER_TENSOR_PREFERENCE = {**PAPER_TENSOR, "52b": 2}
 PAPER_LABELS = {"13m": 13e6, "42m": 42e6, "197m": 197e6, "810m": 810e6, "2.7b": 2.7e9, "13b": 13e9, "52b": 52e9}
 
 
@@ -79,7 +85,10 @@ def base_config(size: str = "tiny") -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict(dict(
       steps=200 if small else 100_000,
       batch_size=16 if small else 512,  # global batch (sequences, comparisons or samples)
-      grad_accum=1,
+      # microbatches per step; 0 = auto: batch / (data-parallel devices x microbatch_per_device). Paper sizes: auto
+      # with one sequence (or comparison) per data-parallel device per microbatch, so one config fits any slice.
+      grad_accum=1 if small else 0,
+      microbatch_per_device=0 if small else 1,  # examples per data-parallel device per microbatch, for grad_accum=0
       log_every=10,
       eval_every=100,
       eval_batches=4,
@@ -99,9 +108,13 @@ def base_config(size: str = "tiny") -> ml_collections.ConfigDict:
   ))
 
   c.mesh = ml_collections.ConfigDict(dict(
-      shape=ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1)),
+      # CPU sizes: pure data parallelism. Paper sizes: fully sharded (fsdp fills the slice), tensor per size.
+      shape=ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1) if small else
+                                      dict(data=1, fsdp=-1, tensor=PAPER_TENSOR[size])),
       slices=1,
-      rules=[list(r) for r in sharding.DEFAULT_RULES],
+      # Paper sizes also shard the residual stream's d_model over `tensor` (a no-op at tensor=1): the layer inputs
+      # that remat keeps, [B, L, d_model] per layer, are then 1/tensor per device (docs/scale.md).
+      rules=[list(r) if small or r[0] != "activation_embed" else [r[0], "tensor"] for r in sharding.DEFAULT_RULES],
   ))
 
   c.init_from = ""  # checkpoint directory (a run's workdir or a step dir): load its parameters only

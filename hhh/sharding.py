@@ -87,15 +87,19 @@ def make_mesh(mesh_cfg, devices: Sequence[jax.Device] | None = None) -> Mesh:
   num_slices = int(mesh_cfg.get("slices", 1))
   dims = resolve_mesh_shape(dict(mesh_cfg.shape), num_slices, len(devices))
   per_slice = (dims["data"], dims["fsdp"], dims["tensor"])
+  # allow_split_physical_axes: a mesh axis may take part of a physical torus axis (fsdp=32 x tensor=2 on a 4x4x4
+  # v5p-128 splits one axis of 4 into 2 x 2); without it mesh_utils raises NotImplementedError for such shapes.
   if num_slices > 1:
     if hasattr(devices[0], "slice_index"):
-      arr = mesh_utils.create_hybrid_device_mesh(per_slice, (num_slices, 1, 1), devices)
+      arr = mesh_utils.create_hybrid_device_mesh(per_slice, (num_slices, 1, 1), devices,
+                                                 allow_split_physical_axes=True)
       arr = arr.reshape((num_slices,) + per_slice)  # slices vary along the (outer) data axis of the hybrid mesh
     else:  # CPU stand-in for a multi-slice run: contiguous blocks of devices play the slices
       arr = np.array(devices).reshape((num_slices,) + per_slice)
   else:
     try:
-      arr = mesh_utils.create_device_mesh(per_slice, devices).reshape((1,) + per_slice)
+      arr = mesh_utils.create_device_mesh(per_slice, devices, allow_split_physical_axes=True)
+      arr = arr.reshape((1,) + per_slice)
     except (ValueError, NotImplementedError, AssertionError):
       arr = np.array(devices).reshape((1,) + per_slice)
   return Mesh(arr, MESH_AXES)

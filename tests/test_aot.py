@@ -10,6 +10,7 @@ import json
 import pathlib
 
 import jax
+import numpy as np
 import pytest
 
 from hhh import aot, sharding
@@ -132,12 +133,63 @@ def test_large_sizes_are_sharded(size):
 
 
 def test_replication_check_fails_for_data_parallel_52b():
-  """The check can fail: pure data parallelism (the base config's default mesh) replicates every parameter."""
-  c = config("pretrain.py", "52b")  # mesh data=-1
+  """The check can fail: pure data parallelism (the CPU sizes' default mesh) replicates every parameter."""
+  c = config("pretrain.py", "52b", **{"mesh.shape.data": -1, "mesh.shape.fsdp": 1, "mesh.shape.tensor": 1})
   frac = aot.replicated_fraction_for(c, jax.devices())
   assert frac == 1.0
   problems = aot.check_report(_report(replicated_fraction=frac))
   assert problems and "replicated on every device" in problems[0]
+
+
+# ----------------------------------------------------------------------------------------------- default meshes
+
+# The 52b preference model's default on a v5p-128 (64 chips), as docs/scale.md measured it: fsdp=32 x tensor=2,
+# one comparison per data-parallel device per microbatch, so 512 comparisons / 32 = 16 microbatches per step.
+TENSOR_52B = 2
+DEFAULT_52B_PREFERENCE_V5P_128 = (dict(slice=1, data=1, fsdp=32, tensor=2), 16)
+
+
+def test_paper_sizes_default_to_fsdp_and_auto_accumulation():
+  from hhh import config as hc
+  for size in hc.PAPER_SIZES:
+    for path, tensor in (("pretrain.py", hc.PAPER_TENSOR), ("preference.py", hc.PAPER_TENSOR_PREFERENCE)):
+      c = config(path, size)
+      assert dict(c.mesh.shape) == dict(data=1, fsdp=-1, tensor=tensor[size]), (path, size)
+      assert (c.train.grad_accum, c.train.microbatch_per_device) == (0, 1), (path, size)
+      assert ["activation_embed", "tensor"] in [list(r) for r in c.mesh.rules]  # residual stream over tensor
+      assert c.model.n_heads % tensor[size] == 0
+  assert hc.PAPER_TENSOR_PREFERENCE["52b"] == TENSOR_52B
+  for size in hc.CPU_SIZES:  # tests and the laboratory: pure data parallelism, no accumulation
+    c = config("pretrain.py", size)
+    assert dict(c.mesh.shape) == dict(data=-1, fsdp=1, tensor=1) and c.train.grad_accum == 1, size
+    assert [list(r) for r in c.mesh.rules] == [list(r) for r in sharding.DEFAULT_RULES]
+
+
+def test_default_52b_preference_mesh_on_v5p_128_resolves():
+  """The default 52b preference config on a v5p-128 (64 chips = 64 compile devices): no override needed. Shapes only
+  (an abstract mesh), so no libtpu."""
+  from hhh import train
+  c = config("preference.py", "52b")
+  shape = sharding.resolve_mesh_shape(dict(c.mesh.shape), int(c.mesh.slices), 64)
+  mesh = jax.sharding.AbstractMesh(tuple(shape[a] for a in sharding.MESH_AXES), sharding.MESH_AXES)
+  want_mesh, want_accum = DEFAULT_52B_PREFERENCE_V5P_128
+  assert shape == want_mesh
+  assert train.resolve_grad_accum(c, mesh) == want_accum  # one comparison per data-parallel device per microbatch
+  # two slices: the slice axis doubles data parallelism and halves the accumulation
+  shape2 = sharding.resolve_mesh_shape(dict(c.mesh.shape), 2, 128)
+  mesh2 = jax.sharding.AbstractMesh(tuple(shape2[a] for a in sharding.MESH_AXES), sharding.MESH_AXES)
+  assert shape2 == dict(want_mesh, slice=2) and train.resolve_grad_accum(c, mesh2) == want_accum // 2
+
+
+@pytest.mark.tpu
+def test_default_52b_preference_builds_for_v5p_128(tpu):
+  """The trainer's Setup for the real v5p-128 compile devices (eval_shape only, no compile): mesh, grad_accum and
+  sharded parameters."""
+  from hhh import train
+  setup = train.build(config("preference.py", "52b"), aot.tpu_devices("v5p-128"))
+  want_mesh, want_accum = DEFAULT_52B_PREFERENCE_V5P_128
+  assert dict(setup.mesh.shape) == want_mesh and setup.grad_accum == want_accum
+  assert sharding.replicated_fraction(setup.abstract_state.params, setup.state_shardings.params) < 0.01
 
 
 # ----------------------------------------------------------------------------------------------- compile (libtpu)
@@ -206,6 +258,25 @@ def test_compile_multislice_v5p(tpu, tmp_path):
 
 
 @pytest.mark.tpu
+def test_default_52b_preference_mesh_on_two_v5p_128_slices(tpu):
+  """The default per-slice mesh (1, 32, 2) splits a physical axis of the 4x4x4 torus; the multi-slice mesh builds
+  (it raised NotImplementedError without allow_split_physical_axes) and keeps each slice's devices together."""
+  devices = aot.tpu_devices("v5p-128", 2)
+  c = config("preference.py", "52b", **{"mesh.slices": 2})
+  mesh = sharding.make_mesh(c.mesh, devices)
+  assert dict(mesh.shape) == dict(slice=2, data=1, fsdp=32, tensor=2)
+  for s in range(2):
+    assert {d.slice_index for d in mesh.devices[s].flat} == {s}
+  assert len({d.id for d in mesh.devices.flat}) == 128
+  single = sharding.make_mesh(config("preference.py", "52b").mesh, aot.tpu_devices("v5p-128"))
+  assert dict(single.shape) == dict(slice=1, data=1, fsdp=32, tensor=2)
+  # each tensor pair is two neighbouring chips of the torus (one hop), not two chips picked in plain device order
+  for pair in single.devices.reshape(-1, 2):
+    a, b = (np.array(d.coords) for d in pair)
+    assert np.abs(a - b).sum() == 1, (a, b)
+
+
+@pytest.mark.tpu
 @pytest.mark.slow
 def test_compile_tiny_preference_model(tpu, tmp_path):
   """The comparison family's [B, K, L] batch and the score head through the real preference objective."""
@@ -224,6 +295,26 @@ def test_compile_tiny_preference_model(tpu, tmp_path):
   assert r["hbm_bytes"] == 16 * aot.GiB
   k = int(c.data.num_responses)
   assert r["batch_shapes"]["tokens"] == [8, k, 64] and r["fits"]
+
+
+@pytest.mark.tpu
+@pytest.mark.slow
+def test_default_13m_tpu_step_runs_splash_attention(tpu):
+  """The default 13m LM config (seq 8192, model.attention=auto) compiled for a v5p-8: the TPU train step runs the
+  Pallas splash kernels (forward, dq, dkv), so no [L, L] scores; docs/scale.md checked the 52b step the same way."""
+  import flax.linen as nn
+  from hhh import train
+  setup = train.build(config("pretrain.py", "13m"), aot.tpu_devices("v5p-8"))
+  assert dict(setup.mesh.shape) == dict(slice=1, data=1, fsdp=4, tensor=1) and setup.grad_accum == 128
+  state = aot._with_sharding(setup.abstract_state, setup.state_shardings)  # pylint: disable=protected-access
+  batch = aot.batch_like(setup, setup.objective.family)
+  rng = jax.ShapeDtypeStruct((), jax.eval_shape(lambda: jax.random.key(0)).dtype,
+                             sharding=sharding.replicated(setup.mesh))
+  with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
+    hlo = train.jit_train_step(setup, batch).lower(state, batch, rng, None).compile().as_text()
+  assert 'custom_call_target="tpu_custom_call"' in hlo
+  for kernel in ("splash_mha_fwd", "splash_mha_dq", "splash_mha_dkv"):
+    assert kernel in hlo, kernel
 
 
 def test_tool_rejects_slices_mismatch():
