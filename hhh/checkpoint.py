@@ -4,15 +4,19 @@ Layout: `WORKDIR/checkpoints/<step>/{state,data}`. Saves are asynchronous and at
 directory and renames), every host writes its own shards cooperatively, old steps beyond `keep` are deleted.
 Restores go directly onto the target sharding (abstract arrays carry their `NamedSharding`), so a 52B state is
 never materialised whole on one host.
+
+`build_model` + `load_model_params` are THE way a command that does not train (hhh.eval, hhh.sample, hhh.chat)
+puts a run's parameters onto the model's shardings on the mesh.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
 import shutil
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -157,11 +161,12 @@ class Checkpointer:
     self.manager.close()
 
 
-def _state_item_dir(path: str) -> epath.Path:
-  """Accepts a run's workdir, its checkpoints/ folder, a step folder, or the step's state/ item folder."""
+def _state_item_dir(path: str, what: str = "init_from") -> epath.Path:
+  """Accepts a run's workdir, its checkpoints/ folder, a step folder, or the step's state/ item folder. `what`
+  names the setting that gave `path` in errors."""
   p = epath.Path(paths.resolve(path))
   if not p.exists():
-    raise CheckpointNotFoundError(f"init_from: {path} does not exist")
+    raise CheckpointNotFoundError(f"{what}: {path} does not exist")
   if (p / "checkpoints").is_dir():
     p = p / "checkpoints"
   steps = sorted(int(c.name) for c in p.iterdir() if c.is_dir() and c.name.isdigit()) if p.is_dir() else []
@@ -172,7 +177,7 @@ def _state_item_dir(path: str) -> epath.Path:
   if not (p / "_METADATA").exists() and not (p / "_CHECKPOINT_METADATA").exists() and not (
       p / "manifest.ocdbt").exists():
     raise CheckpointNotFoundError(
-        f"init_from: no checkpoint found at {path} (looked for a workdir with checkpoints/<step>/state, "
+        f"{what}: no checkpoint found at {path} (looked for a workdir with checkpoints/<step>/state, "
         f"a step folder, or an orbax state folder)")
   return p
 
@@ -206,18 +211,18 @@ def _saved_params(checkpointer, item) -> dict:
   return _flatten(dict(tree["params"]))
 
 
-def saved_param_names(path: str) -> list[str]:
+def saved_param_names(path: str, what: str = "init_from") -> list[str]:
   """'/'-joined names of the parameters in the checkpoint at `path` (a workdir, checkpoints/ or a step folder)."""
-  return ["/".join(n) for n in _saved_params(ocp.PyTreeCheckpointer(), _state_item_dir(path))]
+  return ["/".join(n) for n in _saved_params(ocp.PyTreeCheckpointer(), _state_item_dir(path, what))]
 
 
-def load_params(path: str, params, shardings):
+def load_params(path: str, params, shardings, what: str = "init_from"):
   """Loads the parameters that exist in the checkpoint at `path` onto `shardings`; the rest keep `params`.
 
   Returns (params, loaded, fresh) where `loaded`/`fresh` are lists of '/'-joined parameter names. A parameter
   present in both with a different shape is an error (it cannot be meant as the same parameter).
   """
-  item = _state_item_dir(path)
+  item = _state_item_dir(path, what)
   checkpointer = ocp.PyTreeCheckpointer()
   src = _saved_params(checkpointer, item)
   dst = _flatten(params)
@@ -227,7 +232,7 @@ def load_params(path: str, params, shardings):
     if name in src:
       src_shape = tuple(getattr(src[name], "shape", ()) or ())
       if src_shape != tuple(value.shape):
-        raise ValueError(f"init_from: parameter {'/'.join(name)} has shape {src_shape} in {item} but "
+        raise ValueError(f"{what}: parameter {'/'.join(name)} has shape {src_shape} in {item} but "
                          f"{tuple(value.shape)} in this model")
       wanted[name] = jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=dst_sh[name])
     else:
@@ -240,3 +245,66 @@ def load_params(path: str, params, shardings):
   logging.debug("loaded %s: %d parameter arrays; freshly initialised %d: %s",
                item, len(wanted), len(fresh), fresh)
   return _unflatten(merged), ["/".join(n) for n in wanted], fresh
+
+
+# ----------------------------------------------------------------------------------------------- a run's model
+
+
+@dataclasses.dataclass
+class ModelSetup:
+  model: Any  # hhh.models.transformer.Transformer
+  mesh: Any
+  rules: tuple
+  shardings: Any  # the parameters' NamedShardings
+  abstract: Any  # the parameters' ShapeDtypeStructs
+
+
+def build_model(model_cfg, mesh_cfg, devices=None) -> ModelSetup:
+  """The model, the mesh and the parameters' shardings (as in training, without optimiser state)."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  from hhh import sharding  # pylint: disable=g-import-not-at-top
+  from hhh.models.transformer import Transformer, TransformerConfig, init_inputs  # pylint: disable=g-import-not-at-top
+  mc = TransformerConfig.from_config(model_cfg)
+  model = Transformer(mc)
+  mesh = sharding.make_mesh(mesh_cfg, devices)
+  rules = sharding.rules_from_config(mesh_cfg.rules)
+  boxed = jax.eval_shape(lambda r: model.init(r, init_inputs(mc))["params"], jax.random.key(0))
+  with nn.logical_axis_rules(rules):
+    shardings = sharding.logical_to_shardings(boxed, mesh, rules)
+  return ModelSetup(model, mesh, rules, shardings, nn.meta.unbox(boxed))
+
+
+def load_model_params(ms: ModelSetup, path: str, *, what: str, score_head_hint: str = ""):
+  """Parameters of the checkpoint at `path` (a workdir, its checkpoints/ or a step folder) on their shardings.
+
+  Every parameter the model uses must be in the checkpoint (a fresh score head would score nothing, fresh layers
+  would generate nothing). An LM (`model.score_head=False`) refuses a preference/binary model's checkpoint: its LM
+  head was not kept by that training; `score_head_hint` says what to do instead. `what` names the setting that gave
+  `path` in every error (e.g. "checkpoint").
+  """
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  from hhh.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  from hhh.models.transformer import init_inputs  # pylint: disable=g-import-not-at-top
+  if ms.model.cfg.score_head is False and any(n.startswith("score_head/") for n in saved_param_names(path, what)):
+    raise ConfigError(f"{what} {path} is a preference or binary model (it has a score head): used as a language "
+                      f"model it would use an LM head its training did not keep." +
+                      (f" {score_head_hint}" if score_head_hint else ""))
+
+  def init(r):
+    return nn.meta.unbox(ms.model.init(r, init_inputs(ms.model.cfg))["params"])
+
+  with jax.set_mesh(ms.mesh), nn.logical_axis_rules(ms.rules):
+    fresh_params = jax.jit(init, out_shardings=ms.shardings)(jax.random.key(0))
+  try:
+    params, _, fresh = load_params(path, fresh_params, ms.shardings, what)
+  except ValueError as e:
+    if "has shape" not in str(e):
+      raise
+    raise ConfigError(f"{e}: is {path} a run of this model size?") from e
+  if ms.model.cfg.score_head is False:
+    fresh = [f for f in fresh if not f.startswith("score_head")]
+  if fresh:
+    raise ConfigError(f"{what} checkpoint {path} lacks parameters {fresh}: is it the right kind of model "
+                      f"(an LM for checkpoint/distilled_checkpoint, a preference/binary model for pm_checkpoint) "
+                      f"and the right size?")
+  return params

@@ -16,9 +16,12 @@ COMMANDS = {
     "hhh.train": ["--config", "--workdir", "Run directory"],
     "hhh.eval": ["--config", "--workdir", "eval.json"],
     "hhh.lab": ["--config", "--workdir", "preset"],
+    "hhh.sample": ["--config", "--out", "prompts"],
+    "hhh.chat": ["--config", "checkpoint"],
     "tools/aot_compile.py": ["--config", "--topology", "--num_slices"],
     "tools/bench.py": ["--config", "--steps", "--matmul_n"],
     "tools/bench_data.py": ["--task", "--batches"],
+    "tools/bench_decode.py": ["--config", "--batch_sizes", "--new_tokens"],
     "tools/bench_objectives.py": ["--distill_sizes", "--pm_size", "--reps"],
     "tools/lab_check.py": ["--out", "--sizes", "--steps"],
     "tools/param_count.py": ["--sizes"],
@@ -29,7 +32,7 @@ COMMANDS = {
     "tools/train_vocab.py": ["--input", "--vocab_size"],
     "tools/transfer_sweep.py": ["--out", "--lm_steps", "--ns"],
 }
-ABSL_COMMANDS = ["hhh.train", "hhh.eval", "hhh.lab"] + [
+ABSL_COMMANDS = ["hhh.train", "hhh.eval", "hhh.lab", "hhh.sample", "hhh.chat"] + [
     c for c in COMMANDS if c.startswith("tools/") and "from hhh import cli" in (REPO / c).read_text()]
 
 # What a newcomer used to see on every run (CPU machine with libtpu installed), none of it actionable.

@@ -21,15 +21,13 @@ tables), TensorBoard scalars (eval/...) and metrics.jsonl. The same checkpoint g
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
 import os
 import time
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -38,56 +36,22 @@ import numpy as np
 from hhh import checkpoint as ckpt_lib
 from hhh import metrics as metrics_lib
 from hhh import paths
-from hhh import sharding
-from hhh.errors import ConfigError
 from hhh.eval import calibration, examples, hhh as hhh_eval, scoring, tax as tax_eval, truthfulqa
-from hhh.models.transformer import Transformer, TransformerConfig, init_inputs
 
 LM_CONDITIONS = ("plain", "prompt", "distilled")
 NULL_CONTEXT = {"paper": "\n\nAssistant:", "bigbench": "\nAssistant:"}
 HHH_TASK = {"paper": "hhh_alignment_mc", "bigbench": "hhh_alignment_bigbench_mc"}
 
 
-@dataclasses.dataclass
-class ModelSetup:
-  model: Transformer
-  mesh: Any
-  rules: tuple
-  shardings: Any
-  abstract: Any
-
-
-def build_model(model_cfg, mesh_cfg, devices=None) -> ModelSetup:
-  """The model, the mesh and the parameters' shardings (as in training, without optimiser state)."""
-  mc = TransformerConfig.from_config(model_cfg)
-  model = Transformer(mc)
-  mesh = sharding.make_mesh(mesh_cfg, devices)
-  rules = sharding.rules_from_config(mesh_cfg.rules)
-  boxed = jax.eval_shape(lambda r: model.init(r, init_inputs(mc))["params"], jax.random.key(0))
-  with nn.logical_axis_rules(rules):
-    shardings = sharding.logical_to_shardings(boxed, mesh, rules)
-  return ModelSetup(model, mesh, rules, shardings, nn.meta.unbox(boxed))
+# The model and its parameters on the mesh: the one loader shared with hhh.sample / hhh.chat (hhh.checkpoint).
+ModelSetup = ckpt_lib.ModelSetup
+build_model = ckpt_lib.build_model
 
 
 def load_params(ms: ModelSetup, path: str, *, what: str):
-  """Parameters of the checkpoint at `path` (a workdir, its checkpoints/ or a step folder) on their shardings.
-  Every parameter the model uses must be in the checkpoint (a fresh score head would score nothing)."""
-  if ms.model.cfg.score_head is False and any(n.startswith("score_head/") for n in ckpt_lib.saved_param_names(path)):
-    raise ConfigError(f"{what} {path} is a preference or binary model (it has a score head): scored as a language "
-                     f"model it would use an LM head its training did not keep. Pass it as --config.pm_checkpoint, "
-                     f"and an LM run as --config.{what}.")
-  def init(r):
-    return nn.meta.unbox(ms.model.init(r, init_inputs(ms.model.cfg))["params"])
-  with jax.set_mesh(ms.mesh), nn.logical_axis_rules(ms.rules):
-    fresh_params = jax.jit(init, out_shardings=ms.shardings)(jax.random.key(0))
-  params, _, fresh = ckpt_lib.load_params(path, fresh_params, ms.shardings)
-  if ms.model.cfg.score_head is False:
-    fresh = [f for f in fresh if not f.startswith("score_head")]
-  if fresh:
-    raise ConfigError(f"{what} checkpoint {path} lacks parameters {fresh}: is it the right kind of model "
-                     f"(an LM for checkpoint/distilled_checkpoint, a preference/binary model for pm_checkpoint) "
-                     f"and the right size?")
-  return params
+  """Parameters of the checkpoint at `path` on their shardings (hhh.checkpoint.load_model_params)."""
+  return ckpt_lib.load_model_params(ms, path, what=what, score_head_hint=(
+      f"Pass it as --config.pm_checkpoint, and an LM run as --config.{what}."))
 
 
 def checkpoint_step(path: str) -> int:

@@ -20,6 +20,16 @@ the explicit index `score_index` (never guessed from padding).
 `prefix_cache` lets a caller reuse the keys/values of a fixed prefix (the HHH prompt of context distillation) for
 every sequence of a batch: it holds per-layer `k`, `v` of shape [layers, P, heads, head_dim] computed once with
 `return_cache=True`.
+
+Decoding (hhh.sampling, docs/sampling.md): `cache` is a key/value cache {"k", "v": one [B, heads, S, head_dim] array
+per layer, "index": [B]}, each array with the logical axes CACHE_AXES (batch over the data axes, heads over
+`tensor`, like the activations). `tokens` [B, T] sit at slots index[b] .. index[b] + T - 1 of row b (rotary
+position = prefix length + slot): each layer writes their keys/values into those slots (in place), then every query
+attends to the slots of its row up to its own and to the whole `prefix_cache`; the updated cache (index + T) comes
+back as out["cache"]. Decoding runs the layers unrolled (`scan_layers=False`; `unrolled_params` converts scanned
+parameters once): a scanned layer would slice its weights and its cache out of stacked arrays at every step, which
+XLA copies on CPU. `prefix_cache` may then also hold one [P, heads, head_dim] array per layer. Without `cache`
+nothing of this runs: the training forward is the same computation as before the decode path existed.
 """
 
 from __future__ import annotations
@@ -41,6 +51,12 @@ REMAT_POLICIES = {
     "dots": "checkpoint_dots",  # keep matmul outputs, recompute the rest
     "dots_no_batch": "checkpoint_dots_with_no_batch_dims",  # keep weight matmuls only (MaxText's 'minimal')
 }
+
+# Logical axes of each layer's decode cache k and v [batch, heads, slots, head_dim]: sharded like the activations
+# (hhh.sharding rules: batch over every data-parallel axis, heads over tensor; slots and head_dim whole). Heads
+# before slots: each (row, head) reads its slots contiguously (no transposed copies for the attention matmuls).
+CACHE_AXES = ("activation_batch", "activation_heads", "activation_length", "activation_kv")
+_CACHE_MASK = -0.7 * float(jnp.finfo(jnp.float32).max)  # masked cache slots (finite: as hhh.models.attention)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,11 +148,72 @@ def rotary(x, positions, theta):
   return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
 
 
+def write_cache(cache, new, index):
+  """A layer's decode cache [B, H, S, D] with new [B, T, H, D] written at slots index[b] .. index[b] + T - 1 of row b:
+  one scatter, in place when the old cache is not used afterwards (as in the decode loop).
+
+  The caller keeps index[b] + T <= S (out-of-range slots are not checked)."""
+  b, t = new.shape[0], new.shape[1]
+  rows = jnp.arange(b, dtype=index.dtype)[:, None]  # [B, 1]
+  slots = index[:, None] + jnp.arange(t, dtype=index.dtype)[None]  # [B, T]
+  # The advanced indices (axes 0 and 2) broadcast to [B, T] and lead the update's shape: [B, T, H, D] = new.
+  return cache.at[rows, :, slots, :].set(new.astype(cache.dtype), mode="promise_in_bounds")
+
+
+def _layer(cache, i: int) -> dict:
+  """Layer i of a cache holding stacked [layers, ...] arrays or a sequence of per-layer arrays."""
+  return {name: c[i] for name, c in cache.items()}
+
+
+def _prefix_length(prefix_cache) -> int:
+  if prefix_cache is None:
+    return 0
+  k = prefix_cache["k"]
+  return k[0].shape[0] if isinstance(k, (list, tuple)) else k.shape[1]
+
+
+def unrolled_params(params, n_layers: int):
+  """Parameters of a scan_layers=True model (stacked under "layers") as the scan_layers=False model names them
+  ("layer_0", ...), for decoding; anything else is unchanged. Works on any tree shaped like the parameters."""
+  if "layers" not in params:
+    return params
+  out = {k: v for k, v in params.items() if k != "layers"}
+  for i in range(n_layers):
+    out[f"layer_{i}"] = jax.tree.map(lambda x, i=i: x[i], params["layers"])
+  return out
+
+
+def _einsum32(eq, a, b):
+  """einsum accumulated in f32 with `a` in the dtype of `b` (the cache or prefix: the large operand is never cast)."""
+  return jnp.einsum(eq, a.astype(b.dtype), b, preferred_element_type=jnp.float32)
+
+
+def cached_attention(q, cache_k, cache_v, index, *, prefix_k=None, prefix_v=None):
+  """Decode attention of queries q [B, T, H, D] at cache slots index[b] + t over the cache cache_k, cache_v
+  [B, H, S, D] (the new tokens' keys/values already written) and the shared prefix [P, H, D]: query t of row b sees
+  slots j <= index[b] + t of its row and every prefix key. Dense (a few queries per row); logits and softmax in
+  f32, scaled by 1/sqrt(D)."""
+  t, d = q.shape[1], q.shape[-1]
+  scale = 1.0 / d ** 0.5
+  scores = _einsum32("bthd,bhsd->bhts", q, cache_k) * scale
+  slot = index[:, None] + jnp.arange(t, dtype=index.dtype)[None]  # [B, T]
+  visible = jnp.arange(cache_k.shape[2], dtype=index.dtype)[None, None, :] <= slot[:, :, None]  # [B, T, S]
+  scores = jnp.where(visible[:, None], scores, _CACHE_MASK)
+  p = 0 if prefix_k is None else prefix_k.shape[0]
+  if p:
+    scores = jnp.concatenate([_einsum32("bthd,phd->bhtp", q, prefix_k) * scale, scores], axis=-1)
+  probs = jax.nn.softmax(scores, axis=-1)
+  out = _einsum32("bhts,bhsd->bthd", probs[..., p:], cache_v)
+  if p:
+    out = out + _einsum32("bhtp,phd->bthd", probs[..., :p], prefix_v)
+  return out.astype(q.dtype)
+
+
 class Attention(nn.Module):
   cfg: TransformerConfig
 
   @nn.compact
-  def __call__(self, x, positions, segment_ids, prefix_kv):
+  def __call__(self, x, positions, segment_ids, prefix_kv, cache=None, cache_index=None):
     cfg = self.cfg
     def kernel(name, shape, names, std):
       return self.param(name, nn.with_logical_partitioning(_dense_init(std), names), shape, cfg.param_dtype)
@@ -151,8 +228,13 @@ class Attention(nn.Module):
     q, k = rotary(q, positions, cfg.rope_theta), rotary(k, positions, cfg.rope_theta)
     new_kv = {"k": k, "v": v}
     pk, pv = (None, None) if prefix_kv is None else (prefix_kv["k"], prefix_kv["v"])
-    out = attention_lib.attend(q, k, v, segment_ids=segment_ids, prefix_k=pk, prefix_v=pv, impl=cfg.attention,
-                               block_q=cfg.attention_block, block_kv=cfg.attention_block)
+    if cache is None:
+      out = attention_lib.attend(q, k, v, segment_ids=segment_ids, prefix_k=pk, prefix_v=pv, impl=cfg.attention,
+                                 block_q=cfg.attention_block, block_kv=cfg.attention_block)
+    else:  # decode: write the new keys/values into this layer's cache [B, H, S, D], then attend over it
+      new_kv = {"k": sharding.constrain(write_cache(cache["k"], k, cache_index), CACHE_AXES),
+                "v": sharding.constrain(write_cache(cache["v"], v, cache_index), CACHE_AXES)}
+      out = cached_attention(q, new_kv["k"], new_kv["v"], cache_index, prefix_k=pk, prefix_v=pv)
     out = sharding.constrain(out, names)
     w_out = kernel("out", (cfg.n_heads, cfg.d_head, cfg.d_model), ("heads", "kv", "embed"),
                    cfg.init_std / (2 * cfg.n_layers) ** 0.5)
@@ -179,14 +261,15 @@ class Block(nn.Module):
   return_cache: bool = False
 
   @nn.compact
-  def __call__(self, x, positions, segment_ids, prefix_kv):
+  def __call__(self, x, positions, segment_ids, prefix_kv, cache=None, cache_index=None):
     cfg = self.cfg
     act = ("activation_batch", "activation_length", "activation_embed")
     norm = lambda name: RMSNorm(cfg.norm_eps, cfg.compute_dtype, cfg.param_dtype, name=name)  # noqa: E731
-    h, kv = Attention(cfg, name="attention")(norm("attention_norm")(x), positions, segment_ids, prefix_kv)
+    h, kv = Attention(cfg, name="attention")(norm("attention_norm")(x), positions, segment_ids, prefix_kv, cache,
+                                             cache_index)
     x = sharding.constrain(x + h, act)
     x = sharding.constrain(x + Mlp(cfg, name="mlp")(norm("mlp_norm")(x)), act)
-    return x, (kv if self.return_cache else None)
+    return x, (kv if self.return_cache or cache is not None else None)  # decode: the layer's updated cache
 
 
 class Transformer(nn.Module):
@@ -194,13 +277,28 @@ class Transformer(nn.Module):
 
   @nn.compact
   def __call__(self, tokens, positions=None, segment_ids=None, score_index=None, prefix_cache=None,
-               return_logits=True, return_cache=False, return_hidden=False):
+               return_logits=True, return_cache=False, return_hidden=False, cache=None):
     cfg = self.cfg
     lead, length = tokens.shape[:-1], tokens.shape[-1]
     tokens = tokens.reshape(-1, length)
     n = tokens.shape[0]
-    prefix_len = 0 if prefix_cache is None else prefix_cache["k"].shape[1]
-    if length + prefix_len > cfg.max_len:
+    prefix_len = _prefix_length(prefix_cache)
+    cache_index = None
+    if cache is not None:  # decode (module docstring): tokens go to slots cache["index"] + t of each row
+      if segment_ids is not None or score_index is not None or return_cache or len(lead) != 1:
+        raise ValueError("decoding with `cache` takes tokens [batch, T] without segment_ids, score_index or "
+                         "return_cache")
+      if cfg.scan_layers or len(cache["k"]) != cfg.n_layers:
+        raise ValueError(f"decoding with `cache` runs the layers unrolled: a model with scan_layers=False "
+                         f"(parameters from unrolled_params) and one cache array per layer ({cfg.n_layers})")
+      slots = cache["k"][0].shape[2]
+      if slots + prefix_len > cfg.max_len:
+        raise ValueError(f"decode cache of {slots} slots (+ prefix {prefix_len}) exceeds the model context "
+                         f"max_len={cfg.max_len}")
+      cache_index = jnp.asarray(cache["index"], jnp.int32).reshape(n)
+      if positions is None:
+        positions = prefix_len + cache_index[:, None] + jnp.arange(length, dtype=jnp.int32)
+    elif length + prefix_len > cfg.max_len:
       raise ValueError(f"sequence length {length} (+ prefix {prefix_len}) exceeds the model context "
                        f"max_len={cfg.max_len}")
     if positions is None:
@@ -224,14 +322,16 @@ class Transformer(nn.Module):
       layers = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
                        in_axes=(nn.broadcast, nn.broadcast, 0), length=cfg.n_layers,
                        metadata_params={nn.PARTITION_NAME: "layers"})
-      x, cache = layers(cfg, return_cache, name="layers")(x, positions, segment_ids, prefix_cache)
+      x, kv_out = layers(cfg, return_cache, name="layers")(x, positions, segment_ids, prefix_cache)
     else:
       caches = []
       for i in range(cfg.n_layers):
-        layer_prefix = None if prefix_cache is None else jax.tree.map(lambda c, i=i: c[i], prefix_cache)
-        x, kv = block(cfg, return_cache, name=f"layer_{i}")(x, positions, segment_ids, layer_prefix)
+        layer_prefix = None if prefix_cache is None else _layer(prefix_cache, i)
+        layer_cache = None if cache is None else _layer({"k": cache["k"], "v": cache["v"]}, i)
+        x, kv = block(cfg, return_cache, name=f"layer_{i}")(x, positions, segment_ids, layer_prefix, layer_cache,
+                                                            cache_index)
         caches.append(kv)
-      cache = jax.tree.map(lambda *c: jnp.stack(c), *caches) if return_cache else None
+      kv_out = jax.tree.map(lambda *c: jnp.stack(c), *caches) if return_cache else None
     x = RMSNorm(cfg.norm_eps, cfg.compute_dtype, cfg.param_dtype, name="final_norm")(x)
 
     out = {}
@@ -258,7 +358,10 @@ class Transformer(nn.Module):
       score_head(x[:, 0].astype(jnp.float32))  # create the head's parameters at init
     if return_cache:
       # {"k", "v"}: [layers, N, T, heads, head_dim]. The prefix of context distillation is one sequence: take [:, 0].
-      out["cache"] = cache
+      out["cache"] = kv_out
+    if cache is not None:
+      out["cache"] = {"k": tuple(kv["k"] for kv in caches), "v": tuple(kv["v"] for kv in caches),
+                      "index": cache_index + length}
     return out
 
 
