@@ -38,7 +38,7 @@ SIZES = {**PAPER_SIZES, **CPU_SIZES}
 # example per data-parallel device per microbatch. Tensor parallelism only where memory needs it (docs/scale.md):
 # none for one 8192-token sequence per device; configs/preference.py (one comparison = K=4 x 8192 tokens per
 # device) takes PAPER_TENSOR_PREFERENCE, where the 52b needs tensor=2 to stay under 60 GiB per v5p chip.
-PAPER_TENSOR = {"13m": 1, "42m": 1, "197m": 1, "810m": 1, "2.7b": 1, "13b": 1, "52b": 1}
+PAPER_TENSOR = dict.fromkeys(PAPER_SIZES, 1)
 PAPER_TENSOR_PREFERENCE = {**PAPER_TENSOR, "52b": 2}
 PAPER_LABELS = {"13m": 13e6, "42m": 42e6, "197m": 197e6, "810m": 810e6, "2.7b": 2.7e9, "13b": 13e9, "52b": 52e9}
 

@@ -101,21 +101,24 @@ def hbm_bytes_per_device(device: Any) -> int | None:
   return int(spec.hbm_bytes * _core_fraction(device, spec))
 
 
-def measure_matmul_flops(n: int = 1024, dtype: Any = None, iters: int = 8, repeats: int = 3) -> float:
-  """FLOP/s of jitted ``n x n @ n x n`` matmuls on the default device, timed in this process.
+def measure_matmul_flops(n: int = 1024, dtype: Any = None, iters: int = 8, repeats: int = 3,
+                         shape: tuple[int, int, int] | None = None) -> float:
+  """FLOP/s of jitted ``n x n @ n x n`` matmuls (``shape=(m, k, n)``: ``m x k @ k x n``) on the default device,
+  timed in this process.
 
-  Used as the "peak" on CPU, where spec sheets mean nothing. Each matmul is ``2 n^3`` FLOPs; the
+  Used as the "peak" on CPU, where spec sheets mean nothing. Each matmul is ``2 m k n`` FLOPs; the
   best of ``repeats`` timings of ``iters`` back-to-back matmuls is kept (first call compiles and is
   not timed). Defaults to float32 because CPUs have no fast bf16 matmul.
   """
   import jax
   import jax.numpy as jnp
-  if n <= 0 or iters <= 0 or repeats <= 0:
-    raise ValueError(f"n, iters and repeats must be positive; got {n}, {iters}, {repeats}")
+  m, k, n = (n, n, n) if shape is None else shape
+  if min(m, k, n) <= 0 or iters <= 0 or repeats <= 0:
+    raise ValueError(f"matrix sizes, iters and repeats must be positive; got {(m, k, n)}, {iters}, {repeats}")
   dtype = jnp.float32 if dtype is None else dtype
   ka, kb = jax.random.split(jax.random.key(0))
-  a = jax.random.normal(ka, (n, n), dtype)
-  b = jax.random.normal(kb, (n, n), dtype)
+  a = jax.random.normal(ka, (m, k), dtype)
+  b = jax.random.normal(kb, (k, n), dtype)
   matmul = jax.jit(jnp.matmul)
   matmul(a, b).block_until_ready()
   best = float("inf")
@@ -124,7 +127,7 @@ def measure_matmul_flops(n: int = 1024, dtype: Any = None, iters: int = 8, repea
     outs = [matmul(a, b) for _ in range(iters)]
     jax.block_until_ready(outs)
     best = min(best, _clock() - start)
-  return 2.0 * n**3 * iters / best
+  return 2.0 * m * k * n * iters / best
 
 
 @functools.lru_cache(maxsize=None)

@@ -344,7 +344,7 @@ class Sampler:
         self.prefix = self._fns["prefix"](self.params, _put(self.prefix_tokens, NamedSharding(mesh, P())))
 
   def _ctx(self):
-    return _MeshContext(self.mesh, self.rules)
+    return sharding.activate(self.mesh, self.rules)
 
   # -- sizes
 
@@ -468,21 +468,6 @@ class Sampler:
         shown = text
       if final or sample.stop_reason in ("stop", "eos"):
         return sample
-
-
-class _MeshContext:
-
-  def __init__(self, mesh, rules):
-    self.mesh, self.rules = mesh, rules
-
-  def __enter__(self):
-    self._a, self._b = jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules)
-    self._a.__enter__()
-    self._b.__enter__()
-
-  def __exit__(self, *exc):
-    self._b.__exit__(*exc)
-    self._a.__exit__(*exc)
 
 
 _JIT_CACHE: dict = {}

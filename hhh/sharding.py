@@ -13,6 +13,7 @@ sharding constraint.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 
@@ -159,3 +160,10 @@ def replicated_fraction(params, shardings) -> float:
     if math.prod(s.mesh.shape[a] for a in spec_axes) == 1:
       replicated_bytes += nbytes
   return replicated_bytes / max(total, 1)
+
+
+@contextlib.contextmanager
+def activate(mesh: Mesh, rules):
+  """The mesh and its logical-axis rules in force together (jit, constraints and flax partitioning read both)."""
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    yield

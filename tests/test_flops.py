@@ -125,6 +125,7 @@ def test_measure_matmul_flops_is_plausible_and_counts_2n3(monkeypatch):
   ticks = iter(range(1000))
   monkeypatch.setattr(flops, "_clock", lambda: float(next(ticks)))
   assert flops.measure_matmul_flops(n=64, iters=3, repeats=1) == 2 * 64**3 * 3
+  assert flops.measure_matmul_flops(shape=(8, 16, 32), iters=3, repeats=1) == 2 * 8 * 16 * 32 * 3
 
 
 def test_measure_rejects_bad_sizes():

@@ -67,21 +67,6 @@ def measure_bandwidth(mib: int, reps: int = 5) -> dict:
   return {"read_bytes_per_s": 4 * n / best(total), "copy_bytes_per_s": 2 * 4 * n / best(copy), "array_mib": mib}
 
 
-def measure_matmul(m: int, k: int, n: int, reps: int = 5) -> float:
-  """FLOP/s of a jitted fp32 [m, k] x [k, n] matmul (best of `reps` timings of 8 back-to-back calls)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  a, b = jnp.ones((m, k), jnp.float32), jnp.ones((k, n), jnp.float32)
-  f = jax.jit(jnp.matmul)
-  f(a, b).block_until_ready()
-  best = float("inf")
-  for _ in range(reps):
-    t0 = time.perf_counter()
-    jax.block_until_ready([f(a, b) for _ in range(8)])
-    best = min(best, time.perf_counter() - t0)
-  return 2.0 * m * k * n * 8 / best
-
-
 def _tree_bytes(tree) -> int:
   import jax  # pylint: disable=g-import-not-at-top
   return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
@@ -156,7 +141,8 @@ def main(_):
     slots = state["cache"]["k"][0].shape[2] + sampler.prefix_len
     step_flops = 2 * matmul_params * rows_padded + 4 * cfg.n_layers * rows_padded * slots * cfg.n_heads * cfg.d_head
     compute_step_s = step_flops / (peak * jax.device_count())
-    shaped = (measure_matmul(rows_padded, cfg.d_model, cfg.d_ff) * jax.device_count() if dev.platform == "cpu"
+    shaped = (flops_lib.measure_matmul_flops(shape=(rows_padded, cfg.d_model, cfg.d_ff), repeats=5)
+              * jax.device_count() if dev.platform == "cpu"
               else peak * jax.device_count())
     shaped_step_s = step_flops / shaped
     r = dict(batch=b, rows=rows_padded, prompt_len=_PROMPT_LEN.value, new_tokens=_NEW_TOKENS.value,

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -115,7 +114,7 @@ class Scorer:
       self.prefix_len = int(len(prefix_tokens))
 
   def _ctx(self):
-    return _Ctx(self.mesh, self.rules)
+    return sharding.activate(self.mesh, self.rules)
 
   def _prefix_cache(self, prefix):
     def fn(p, t):
@@ -184,21 +183,6 @@ def _jitted(model, mesh, rules, param_shardings):
                  out_shardings=col)
     _JIT_CACHE[key] = (lm, lm_prefix, pm)
   return _JIT_CACHE[key]
-
-
-class _Ctx:
-  def __init__(self, mesh, rules):
-    self.mesh, self.rules = mesh, rules
-
-  def __enter__(self):
-    self._a = jax.set_mesh(self.mesh)
-    self._b = nn.logical_axis_rules(self.rules)
-    self._a.__enter__()
-    self._b.__enter__()
-
-  def __exit__(self, *exc):
-    self._b.__exit__(*exc)
-    self._a.__exit__(*exc)
 
 
 def _global(x: np.ndarray, sh) -> jax.Array:
