@@ -19,7 +19,7 @@ def get_config(arg=None):
   c.distilled_checkpoint = ""  # the context-distilled LM: condition distilled
   c.pm_checkpoint = ""  # a preference or binary model (score head): condition pm
   c.eval = ml_collections.ConfigDict(dict(
-      suites="hhh,truthfulqa",  # any of hhh, truthfulqa, compare, tax
+      suites="hhh,truthfulqa",  # any of hhh, truthfulqa, compare, tax, toxicity
       conditions="plain,prompt,distilled,pm",  # conditions without a checkpoint are skipped (and said so)
       convention="paper",  # paper: "\n\nHuman: q\n\nAssistant:" | bigbench: "\nHuman: q\nAssistant:" (lm-eval-harness)
       prompt="",  # a text file; "" = the project's HHH prompt (hhh.prompts)
@@ -39,6 +39,26 @@ def get_config(arg=None):
       tax_split="validation",
       tax_k=5,
       max_examples=0,  # 0 = all (compare and tax tasks)
+      # toxicity (docs/toxicity.md): RealToxicityPrompts' protocol, k samples of up to 20 tokens, nucleus p = 0.9.
+      toxicity_prompts="tfds",  # tfds (real_toxicity_prompts, prepared) | embedded (the project's 40) | PATH.jsonl
+      tfds_data_dir="",  # "" = TFDS's default data directory
+      toxicity_max_prompts=1000,  # a random subset (fixed by toxicity_seed) of the 99,442 prompts; 0 = all
+      toxicity_samples=25,  # k continuations per prompt
+      toxicity_max_new_tokens=20,  # tokens of the model's vocabulary (bytes for the byte vocabulary)
+      toxicity_temperature=1.0,
+      toxicity_top_p=0.9,
+      toxicity_format="raw",  # raw: continue the prompt text | dialogue: the prompt is the human's turn
+      toxicity_seed=0,  # sampling and prompt-subset seed
+      toxicity_batch_size=64,  # rows (prompts x samples) per compiled decode
+      toxicity_scorer="offline",  # offline (alt-profanity-check) | perspective (PERSPECTIVE_API_KEY) | detoxify
+      perspective_url="",  # "" = Google's endpoint
+      perspective_qps=1.0,  # requests per second (the API's default quota)
+      perspective_retries=5,
+      detoxify_model="original",
+      detoxify_checkpoint="",  # Detoxify's .ckpt file, downloaded beforehand
+      detoxify_config_dir="",  # the local HF config/tokenizer directory of its base model
+      toxicity_best_of=0,  # >= 2 and a pm_checkpoint: condition best_of_N, each sample the best of N by the PM
+      toxicity_best_of_condition="prompt",  # whose samples best-of-n ranks: plain | prompt | distilled
       step=-1,  # TensorBoard step; -1 = the checkpoint's step
   ))
   return hc.finalize(c)

@@ -3,6 +3,8 @@
   python -m hhh.sample --config=configs/sample.py:SIZE --config.checkpoint=RUN --config.prompts=FILE_OR_TEXT \
       [--config.prompt=hhh|none|PATH] [--config.temperature=0.7] [--config.top_p=0.9] --out=samples.jsonl
   python -m hhh.chat --config=configs/sample.py:SIZE --config.checkpoint=RUN [--config.prompt=none]
+  python -m hhh.best_of_n --config=configs/sample.py:SIZE --config.checkpoint=RUN --config.pm_checkpoint=PM_RUN \
+      --config.prompts=FILE_OR_TEXT --config.best_of=8 [--config.judge_checkpoint=OTHER_PM_RUN] --out=best.jsonl
 
 The model config is the size's (as in training and evaluation): a run trained with `--config.model.*` overrides is
 sampled with the same overrides. Stop strings are a tuple of Python strings:
@@ -31,5 +33,10 @@ def get_config(arg=None):
   c.num_samples = 1  # samples per prompt
   c.stop = ("\n\nHuman:",)  # stop strings, cut from the returned text; generation also stops at end-of-sequence
   c.batch_size = 16 if small else 32  # rows (prompts x samples) per compiled decode; padded to the data-parallel size
+  # hhh.best_of_n: candidates per draw ranked by the preference model at pm_checkpoint (its run's architecture); a
+  # second PM at judge_checkpoint compares the chosen response with an independent single sample (win rate).
+  c.best_of = 4
+  c.pm_checkpoint = ""
+  c.judge_checkpoint = ""
   c.chunk = 8  # hhh.chat: tokens per compiled decode call (streaming granularity)
   return hc.finalize(c)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import logging
 import os
 import shutil
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -180,6 +181,22 @@ def _state_item_dir(path: str, what: str = "init_from") -> epath.Path:
         f"{what}: no checkpoint found at {path} (looked for a workdir with checkpoints/<step>/state, "
         f"a step folder, or an orbax state folder)")
   return p
+
+
+def run_model_config(path: str, what: str = "checkpoint") -> Optional[dict]:
+  """The `model` section of the config.json of the run that wrote the checkpoint at `path` (its workdir is the
+  checkpoint's nearest ancestor holding a config.json, up to the workdir above checkpoints/<step>/state), or None
+  when there is none (e.g. a bare step folder)."""
+  p = _state_item_dir(path, what)
+  for d in [p, *list(p.parents)[:3]]:
+    f = d / "config.json"
+    if f.is_file():
+      try:
+        model = json.loads(f.read_text()).get("model")
+      except (json.JSONDecodeError, OSError):
+        return None
+      return model if isinstance(model, dict) else None
+  return None
 
 
 def _flatten(tree, prefix=()):

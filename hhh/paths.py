@@ -12,7 +12,7 @@ import os
 import ml_collections
 
 # Config fields that hold paths (dotted; absent ones are skipped). `data.vocab` is handled separately ("spm:PATH").
-CONFIG_PATHS = ("init_from", "checkpoint", "pm_checkpoint", "distilled_checkpoint", "prompt",
+CONFIG_PATHS = ("init_from", "checkpoint", "pm_checkpoint", "judge_checkpoint", "distilled_checkpoint",
                 "objective.prompt_file", "objective.teacher_dir")
 
 

@@ -41,6 +41,7 @@ and a sample that ends at end-of-sequence keeps that token (and its log-prob) la
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -333,6 +334,9 @@ class Sampler:
     self.batch_size = max(1, int(batch_size))
     self.max_len = int(self.model.cfg.max_len)
     self._fns = _jitted(self.model, mesh, self.rules, self.eos_id, self.pad_id)
+    self._set_prefix(prefix_tokens)
+
+  def _set_prefix(self, prefix_tokens) -> None:
     self.prefix_tokens = np.asarray([] if prefix_tokens is None else prefix_tokens, np.int32)
     self.prefix_len = int(self.prefix_tokens.size)
     if self.prefix_len >= self.max_len:
@@ -341,7 +345,13 @@ class Sampler:
     self.prefix = None
     if self.prefix_len:
       with self._ctx():
-        self.prefix = self._fns["prefix"](self.params, _put(self.prefix_tokens, NamedSharding(mesh, P())))
+        self.prefix = self._fns["prefix"](self.params, _put(self.prefix_tokens, NamedSharding(self.mesh, P())))
+
+  def with_prefix(self, prefix_tokens) -> "Sampler":
+    """The same model and parameters (shared, not copied) with another shared prefix (None: none)."""
+    other = copy.copy(self)
+    other._set_prefix(prefix_tokens)  # pylint: disable=protected-access
+    return other
 
   def _ctx(self):
     return sharding.activate(self.mesh, self.rules)

@@ -18,6 +18,7 @@ COMMANDS = {
     "hhh.lab": ["--config", "--workdir", "preset"],
     "hhh.sample": ["--config", "--out", "prompts"],
     "hhh.chat": ["--config", "checkpoint"],
+    "hhh.best_of_n": ["--config", "--out", "pm_checkpoint", "judge"],
     "tools/aot_compile.py": ["--config", "--topology", "--num_slices"],
     "tools/bench.py": ["--config", "--steps", "--matmul_n"],
     "tools/bench_data.py": ["--task", "--batches"],
@@ -32,7 +33,7 @@ COMMANDS = {
     "tools/train_vocab.py": ["--input", "--vocab_size"],
     "tools/transfer_sweep.py": ["--out", "--lm_steps", "--ns"],
 }
-ABSL_COMMANDS = ["hhh.train", "hhh.eval", "hhh.lab", "hhh.sample", "hhh.chat"] + [
+ABSL_COMMANDS = ["hhh.train", "hhh.eval", "hhh.lab", "hhh.sample", "hhh.chat", "hhh.best_of_n"] + [
     c for c in COMMANDS if c.startswith("tools/") and "from hhh import cli" in (REPO / c).read_text()]
 
 # What a newcomer used to see on every run (CPU machine with libtpu installed), none of it actionable.

@@ -58,24 +58,37 @@ def _fake_results():
                         "tax": {"prompt": {"accuracy": 0.0, "word_logprob": .5},
                                 "distilled": {"accuracy": .025, "word_logprob": -.25}}}},
           "pmp": {"pmp": {16: .6, 64: .7}, "no_pmp": {16: .5, 64: .6}}, "calibration": {"a/ranked PM": rel},
-          "ece": {"a/hhh/pm_pairs": .1}, "stage_times_s": {"pretrain_a": 12.0}, "hhh_timing_s": {"a": 3.0}}
+          "ece": {"a/hhh/pm_pairs": .1}, "stage_times_s": {"pretrain_a": 12.0}, "hhh_timing_s": {"a": 3.0},
+          "toxicity": {s: {c: {"overall": _tox(e + d, 40), "challenging": _tox(e + 2 * d, 20)}
+                           for c, d in (("plain", 0.0), ("prompt", -0.05))} for s, e in (("a", 0.3), ("b", 0.2))},
+          "toxicity_info": {"source": "embedded", "prompts": 40, "challenging": 20, "scorer": {"name": "offline"},
+                            "settings": {"num_samples": 4, "max_new_tokens": 32, "top_p": 0.9}},
+          "dialogues": [{"condition": "prompt", "context": "\n\nHuman: Hi\n\nAssistant:", "sample": " Hello!",
+                         "stop_reason": "stop"}]}
+
+
+def _tox(emt, n):
+  return {"expected_max_toxicity": emt, "expected_max_toxicity_std": 0.1, "toxicity_probability": emt / 2,
+          "mean_toxicity": emt / 3, "prompts": n, "prompts_scored": n, "missing": 0}
 
 
 def test_report_has_every_table_and_its_plots(tmp_path):
   res = _fake_results()
   figs = plots.lab_figures(res, str(tmp_path / "plots"))
-  assert set(figs) == {"objectives", "hhh", "tax", "pmp", "calibration"}
+  assert set(figs) == {"objectives", "hhh", "tax", "pmp", "calibration", "toxicity"}
   for f in figs.values():
     with open(f, "rb") as fh:
       assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
   md = lab.report_markdown(res)
   for title in ("## Training runs", "## Telling better from worse", "## HHH evaluations", "## TruthfulQA",
-                "## Alignment tax", "## PMP sample efficiency", "## Calibration"):
+                "## Alignment tax", "## PMP sample efficiency", "## Calibration", "## Toxicity of sampled continuations",
+                "## Sampled dialogues"):
     assert title in md
   for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
     assert os.path.exists(tmp_path / link), link
   assert "| b | pm | - | - | - | 70.0 | 70.0 |" in md
   assert "| 16 | 60.0 | 50.0 |" in md
+  assert "| b | prompt | 0.150 | 0.075 | 0.050 | 0.100 | 0.050 |" in md and "Human: Hi\n\nAssistant: Hello!" in md
   assert "| a | 240 | 25.0 | 20.0 | - | -5.0 | - |" in md and "| b | 240 | 50.0% (-3.00) | 50.0% (-2.50) | 52.5% (-3.25) | +0.0 (+0.50) | +2.5 (-0.25) |" in md
 
 
@@ -109,6 +122,11 @@ def test_smoke_preset_end_to_end(tmp_path, monkeypatch):
   assert tax["n"] == 24 and set(tax["conditions"]) == {"plain", "prompt", "distilled"}
   assert tax["tax"]["prompt"]["accuracy"] == pytest.approx(tax["conditions"]["prompt"]["accuracy"]
                                                            - tax["conditions"]["plain"]["accuracy"])
+  tox = saved["toxicity"]["tiny"]
+  assert set(tox) == {"plain", "prompt", "distilled"} and tox["plain"]["overall"]["prompts"] == 6
+  assert tox["plain"]["overall"]["samples_scored"] == 12  # 6 prompts x k = 2, every sample scored (offline)
+  assert [d["condition"] for d in saved["dialogues"]] == ["plain", "prompt", "distilled"]
+  assert "## Toxicity of sampled continuations" in md and "## Sampled dialogues" in md
   if lab.bigbench_available():
     assert set(saved["hhh"]["tiny"]) == {"plain", "prompt", "distilled", "pm"}
   else:

@@ -5,7 +5,8 @@
 
 Figures (only those with data): objectives.png (accuracy vs parameters per objective), hhh.png (HHH accuracy vs
 parameters per condition), tax.png (capability with and without the intervention vs parameters), pmp.png (PMP
-sample efficiency), calibration.png (reliability diagrams).
+sample efficiency), calibration.png (reliability diagrams), toxicity.png (expected maximum toxicity and the probability
+of a toxic sample vs parameters, per condition).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def merge(results: list) -> dict:
-  out = {"sizes": {}, "objectives": {}, "hhh": {}, "tax": {}, "pmp": {}, "calibration": {}}
+  out = {"sizes": {}, "objectives": {}, "hhh": {}, "tax": {}, "pmp": {}, "calibration": {}, "toxicity": {}}
   for r in results:
     out["sizes"].update(r.get("sizes", {}))
     for s, accs in r.get("objectives", {}).items():
@@ -26,6 +27,8 @@ def merge(results: list) -> dict:
     out["hhh"].update(r.get("hhh", {}))
     out["tax"].update(r.get("tax", {}))
     out["calibration"].update(r.get("calibration", {}))
+    for s, conds in r.get("toxicity", {}).items():
+      out["toxicity"].setdefault(s, {}).update(conds)
     for label, curve in r.get("pmp", {}).items():  # series "pmp" / "no_pmp" (lab) or a sweep's --label
       out["pmp"].setdefault(label, {}).update(curve)
   return out
@@ -50,6 +53,8 @@ def main(argv=None):
     made.append(plots.pmp(res, os.path.join(args.out, "pmp.png")))
   if res["calibration"]:
     made.append(plots.calibration(res, os.path.join(args.out, "calibration.png")))
+  if res["toxicity"]:
+    made.append(plots.toxicity(res, os.path.join(args.out, "toxicity.png")))
   print("wrote " + (", ".join(made) if made else "nothing (no plottable data in the inputs)"))
   return made
 

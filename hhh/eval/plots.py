@@ -1,9 +1,10 @@
 """The paper's figures as PNG (matplotlib, Agg backend): accuracy vs parameters per objective, HHH accuracy vs
 parameters per condition, the alignment tax (capability with and without the intervention vs parameters), PMP
-sample-efficiency curves, calibration (reliability diagrams).
+sample-efficiency curves, calibration (reliability diagrams), toxicity of sampled continuations vs parameters per
+condition.
 
 Input is the JSON written by hhh.lab (lab.json) or tools/sweep.py (same keys: sizes, objectives, hhh, tax, pmp,
-calibration)."""
+calibration, toxicity)."""
 from __future__ import annotations
 
 import os
@@ -112,6 +113,34 @@ def calibration(res: dict, path: str):
   return _save(fig, path)
 
 
+def toxicity(res: dict, path: str):
+  """The paper's toxicity figure: expected maximum toxicity and the probability of at least one toxic sample vs
+  parameters, one line per condition (res["toxicity"][size][condition][subset] from hhh.eval.toxicity); the
+  challenging subset dashed when present."""
+  sizes = res["sizes"]
+  tox = res["toxicity"]
+  conds = [c for c in ("plain", "prompt", "distilled") if any(c in v for v in tox.values())]
+  conds += sorted({c for v in tox.values() for c in v} - set(conds))
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  for ax, (key, label) in zip(axes, (("expected_max_toxicity", "expected maximum toxicity over k samples"),
+                                     ("toxicity_probability", "P(at least one sample >= 0.5)"))):
+    for i, c in enumerate(conds):
+      color = f"C{i}"
+      for subset, ls in (("overall", "-"), ("challenging", "--")):
+        pts = sorted((sizes[s], v[c][subset][key]) for s, v in tox.items()
+                     if c in v and v[c].get(subset, {}).get("prompts_scored"))
+        if pts:
+          ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ls=ls, color=color,
+                  label=c if subset == "overall" else f"{c} (challenging)")
+    ax.set_xscale("log")
+    ax.set_xlabel("non-embedding parameters")
+    ax.set_ylabel(label)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7)
+  fig.suptitle("Toxicity of sampled continuations per condition")
+  return _save(fig, path)
+
+
 def lab_figures(res: dict, outdir: str) -> dict:
   os.makedirs(outdir, exist_ok=True)
   out = {"objectives": objectives(res, os.path.join(outdir, "objectives.png")),
@@ -121,4 +150,6 @@ def lab_figures(res: dict, outdir: str) -> dict:
     out["hhh"] = hhh(res, os.path.join(outdir, "hhh.png"))
   if res.get("tax"):
     out["tax"] = tax(res, os.path.join(outdir, "tax.png"))
+  if res.get("toxicity"):
+    out["toxicity"] = toxicity(res, os.path.join(outdir, "toxicity.png"))
   return out

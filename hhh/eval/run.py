@@ -11,13 +11,15 @@ Conditions (each row of the tables):
              model.score_head=True)
 Suites: hhh (BIG-bench hhh_alignment, accuracy overall and per subset by sum / mean / mutual information, or score),
 truthfulqa (MC1 by sum and mean log-prob, MC2), compare (pairwise accuracy on ranked comparison tasks such as the
-lab's held-out `lab_compare`), tax (lambada and TFDS multiple choice, with and without the intervention), and
-calibration for whatever ran (preference pairs, multiple-choice answers).
+lab's held-out `lab_compare`), tax (lambada and TFDS multiple choice, with and without the intervention), toxicity
+(RealToxicityPrompts: k sampled continuations per prompt in each LM condition, and best-of-n by the PM, scored by a
+toxicity classifier; hhh.eval.toxicity, docs/toxicity.md), and calibration for whatever ran (preference pairs,
+multiple-choice answers).
 
 The model runs on the same (slice, data, fsdp, tensor) mesh and logical rules as training; parameters are loaded
 straight onto their shardings. Outputs in DIR: eval.json (everything, reliability bins included), eval.md (readable
 tables), TensorBoard scalars (eval/...) and metrics.jsonl. The same checkpoint gives the same numbers every time
-(no sampling; fixed data order).
+(fixed data order; the toxicity suite samples with a fixed seed, eval.toxicity_seed).
 """
 from __future__ import annotations
 
@@ -36,9 +38,10 @@ import numpy as np
 from hhh import checkpoint as ckpt_lib
 from hhh import metrics as metrics_lib
 from hhh import paths
-from hhh.eval import calibration, examples, hhh as hhh_eval, scoring, tax as tax_eval, truthfulqa
+from hhh.eval import calibration, examples, hhh as hhh_eval, scoring, tax as tax_eval, toxicity, truthfulqa
 
 LM_CONDITIONS = ("plain", "prompt", "distilled")
+SUITES = ("hhh", "truthfulqa", "compare", "tax", "toxicity")
 NULL_CONTEXT = {"paper": "\n\nAssistant:", "bigbench": "\nAssistant:"}
 HHH_TASK = {"paper": "hhh_alignment_mc", "bigbench": "hhh_alignment_bigbench_mc"}
 
@@ -173,9 +176,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
                "conditions": [c.name for c in conds], **info, "timing_s": {}, "calibration": {}}
   timing = res["timing_s"]
   suites = _suites(config)
-  unknown = sorted(set(suites) - {"hhh", "truthfulqa", "compare", "tax"})
+  unknown = sorted(set(suites) - set(SUITES))
   if unknown:
-    raise ValueError(f"unknown eval.suites {unknown}; choose from hhh, truthfulqa, compare, tax")
+    raise ValueError(f"unknown eval.suites {unknown}; choose from {', '.join(SUITES)}")
 
   def load(task, k, split="test", max_examples=0):
     try:
@@ -274,6 +277,14 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
                                             for c, v in out["conditions"].items()))
       res["tax"][task] = out
 
+  if "toxicity" in suites:
+    from hhh.data import sources  # pylint: disable=g-import-not-at-top
+    try:
+      res["toxicity"] = toxicity.run_suite(config, conds, workdir=workdir, log=log, timing=timing)
+    except sources.MissingData as e:
+      res.setdefault("missing", {})["toxicity"] = str(e)
+      log(f"hhh.eval: toxicity unavailable: {e}")
+
   res["ece"] = {k: v["ece"] for k, v in res["calibration"].items()}
   res["wall_time_s"] = time.perf_counter() - t0
   write_outputs(res, workdir, step=int(ev.step) if int(ev.step) >= 0 else checkpoint_step(config.checkpoint or
@@ -308,6 +319,10 @@ def flat_scalars(res: dict) -> dict:
     for cond, d in t.get("tax", {}).items():
       for k, v in d.items():
         out[f"tax/{task}/tax_{cond}/{k}"] = v
+  for cond, by_subset in res.get("toxicity", {}).get("conditions", {}).items():
+    for subset, table in by_subset.items():
+      for k in toxicity.METRICS:
+        out[f"toxicity/{cond}/{subset}/{k}"] = table[k]
   for k, v in res.get("ece", {}).items():
     out[f"ece/{k}"] = v
   return {k: float(v) for k, v in out.items() if isinstance(v, (int, float)) and math.isfinite(float(v))}
@@ -359,6 +374,8 @@ def markdown(res: dict) -> str:
     for task, t in res["tax"].items():
       lines.append(f"| {task} | {t['n']} | " + " | ".join(tax_eval.table_cells(t)) + " |")
     lines.append("")
+  if res.get("toxicity"):
+    lines += toxicity.table(res["toxicity"])
   if res.get("ece"):
     lines += ["## Calibration (expected calibration error)", "", "| what | ECE | n |", "|---|---|---|"]
     for k, v in res["ece"].items():

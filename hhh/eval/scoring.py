@@ -109,6 +109,7 @@ class Scorer:
     self._lm, self._lm_prefix, self._pm = _jitted(model, mesh, self.rules, param_shardings)
     self.prefix_cache = None
     self.prefix_len = 0
+    self.prefix_tokens = None if prefix_tokens is None else np.asarray(prefix_tokens, np.int32)
     if prefix_tokens is not None and len(prefix_tokens):
       self.prefix_cache = self._prefix_cache(np.asarray(prefix_tokens, np.int32))
       self.prefix_len = int(len(prefix_tokens))
