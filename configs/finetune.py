@@ -10,7 +10,6 @@ tools/transfer_sweep.py overrides the rate).
 """
 
 from hhh import config as hc
-from configs.preference import preference_objective
 
 FINETUNE_LR_FACTOR = 0.01
 
@@ -21,7 +20,7 @@ def get_config(arg=None):
   if rest not in ([], ["lab"]):
     raise ValueError(f"configs/finetune.py:SIZE[,lab], got {arg!r}")
   c = hc.base_config(size)
-  c.objective = preference_objective()
+  c.objective = hc.preference_objective()
   c.model.score_head = True
   c.optim.lr = c.optim.lr * FINETUNE_LR_FACTOR
   if rest == ["lab"]:

@@ -11,7 +11,6 @@ with configs/finetune.py from this run at 0.01x.
 """
 
 from hhh import config as hc
-from configs.preference import preference_objective
 
 PMP_LR_FACTOR = 0.1
 
@@ -22,7 +21,7 @@ def get_config(arg=None):
   if variant not in ("ranked", "binary") or rest not in ([], ["lab"]):
     raise ValueError(f"configs/pmp.py:SIZE,ranked|binary[,lab], got {arg!r}")
   c = hc.base_config(size)
-  c.objective = preference_objective()
+  c.objective = hc.preference_objective()
   c.model.score_head = True
   c.optim.lr = c.optim.lr * PMP_LR_FACTOR
   c.data.num_responses = 2

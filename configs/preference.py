@@ -6,13 +6,10 @@
 Default data: the embedded lab comparisons (`lab_compare`, K=4 ranked responses with ties).
 """
 
-import ml_collections
-
 from hhh import config as hc
 
 
-def preference_objective():
-  return ml_collections.ConfigDict(dict(name="preference", margin=0.0, margin_mode="constant"))
+preference_objective = hc.preference_objective  # (kept importable under its old name)
 
 
 def get_config(arg=None):

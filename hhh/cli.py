@@ -124,7 +124,8 @@ def _config_section(flag, command: str, example: str | None, given: bool) -> lis
     lines.append(f"  config files (configs/): {', '.join(files)}")
   try:
     from hhh import config as hc  # pylint: disable=g-import-not-at-top
-    lines.append(f"  sizes (ARG): {', '.join(hc.CPU_SIZES)} (CPU); {', '.join(hc.PAPER_SIZES)} (the paper's)")
+    lines.append(f"  sizes (ARG): {', '.join(hc.CPU_SIZES)} (CPU); {', '.join(hc.PAPER_SIZES)} (the paper's); or a "
+                 f"run directory (its config.json's architecture, e.g. from tools/hf_import.py)")
   except Exception:  # pylint: disable=broad-except  (help must not fail on a broken install)
     pass
   if not given:

@@ -7,6 +7,9 @@ and names the key.
 
 from __future__ import annotations
 
+import json
+import os
+
 import ml_collections
 
 from hhh import sharding
@@ -43,9 +46,29 @@ PAPER_TENSOR_PREFERENCE = {**PAPER_TENSOR, "52b": 2}
 PAPER_LABELS = {"13m": 13e6, "42m": 42e6, "197m": 197e6, "810m": 810e6, "2.7b": 2.7e9, "13b": 13e9, "52b": 52e9}
 
 
+def run_dir_of(size: str) -> str:
+  """The run directory named by a config string's size argument ("" when it is a size of the ladder): a directory
+  holding an hhh run's config.json (a training run, or an import by tools/hf_import.py) gives its architecture."""
+  if size in SIZES:
+    return ""
+  from hhh import paths  # pylint: disable=g-import-not-at-top
+  path = paths.resolve(size)
+  return path if os.path.isfile(os.path.join(path, "config.json")) else ""
+
+
+def _run_record(run_dir: str) -> dict:
+  with open(os.path.join(run_dir, "config.json")) as f:
+    rec = json.load(f)
+  if not isinstance(rec.get("model"), dict):
+    raise ValueError(f"{run_dir}/config.json has no `model` section")
+  return rec
+
+
 def model_config(size: str) -> ml_collections.ConfigDict:
-  if size not in SIZES:
-    raise ValueError(f"unknown model size {size!r}; choose one of {list(SIZES)}")
+  run_dir = run_dir_of(size)
+  if size not in SIZES and not run_dir:
+    raise ValueError(f"unknown model size {size!r}; choose one of {list(SIZES)}, or give the directory of a run "
+                     f"(one with a config.json, e.g. written by tools/hf_import.py)")
   m = ml_collections.ConfigDict(dict(
       vocab_size=65536, d_model=0, n_layers=0, n_heads=0, d_head=0, d_ff=0, max_len=8192,
       dtype="float32", param_dtype="float32", remat="none", scan_layers=True, rope_theta=10000.0,
@@ -53,7 +76,19 @@ def model_config(size: str) -> ml_collections.ConfigDict:
       # auto | xla | blockwise | splash | cudnn (docs/attention.md); block 0 = 128 on CPU, 512 on TPU/GPU.
       attention="auto", attention_block=0,
       # 0 = whole-sequence logits; N = the vocabulary loss in chunks of N positions (never [B, T, V] f32 at once).
-      logits_chunk=0))
+      logits_chunk=0,
+      # Architecture options (hhh.models.transformer; the defaults are the paper ladder's; imported GPT-NeoX, Llama
+      # and GPT-2 checkpoints set them: docs/interop.md).
+      norm="rms", attn_bias=False, mlp_bias=False, mlp="gelu_tanh", n_kv_heads=0, parallel_residual=False,
+      rotary_pct=1.0, rotary_layout="half", positions="rotary", tie_embeddings=False))
+  if run_dir:  # the run's architecture, over today's defaults (fields added since keep their defaults)
+    saved = _run_record(run_dir)["model"]
+    unknown = sorted(set(saved) - set(m))
+    if unknown:
+      raise ValueError(f"{run_dir}/config.json: unknown model fields {unknown}")
+    m.update(saved)
+    m.score_head = False  # the objective's config decides
+    return m
   m.update(SIZES[size])
   if size in PAPER_SIZES:
     m.dtype = "bfloat16"  # TPU compute dtype; parameters stay f32
@@ -70,7 +105,10 @@ def base_config(size: str = "tiny") -> ml_collections.ConfigDict:
 
   c.objective = ml_collections.ConfigDict(dict(name="lm"))
 
-  small = size in CPU_SIZES
+  run_dir = run_dir_of(size)
+  # A run's architecture (e.g. an imported Pythia): the CPU sizes' defaults (pure data parallelism, short sequences)
+  # below 100M non-embedding parameters, the paper sizes' (fully sharded) above.
+  small = size in CPU_SIZES or (bool(run_dir) and _non_embedding(c.model) < 1e8)
   c.data = ml_collections.ConfigDict(dict(
       task="lab_lm",  # seqio task or mixture (see README for the registered names)
       train_split="train",
@@ -110,16 +148,31 @@ def base_config(size: str = "tiny") -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict(dict(
       # CPU sizes: pure data parallelism. Paper sizes: fully sharded (fsdp fills the slice), tensor per size.
       shape=ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1) if small else
-                                      dict(data=1, fsdp=-1, tensor=PAPER_TENSOR[size])),
+                                      dict(data=1, fsdp=-1, tensor=PAPER_TENSOR.get(size, 1))),
       slices=1,
       # Paper sizes also shard the residual stream's d_model over `tensor` (a no-op at tensor=1): the layer inputs
       # that remat keeps, [B, L, d_model] per layer, are then 1/tensor per device (docs/scale.md).
       rules=[list(r) if small or r[0] != "activation_embed" else [r[0], "tensor"] for r in sharding.DEFAULT_RULES],
   ))
 
+  if run_dir:
+    vocab = _run_record(run_dir).get("data", {}).get("vocab")
+    if vocab:  # an import's tokenizer (hf:RUN_DIR)
+      c.data.vocab = vocab
   c.init_from = ""  # checkpoint directory (a run's workdir or a step dir): load its parameters only
   c.multihost = "auto"  # auto | on | off: jax.distributed.initialize
   return c
+
+
+def _non_embedding(model_cfg) -> int:
+  from hhh.models.transformer import TransformerConfig  # pylint: disable=g-import-not-at-top
+  return TransformerConfig.from_config(model_cfg).non_embedding_params()
+
+
+def preference_objective() -> ml_collections.ConfigDict:
+  """The ranked preference objective's settings (configs/preference.py, pmp.py and finetune.py share them; config files
+  import only from `hhh`, so each loads by path from any current directory)."""
+  return ml_collections.ConfigDict(dict(name="preference", margin=0.0, margin_mode="constant"))
 
 
 def parse_arg(arg: str | None) -> str:

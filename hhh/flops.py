@@ -157,17 +157,25 @@ def train_flops_per_token(n_params_nonembed: int, n_layers: int, d_model: int, s
 
   ``6 * N + 6 * vocab_size * d_model + 12 * n_layers * seq_len * d_model``
 
-  * ``6 * N``: every non-embedding weight (attention projections, MLP; N excludes the token and
-    position embeddings and the unembedding) takes part in one multiply-add per token in the
+  * ``6 * N``: every non-embedding weight takes part in one multiply-add per token in the
     forward pass (2 FLOPs) and two in the backward pass (gradients w.r.t. activations and
-    weights, 4 FLOPs). Biases and norms are negligible and counted in N only if the caller does.
+    weights, 4 FLOPs). N is ``TransformerConfig.non_embedding_params()``, which counts each
+    matrix at its real size, so the architecture options are accounted for there: the query and
+    output projections are ``d_model x n_heads * d_head``, the key and value projections
+    ``d_model x n_kv_heads * d_head`` (smaller under grouped-query attention), and the MLP has
+    two ``d_model x d_ff`` matrices, three with SwiGLU (gate, up, down). N excludes the token
+    and position embeddings and the unembedding; it includes biases and norms (negligible).
   * ``6 * vocab_size * d_model``: the unembedding matmul (d_model -> vocab logits) is a matmul
-    like any other, 2 FLOPs per weight forward, 4 backward. The embedding lookup is a gather and
-    costs no FLOPs. For a scalar score head (preference model) pass the head's width instead.
+    like any other, 2 FLOPs per weight forward, 4 backward; with tied embeddings it is the same
+    matmul with the embedding's weights. The embedding lookups (token and learned position) are
+    gathers and cost no FLOPs. For a scalar score head (preference model) pass the head's width
+    instead.
   * ``12 * n_layers * seq_len * d_model``: attention scores ``Q K^T`` and the weighted sum
     ``softmax(.) V`` each cost ``2 * seq_len * d_model`` FLOPs per token per layer forward
     (summed over heads: ``d_model`` here is ``n_heads * d_head``; pass ``attn_width`` when it
-    differs from the residual width), so 4 forward and 12 with backward. The
+    differs from the residual width), so 4 forward and 12 with backward. Grouped-query attention
+    does not shrink this term: keys and values are shared, but every query head computes its own
+    scores and weighted sum (``attn_width`` counts query heads). The
     causal mask is applied to a full ``seq_len x seq_len`` score matrix, so this counts the
     computation as executed, not the half that the mask keeps.
 

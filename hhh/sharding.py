@@ -32,6 +32,7 @@ BATCH_AXES = ("slice", "data", "fsdp")
 # Activations: the batch over every data-parallel axis, the model-parallel dimensions over tensor.
 DEFAULT_RULES = (
     ("vocab", "tensor"),
+    ("position", None),  # rows of the learned position embedding (positions="learned")
     ("embed", "fsdp"),
     ("heads", "tensor"),
     ("kv", None),

@@ -24,6 +24,8 @@ COMMANDS = {
     "tools/bench_data.py": ["--task", "--batches"],
     "tools/bench_decode.py": ["--config", "--batch_sizes", "--new_tokens"],
     "tools/bench_objectives.py": ["--distill_sizes", "--pm_size", "--reps"],
+    "tools/hf_export.py": ["--run", "--out"],
+    "tools/hf_import.py": ["--hf", "--out", "--vocab_size"],
     "tools/lab_check.py": ["--out", "--sizes", "--steps"],
     "tools/param_count.py": ["--sizes"],
     "tools/plot.py": ["--out"],

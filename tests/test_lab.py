@@ -27,8 +27,19 @@ def test_presets_resolve_and_overrides_win():
 
 
 def test_lab_configs_load_from_any_directory(tmp_path, monkeypatch):
+  """Every config file the lab loads, from a directory without configs/ and with the repository off sys.path (a
+  config importing `configs.preference` once broke `python -m hhh.lab` outside the checkout at its PMP stage)."""
+  import sys
   monkeypatch.chdir(tmp_path)
-  assert lab._load_config("preference", "tiny").objective.name == "preference"
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  monkeypatch.setattr(sys, "path", [p for p in sys.path if os.path.abspath(p or ".") != root and p not in ("", ".")])
+  monkeypatch.delitem(sys.modules, "configs", raising=False)
+  for mod, arg in (("preference", "tiny"), ("pmp", "tiny,binary,lab"), ("finetune", "tiny,lab"), ("pretrain", "tiny"),
+                   ("imitation", "tiny"), ("binary", "tiny"), ("distill", "tiny"), ("eval", "tiny"),
+                   ("sample", "tiny")):
+    c = lab._load_config(mod, arg)
+    assert c.size == "tiny", mod
+  assert lab._load_config("pmp", "tiny,binary,lab").objective.name == "preference"
 
 
 def test_run_config_applies_lab_overrides():

@@ -274,3 +274,63 @@ def test_missing_tfds_data_is_reported_not_fatal(checkpoints, tmp_path, monkeypa
     config.eval.tfds_data_dir = str(tmp_path / "no_tfds")
   res = run.evaluate(config, str(tmp_path / "e"), log=lambda s: None)
   assert "toxicity" not in res and "not prepared" in res["missing"]["toxicity"]
+
+
+# ----------------------------------------------------------------------------------------------- as a user types it
+
+
+def _cli(args, cwd):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
+  return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=900, env=env)
+
+
+@pytest.mark.slow
+def test_best_of_n_and_the_toxicity_suite_from_the_command_line(tmp_path):
+  """Runs trained by the real trainer, relative paths, the default offline scorer: hhh.best_of_n writes its JSONL and
+  summary (the PM's architecture read from its run's config.json), hhh.eval's toxicity suite its tables and samples."""
+  for objective, name in (("pretrain", "lm"), ("preference", "pm")):
+    r = _cli(["-m", "hhh.train", f"--config={REPO}/configs/{objective}.py:tiny", f"--workdir=runs/{name}",
+              "--config.train.steps=2", "--config.train.batch_size=8", "--config.data.seq_len=64",
+              "--config.train.eval_every=0"] + (["--config.init_from=runs/lm"] if name == "pm" else []), tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+  (tmp_path / "questions.txt").write_text("What is the capital of France?\nTell me about cats.\n")
+  r = _cli(["-m", "hhh.best_of_n", f"--config={REPO}/configs/sample.py:tiny", "--config.checkpoint=runs/lm",
+            "--config.pm_checkpoint=runs/pm", "--config.judge_checkpoint=runs/pm", "--config.prompts=questions.txt",
+            "--config.best_of=3", "--config.num_samples=2", "--config.max_new_tokens=10", "--config.prompt=none",
+            "--out=out/best.jsonl"], tmp_path)
+  assert r.returncode == 0, r.stderr[-3000:]
+  rows = [json.loads(x) for x in (tmp_path / "out" / "best.jsonl").read_text().splitlines()]
+  assert [(x["prompt_index"], x["sample_index"]) for x in rows] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+  for x in rows:
+    assert len(x["candidates"]) == 3 and x["chosen_pm_score"] == max(c["pm_score"] for c in x["candidates"])
+    assert x["chosen"] == x["candidates"][x["chosen_index"]]["sample"]
+    assert x["judge_chosen"] == pytest.approx(x["chosen_pm_score"], abs=1e-5)  # the judge is the same PM here
+  summary = json.loads((tmp_path / "out" / "best.jsonl.summary.json").read_text())
+  assert summary["judge"]["pairs"] == 4 and summary["pm_checkpoint"] == str(tmp_path / "runs" / "pm")
+  assert "judge win rate" in r.stdout and "grades its own choices" in r.stdout
+  r = _cli(["-m", "hhh.eval", f"--config={REPO}/configs/eval.py:tiny", "--workdir=runs/eval_tox",
+            "--config.checkpoint=runs/lm", "--config.eval.suites=toxicity", "--config.eval.conditions=plain,prompt",
+            "--config.eval.toxicity_prompts=embedded", "--config.eval.toxicity_max_prompts=4",
+            "--config.eval.toxicity_samples=2", "--config.eval.toxicity_max_new_tokens=6",
+            "--config.eval.prompt_max_tokens=600"], tmp_path)
+  assert r.returncode == 0, r.stderr[-3000:]
+  res = json.loads((tmp_path / "runs" / "eval_tox" / "eval.json").read_text())["toxicity"]
+  assert set(res["conditions"]) == {"plain", "prompt"} and res["scorer"]["name"] == "offline"
+  assert res["conditions"]["plain"]["overall"]["samples_scored"] == 8
+  assert "## Toxicity (embedded: 4 prompts" in r.stdout
+  assert len((tmp_path / "runs" / "eval_tox" / "toxicity_samples.jsonl").read_text().splitlines()) == 16
+
+
+def test_scores_come_in_chunks_with_progress_and_missing_stays_nan():
+  calls, lines = [], []
+
+  class Slow(_Scorer):
+    def score(self, texts):
+      calls.append(len(texts))
+      return super().score(texts)
+
+  out = toxicity.score_samples(Slow(), ["eee", "q", "", "abe", "x"], chunk=2, log=lines.append, every_s=0.0)
+  assert calls == [2, 2, 1]
+  np.testing.assert_array_equal(np.isnan(out), [False, True, False, False, False])
+  assert out[0] == 1.0 and out[2] == 0.0 and out[3] == pytest.approx(1 / 3)
+  assert lines[0].startswith("hhh.eval: toxicity: fake scored 2/5 samples") and len(lines) == 2

@@ -195,19 +195,35 @@ def fit_prompts(sampler, prompts: Sequence[Prompt], ctx_ids: Sequence[Sequence[i
   return keep, len(prompts) - len(keep)
 
 
-def score_samples(scorer, texts: Sequence[str]) -> np.ndarray:
-  """Scores as a float array, NaN where the scorer returned None (missing)."""
-  out = scorer.score(list(texts))
-  if len(out) != len(texts):
-    raise RuntimeError(f"toxicity scorer {scorer.name} returned {len(out)} scores for {len(texts)} texts")
+def score_samples(scorer, texts: Sequence[str], *, chunk: int = 500, log: Optional[Callable[[str], None]] = None,
+                  every_s: float = 30.0) -> np.ndarray:
+  """Scores as a float array, NaN where the scorer returned None (missing); `chunk` texts per call, with a progress
+  line at most every `every_s` seconds (a Perspective run at 1 request/s takes hours)."""
+  import time  # pylint: disable=g-import-not-at-top
+  texts = list(texts)
+  out: list = []
+  t0 = last = time.perf_counter()
+  for i in range(0, len(texts), chunk):
+    part = scorer.score(texts[i:i + chunk])
+    if len(part) != len(texts[i:i + chunk]):
+      raise RuntimeError(f"toxicity scorer {scorer.name} returned {len(part)} scores for "
+                         f"{len(texts[i:i + chunk])} texts")
+    out += part
+    now = time.perf_counter()
+    if log is not None and now - last >= every_s and len(out) < len(texts):
+      rate = len(out) / (now - t0)
+      log(f"hhh.eval: toxicity: {scorer.name} scored {len(out)}/{len(texts)} samples "
+          f"(~{(len(texts) - len(out)) / rate / 60:.1f} min left)")
+      last = now
   return np.asarray([np.nan if v is None else float(v) for v in out], np.float64)
 
 
-def evaluate_samples(samples: Sequence[Sequence], prompts: Sequence[Prompt], scorer) -> tuple[dict, np.ndarray]:
+def evaluate_samples(samples: Sequence[Sequence], prompts: Sequence[Prompt], scorer,
+                     log: Optional[Callable[[str], None]] = None) -> tuple[dict, np.ndarray]:
   """samples[i] = the k sample texts of prompts[i] -> (metrics, scores [N, k])."""
   k = max((len(s) for s in samples), default=0)
   flat = [t for s in samples for t in s]
-  flat_scores = score_samples(scorer, flat)
+  flat_scores = score_samples(scorer, flat, log=log)
   scores = np.full((len(samples), k), np.nan)
   i = 0
   for r, s in enumerate(samples):
@@ -249,7 +265,7 @@ def run_condition(name: str, sampler, prompts: Sequence[Prompt], settings, score
     chosen.append(picks)
     ranks.append(rank_info)
   texts = [[s.text for s in row] for row in chosen]
-  m, scores = evaluate_samples(texts, prompts, scorer)
+  m, scores = evaluate_samples(texts, prompts, scorer, log=log)
   records = []
   for i, (p, row) in enumerate(zip(prompts, chosen)):
     for j, s in enumerate(row):

@@ -3,11 +3,24 @@
 Every parameter and activation carries logical axis names (see `hhh.sharding` for the table that maps them onto the
 (slice, data, fsdp, tensor) mesh), so the same module runs on one CPU and on a pod slice.
 
-Architecture: pre-norm blocks (RMSNorm), rotary position embeddings, 4x GELU MLP, separate embedding and unembedding,
-causal attention in which packed documents never attend to each other (`hhh.models.attention.attend`: dense XLA,
-blockwise flash, TPU splash or GPU cuDNN/Pallas kernels, chosen by `attention`; docs/attention.md), `nn.scan` over
-layers and a configurable rematerialisation policy. Parameters are stored in `param_dtype` (f32) and computed in
-`dtype` (bf16 on TPU, f32 on CPU); logits and scores are returned in f32.
+Architecture (`TransformerConfig`; the defaults are the paper's ladder): pre-norm blocks, causal attention in which
+packed documents never attend to each other (`hhh.models.attention.attend`: dense XLA, blockwise flash, TPU splash or
+GPU cuDNN/Pallas kernels, chosen by `attention`; docs/attention.md), `nn.scan` over layers and a configurable
+rematerialisation policy. Parameters are stored in `param_dtype` (f32) and computed in `dtype` (bf16 on TPU, f32 on
+CPU); logits and scores are returned in f32. The options, which represent Hugging Face GPT-NeoX (Pythia), Llama and
+GPT-2 checkpoints exactly (docs/interop.md):
+
+  * `norm`: "rms" (RMSNorm, `scale`) | "layer" (LayerNorm, `scale` and `bias`), every block norm and `final_norm`;
+  * `mlp`: "gelu_tanh" (4x GELU, tanh approximation: GPT-2's gelu_new) | "gelu" (exact erf GELU: GPT-NeoX) |
+    "swiglu" (Llama: wo(silu(wg(x)) * wi(x))); `attn_bias`, `mlp_bias`: biases on the projections;
+  * `n_kv_heads` < n_heads: grouped-query attention (query head h reads key/value head h // (n_heads // n_kv_heads),
+    as HF Llama's repeat_kv); every cache holds n_kv_heads heads;
+  * `parallel_residual`: x + attn(attention_norm(x)) + mlp(mlp_norm(x)) (GPT-NeoX) instead of two sequential
+    residual steps;
+  * `positions`: "rotary" | "learned" (an absolute `position_embedding` table added to the token embedding: GPT-2);
+    rotary acts on the first int(d_head * `rotary_pct`) dims of each head (the rest pass through: Pythia's 0.25) in
+    pairs (i, i + r/2) (`rotary_layout` "half": GPT-NeoX, HF Llama) or (2i, 2i + 1) ("interleaved": GPT-J);
+  * `tie_embeddings`: logits = hidden @ embedding.T, no `unembedding` parameter (GPT-2).
 
 The vocabulary head can be applied outside the module: `return_hidden=True` gives the final (normalised) hidden
 states, `unembed` turns hidden states into the same f32 logits, and `per_position` maps a per-token function of the
@@ -18,18 +31,18 @@ The score head is a linear read-out of the final hidden state at the END-OF-CONT
 the explicit index `score_index` (never guessed from padding).
 
 `prefix_cache` lets a caller reuse the keys/values of a fixed prefix (the HHH prompt of context distillation) for
-every sequence of a batch: it holds per-layer `k`, `v` of shape [layers, P, heads, head_dim] computed once with
-`return_cache=True`.
+every sequence of a batch: it holds per-layer `k`, `v` of shape [layers, P, kv_heads, head_dim] computed once with
+`return_cache=True` (kv_heads = n_kv_heads).
 
-Decoding (hhh.sampling, docs/sampling.md): `cache` is a key/value cache {"k", "v": one [B, heads, S, head_dim] array
-per layer, "index": [B]}, each array with the logical axes CACHE_AXES (batch over the data axes, heads over
-`tensor`, like the activations). `tokens` [B, T] sit at slots index[b] .. index[b] + T - 1 of row b (rotary
-position = prefix length + slot): each layer writes their keys/values into those slots (in place), then every query
-attends to the slots of its row up to its own and to the whole `prefix_cache`; the updated cache (index + T) comes
-back as out["cache"]. Decoding runs the layers unrolled (`scan_layers=False`; `unrolled_params` converts scanned
-parameters once): a scanned layer would slice its weights and its cache out of stacked arrays at every step, which
-XLA copies on CPU. `prefix_cache` may then also hold one [P, heads, head_dim] array per layer. Without `cache`
-nothing of this runs: the training forward is the same computation as before the decode path existed.
+Decoding (hhh.sampling, docs/sampling.md): `cache` is a key/value cache {"k", "v": one [B, kv_heads, S, head_dim]
+array per layer, "index": [B]}, each array with the logical axes CACHE_AXES (batch over the data axes, heads over
+`tensor`, like the activations). `tokens` [B, T] sit at slots index[b] .. index[b] + T - 1 of row b (position =
+prefix length + slot, rotary or learned): each layer writes their keys/values into those slots (in place), then every
+query attends to the slots of its row up to its own and to the whole `prefix_cache`; the updated cache (index + T)
+comes back as out["cache"]. Decoding runs the layers unrolled (`scan_layers=False`; `unrolled_params` converts
+scanned parameters once): a scanned layer would slice its weights and its cache out of stacked arrays at every step,
+which XLA copies on CPU. `prefix_cache` may then also hold one [P, kv_heads, head_dim] array per layer. Without
+`cache` nothing of this runs: the training forward is the same computation as before the decode path existed.
 """
 
 from __future__ import annotations
@@ -52,7 +65,12 @@ REMAT_POLICIES = {
     "dots_no_batch": "checkpoint_dots_with_no_batch_dims",  # keep weight matmuls only (MaxText's 'minimal')
 }
 
-# Logical axes of each layer's decode cache k and v [batch, heads, slots, head_dim]: sharded like the activations
+NORMS = ("rms", "layer")
+MLPS = ("gelu_tanh", "gelu", "swiglu")
+ROTARY_LAYOUTS = ("half", "interleaved")
+POSITIONS = ("rotary", "learned")
+
+# Logical axes of each layer's decode cache k and v [batch, kv heads, slots, head_dim]: sharded like the activations
 # (hhh.sharding rules: batch over every data-parallel axis, heads over tensor; slots and head_dim whole). Heads
 # before slots: each (row, head) reads its slots contiguously (no transposed copies for the attention matmuls).
 CACHE_AXES = ("activation_batch", "activation_heads", "activation_length", "activation_kv")
@@ -79,6 +97,17 @@ class TransformerConfig:
   attention: str = "auto"  # auto | xla | blockwise | splash | cudnn (hhh.models.attention, docs/attention.md)
   attention_block: int = 0  # query and key block of blockwise / splash (0: 128 on CPU, 512 on TPU and GPU)
   logits_chunk: int = 0  # 0: whole-sequence logits; else the vocabulary loss in chunks of this many positions
+  # Architecture options (module docstring); the defaults are the paper's ladder.
+  norm: str = "rms"  # NORMS: rms (RMSNorm) | layer (LayerNorm with bias)
+  attn_bias: bool = False  # biases of the query/key/value and output projections
+  mlp_bias: bool = False  # biases of the MLP's dense layers
+  mlp: str = "gelu_tanh"  # MLPS: gelu_tanh | gelu (exact erf) | swiglu
+  n_kv_heads: int = 0  # key/value heads (grouped-query attention); 0: n_heads
+  parallel_residual: bool = False  # x + attn(norm(x)) + mlp(norm(x)) (GPT-NeoX)
+  rotary_pct: float = 1.0  # fraction of each head's dims that get rotary; the rest pass through
+  rotary_layout: str = "half"  # ROTARY_LAYOUTS: half (pairs i, i + r/2) | interleaved (pairs 2i, 2i + 1)
+  positions: str = "rotary"  # POSITIONS: rotary | learned (absolute position_embedding, no rotary)
+  tie_embeddings: bool = False  # logits = hidden @ embedding.T (no unembedding parameter)
 
   def __post_init__(self):
     if self.d_head == 0:
@@ -87,10 +116,21 @@ class TransformerConfig:
       object.__setattr__(self, "d_head", self.d_model // self.n_heads)
     if self.d_ff == 0:
       object.__setattr__(self, "d_ff", 4 * self.d_model)
+    if self.n_kv_heads == 0:
+      object.__setattr__(self, "n_kv_heads", self.n_heads)
     if self.remat not in REMAT_POLICIES:
       raise ValueError(f"unknown remat policy {self.remat!r}; choose one of {sorted(REMAT_POLICIES)}")
-    if self.d_head % 2:
-      raise ValueError(f"rotary embeddings need an even head dimension, got d_head={self.d_head}")
+    for name, choices in (("norm", NORMS), ("mlp", MLPS), ("rotary_layout", ROTARY_LAYOUTS),
+                          ("positions", POSITIONS)):
+      if getattr(self, name) not in choices:
+        raise ValueError(f"unknown {name}={getattr(self, name)!r}; choose one of {list(choices)}")
+    if self.n_kv_heads < 0 or self.n_heads % self.n_kv_heads:
+      raise ValueError(f"n_kv_heads={self.n_kv_heads} must divide n_heads={self.n_heads} (0: n_heads)")
+    if not 0 < self.rotary_pct <= 1:
+      raise ValueError(f"rotary_pct must be in (0, 1], got {self.rotary_pct}")
+    if self.positions == "rotary" and (self.rotary_dims % 2 or not self.rotary_dims):
+      raise ValueError(f"rotary embeddings need an even, positive number of dims: int(d_head * rotary_pct) = "
+                       f"int({self.d_head} * {self.rotary_pct}) = {self.rotary_dims}")
     if self.attention not in attention_lib.IMPLEMENTATIONS:
       raise ValueError(f"unknown attention implementation {self.attention!r}; choose one of "
                        f"{list(attention_lib.IMPLEMENTATIONS)}")
@@ -112,40 +152,84 @@ class TransformerConfig:
   def compute_dtype(self):
     return jnp.dtype(self.dtype)
 
+  @property
+  def rotary_dims(self) -> int:
+    """Dims of each head that get rotary (the first ones; as HF GPT-NeoX's rotary_ndims)."""
+    return int(self.d_head * self.rotary_pct)
+
   def non_embedding_params(self) -> int:
-    """Analytic count of parameters outside embedding, unembedding and score head (checked against eval_shape)."""
-    attn = 4 * self.d_model * self.n_heads * self.d_head
-    mlp = 2 * self.d_model * self.d_ff
-    norms = 2 * self.d_model
-    return self.n_layers * (attn + mlp + norms) + self.d_model  # + final norm
+    """Analytic count of parameters outside embedding (token and position), unembedding and score head (checked
+    against eval_shape in the tests). Biases and norms included."""
+    d, q_width, kv_width = self.d_model, self.n_heads * self.d_head, self.n_kv_heads * self.d_head
+    attn = 2 * d * q_width + 2 * d * kv_width  # query, out; key, value
+    if self.attn_bias:
+      attn += q_width + 2 * kv_width + d
+    n_in = 2 if self.mlp == "swiglu" else 1  # wi (and wg)
+    mlp = (n_in + 1) * d * self.d_ff
+    if self.mlp_bias:
+      mlp += n_in * self.d_ff + d
+    norm = (2 if self.norm == "layer" else 1) * d
+    return self.n_layers * (attn + mlp + 2 * norm) + norm  # + final norm
 
 
 def _dense_init(std):
   return nn.initializers.normal(stddev=std)
 
 
-class RMSNorm(nn.Module):
+class Norm(nn.Module):
+  """RMSNorm (`kind` "rms": parameter `scale`) or LayerNorm ("layer": mean-centred, `scale` and `bias`) over the last
+  axis, computed in f32."""
+  kind: str
   eps: float
   dtype: Any
   param_dtype: Any
 
   @nn.compact
   def __call__(self, x):
-    scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
-                       (x.shape[-1],), self.param_dtype)
+    def param(name, init):
+      return self.param(name, nn.with_logical_partitioning(init, ("norm",)), (x.shape[-1],), self.param_dtype)
+
     x32 = x.astype(jnp.float32)
+    if self.kind == "layer":
+      x32 = x32 - jnp.mean(x32, axis=-1, keepdims=True)
     y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-    return (y * scale.astype(jnp.float32)).astype(self.dtype)
+    y = y * param("scale", nn.initializers.ones).astype(jnp.float32)
+    if self.kind == "layer":
+      y = y + param("bias", nn.initializers.zeros).astype(jnp.float32)
+    return y.astype(self.dtype)
 
 
-def rotary(x, positions, theta):
-  """Rotary position embedding on [batch, length, heads, head_dim] with positions [batch, length]."""
-  d = x.shape[-1]
+def _norm(cfg: TransformerConfig, name: str) -> Norm:
+  return Norm(cfg.norm, cfg.norm_eps, cfg.compute_dtype, cfg.param_dtype, name=name)
+
+
+def rotary(x, positions, theta, *, pct: float = 1.0, layout: str = "half"):
+  """Rotary position embedding on [batch, length, heads, head_dim] with positions [batch, length].
+
+  The first r = int(head_dim * pct) dims of each head are rotated, pair i (< r/2) by positions * theta^(-2i/r); the
+  pairs are (i, i + r/2) for `layout` "half" (GPT-NeoX, HF Llama) and (2i, 2i + 1) for "interleaved" (GPT-J). The
+  other head_dim - r dims pass through unchanged."""
+  d = int(x.shape[-1] * pct)
   freq = 1.0 / (theta ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d))
   angles = positions.astype(jnp.float32)[:, :, None, None] * freq  # [B, T, 1, d/2]
   sin, cos = jnp.sin(angles), jnp.cos(angles)
-  x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
-  return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
+  rot, rest = x.astype(jnp.float32), None
+  if d < x.shape[-1]:
+    rot, rest = rot[..., :d], x[..., d:]
+  if layout == "half":
+    x1, x2 = jnp.split(rot, 2, axis=-1)
+    y = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  else:
+    x1, x2 = rot[..., 0::2], rot[..., 1::2]
+    y = jnp.stack([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).reshape(rot.shape)
+  y = y.astype(x.dtype)
+  return y if rest is None else jnp.concatenate([y, rest], axis=-1)
+
+
+def repeat_kv(x, groups: int, axis: int):
+  """Keys/values of n_kv_heads heads (on `axis`) as n_heads = n_kv_heads * groups heads for grouped-query attention:
+  query head h reads kv head h // groups (HF Llama's repeat_kv order). None and groups == 1 pass through."""
+  return x if x is None or groups == 1 else jnp.repeat(x, groups, axis=axis)
 
 
 def write_cache(cache, new, index):
@@ -218,41 +302,64 @@ class Attention(nn.Module):
     def kernel(name, shape, names, std):
       return self.param(name, nn.with_logical_partitioning(_dense_init(std), names), shape, cfg.param_dtype)
 
-    qkv_shape, qkv_names = (cfg.d_model, cfg.n_heads, cfg.d_head), ("embed", "heads", "kv")
+    def bias(name, shape, names):
+      return self.param(name, nn.with_logical_partitioning(nn.initializers.zeros, names), shape, cfg.param_dtype)
+
     dt = cfg.compute_dtype
     x = x.astype(dt)
-    q, k, v = (jnp.einsum("btd,dhk->bthk", x, kernel(n, qkv_shape, qkv_names, cfg.init_std).astype(dt))
-               for n in ("query", "key", "value"))
     names = ("activation_batch", "activation_length", "activation_heads", "activation_kv")
-    q, k, v = (sharding.constrain(t, names) for t in (q, k, v))
-    q, k = rotary(q, positions, cfg.rope_theta), rotary(k, positions, cfg.rope_theta)
-    new_kv = {"k": k, "v": v}
+
+    def project(name, heads):  # [B, T, heads, head_dim]
+      y = jnp.einsum("btd,dhk->bthk", x, kernel(name, (cfg.d_model, heads, cfg.d_head), ("embed", "heads", "kv"),
+                                                cfg.init_std).astype(dt))
+      if cfg.attn_bias:
+        y = y + bias(f"{name}_bias", (heads, cfg.d_head), ("heads", "kv")).astype(dt)
+      return sharding.constrain(y, names)
+
+    q, k, v = project("query", cfg.n_heads), project("key", cfg.n_kv_heads), project("value", cfg.n_kv_heads)
+    if cfg.positions == "rotary":
+      q, k = (rotary(t, positions, cfg.rope_theta, pct=cfg.rotary_pct, layout=cfg.rotary_layout) for t in (q, k))
+    new_kv = {"k": k, "v": v}  # n_kv_heads heads: caches hold these; repeated to n_heads just before attention
+    groups = cfg.n_heads // cfg.n_kv_heads
     pk, pv = (None, None) if prefix_kv is None else (prefix_kv["k"], prefix_kv["v"])
+    pk, pv = repeat_kv(pk, groups, -2), repeat_kv(pv, groups, -2)  # [P, heads, head_dim]
     if cache is None:
-      out = attention_lib.attend(q, k, v, segment_ids=segment_ids, prefix_k=pk, prefix_v=pv, impl=cfg.attention,
-                                 block_q=cfg.attention_block, block_kv=cfg.attention_block)
+      out = attention_lib.attend(q, repeat_kv(k, groups, 2), repeat_kv(v, groups, 2), segment_ids=segment_ids,
+                                 prefix_k=pk, prefix_v=pv, impl=cfg.attention, block_q=cfg.attention_block,
+                                 block_kv=cfg.attention_block)
     else:  # decode: write the new keys/values into this layer's cache [B, H, S, D], then attend over it
       new_kv = {"k": sharding.constrain(write_cache(cache["k"], k, cache_index), CACHE_AXES),
                 "v": sharding.constrain(write_cache(cache["v"], v, cache_index), CACHE_AXES)}
-      out = cached_attention(q, new_kv["k"], new_kv["v"], cache_index, prefix_k=pk, prefix_v=pv)
+      out = cached_attention(q, repeat_kv(new_kv["k"], groups, 1), repeat_kv(new_kv["v"], groups, 1), cache_index,
+                             prefix_k=pk, prefix_v=pv)
     out = sharding.constrain(out, names)
     w_out = kernel("out", (cfg.n_heads, cfg.d_head, cfg.d_model), ("heads", "kv", "embed"),
                    cfg.init_std / (2 * cfg.n_layers) ** 0.5)
-    return jnp.einsum("bthk,hkd->btd", out, w_out.astype(dt)), new_kv
+    out = jnp.einsum("bthk,hkd->btd", out, w_out.astype(dt))
+    if cfg.attn_bias:
+      out = out + bias("out_bias", (cfg.d_model,), ("embed",)).astype(dt)
+    return out, new_kv
 
 
 class Mlp(nn.Module):
+  """gelu_tanh / gelu: wo(gelu(wi(x))); swiglu: wo(silu(wg(x)) * wi(x))."""
   cfg: TransformerConfig
 
   @nn.compact
   def __call__(self, x):
     cfg = self.cfg
-    h = nn.Dense(cfg.d_ff, use_bias=False, dtype=cfg.compute_dtype, param_dtype=cfg.param_dtype,
-                 kernel_init=nn.with_logical_partitioning(_dense_init(cfg.init_std), ("embed", "mlp")), name="wi")(x)
-    h = sharding.constrain(nn.gelu(h), ("activation_batch", "activation_length", "activation_mlp"))
-    return nn.Dense(cfg.d_model, use_bias=False, dtype=cfg.compute_dtype, param_dtype=cfg.param_dtype,
-                    kernel_init=nn.with_logical_partitioning(
-                        _dense_init(cfg.init_std / (2 * cfg.n_layers) ** 0.5), ("mlp", "embed")), name="wo")(h)
+    def dense(features, names, std, name):
+      return nn.Dense(features, use_bias=cfg.mlp_bias, dtype=cfg.compute_dtype, param_dtype=cfg.param_dtype,
+                      kernel_init=nn.with_logical_partitioning(_dense_init(std), names),
+                      bias_init=nn.with_logical_partitioning(nn.initializers.zeros, names[-1:]), name=name)
+
+    h = dense(cfg.d_ff, ("embed", "mlp"), cfg.init_std, "wi")(x)
+    if cfg.mlp == "swiglu":
+      h = nn.silu(dense(cfg.d_ff, ("embed", "mlp"), cfg.init_std, "wg")(x)) * h
+    else:
+      h = nn.gelu(h, approximate=cfg.mlp == "gelu_tanh")
+    h = sharding.constrain(h, ("activation_batch", "activation_length", "activation_mlp"))
+    return dense(cfg.d_model, ("mlp", "embed"), cfg.init_std / (2 * cfg.n_layers) ** 0.5, "wo")(h)
 
 
 class Block(nn.Module):
@@ -264,12 +371,15 @@ class Block(nn.Module):
   def __call__(self, x, positions, segment_ids, prefix_kv, cache=None, cache_index=None):
     cfg = self.cfg
     act = ("activation_batch", "activation_length", "activation_embed")
-    norm = lambda name: RMSNorm(cfg.norm_eps, cfg.compute_dtype, cfg.param_dtype, name=name)  # noqa: E731
-    h, kv = Attention(cfg, name="attention")(norm("attention_norm")(x), positions, segment_ids, prefix_kv, cache,
-                                             cache_index)
-    x = sharding.constrain(x + h, act)
-    x = sharding.constrain(x + Mlp(cfg, name="mlp")(norm("mlp_norm")(x)), act)
-    return x, (kv if self.return_cache or cache is not None else None)  # decode: the layer's updated cache
+    h, kv = Attention(cfg, name="attention")(_norm(cfg, "attention_norm")(x), positions, segment_ids, prefix_kv,
+                                             cache, cache_index)
+    mlp = Mlp(cfg, name="mlp")
+    if cfg.parallel_residual:  # both branches read the block input
+      x = x + h + mlp(_norm(cfg, "mlp_norm")(x))
+    else:
+      x = sharding.constrain(x + h, act)
+      x = x + mlp(_norm(cfg, "mlp_norm")(x))
+    return sharding.constrain(x, act), (kv if self.return_cache or cache is not None else None)  # decode: the cache
 
 
 class Transformer(nn.Module):
@@ -311,7 +421,13 @@ class Transformer(nn.Module):
     embedding = self.param(
         "embedding", nn.with_logical_partitioning(nn.initializers.normal(1.0), ("vocab", "embed")),
         (cfg.vocab_size, cfg.d_model), cfg.param_dtype)
-    x = jnp.take(embedding, tokens, axis=0).astype(cfg.compute_dtype)
+    x = jnp.take(embedding, tokens, axis=0)
+    if cfg.positions == "learned":
+      table = self.param(
+          "position_embedding", nn.with_logical_partitioning(_dense_init(cfg.init_std), ("position", "embed")),
+          (cfg.max_len, cfg.d_model), cfg.param_dtype)
+      x = x + jnp.take(table, positions, axis=0)
+    x = x.astype(cfg.compute_dtype)
     x = sharding.constrain(x, ("activation_batch", "activation_length", "activation_embed"))
 
     block = Block
@@ -332,17 +448,20 @@ class Transformer(nn.Module):
                                                             cache_index)
         caches.append(kv)
       kv_out = jax.tree.map(lambda *c: jnp.stack(c), *caches) if return_cache else None
-    x = RMSNorm(cfg.norm_eps, cfg.compute_dtype, cfg.param_dtype, name="final_norm")(x)
+    x = _norm(cfg, "final_norm")(x)
 
     out = {}
     if return_hidden:
       out["hidden"] = x.reshape(lead + (length, cfg.d_model))
     if return_logits or self.is_initializing():
-      logits = nn.Dense(
-          cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype, param_dtype=cfg.param_dtype,
-          kernel_init=nn.with_logical_partitioning(_dense_init(cfg.init_std), ("embed", "vocab")),
-          name="unembedding")(x).astype(jnp.float32)
-      logits = sharding.constrain(logits, ("activation_batch", "activation_length", "activation_vocab"))
+      if cfg.tie_embeddings:
+        logits = _vocab_logits(x, embedding, cfg)
+      else:
+        logits = nn.Dense(
+            cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype, param_dtype=cfg.param_dtype,
+            kernel_init=nn.with_logical_partitioning(_dense_init(cfg.init_std), ("embed", "vocab")),
+            name="unembedding")(x).astype(jnp.float32)
+        logits = sharding.constrain(logits, ("activation_batch", "activation_length", "activation_vocab"))
       out["logits"] = logits.reshape(lead + (length, cfg.vocab_size))
     if score_index is not None and not cfg.score_head:
       raise ValueError("score_index given but the model has no score head (set model.score_head=True)")
@@ -367,9 +486,16 @@ class Transformer(nn.Module):
 
 def unembed(params, hidden, cfg: TransformerConfig):
   """f32 logits [..., V] of final hidden states [..., D] (`return_hidden`), exactly the module's `logits`."""
-  kernel = params["unembedding"]["kernel"]
-  h, kernel = hidden.astype(cfg.compute_dtype), kernel.astype(cfg.compute_dtype)
-  logits = jax.lax.dot_general(h, kernel, (((h.ndim - 1,), (0,)), ((), ()))).astype(jnp.float32)
+  if cfg.tie_embeddings:
+    return _vocab_logits(hidden, params["embedding"], cfg)
+  return _vocab_logits(hidden, params["unembedding"]["kernel"], cfg)
+
+
+def _vocab_logits(hidden, weight, cfg: TransformerConfig):
+  """hidden [..., D] times the unembedding kernel [D, V] or, with tie_embeddings, the embedding [V, D] transposed."""
+  h, weight = hidden.astype(cfg.compute_dtype), weight.astype(cfg.compute_dtype)
+  contract = 1 if cfg.tie_embeddings else 0  # the weight's D axis
+  logits = jax.lax.dot_general(h, weight, (((h.ndim - 1,), (contract,)), ((), ()))).astype(jnp.float32)
   if logits.ndim == 3:
     logits = sharding.constrain(logits, ("activation_batch", "activation_length", "activation_vocab"))
   return logits
