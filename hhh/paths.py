@@ -11,7 +11,8 @@ import os
 
 import ml_collections
 
-# Config fields that hold paths (dotted; absent ones are skipped). `data.vocab` is handled separately ("spm:PATH").
+# Config fields that hold paths (dotted; absent ones are skipped). `data.vocab` is handled separately ("spm:PATH",
+# "hf:PATH").
 CONFIG_PATHS = ("init_from", "checkpoint", "pm_checkpoint", "judge_checkpoint", "distilled_checkpoint",
                 "objective.prompt_file", "objective.teacher_dir")
 
@@ -57,12 +58,13 @@ class _null:
 
 
 def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Resolves every path field of `config` in place (see CONFIG_PATHS and `spm:PATH` vocabularies); returns it."""
+  """Resolves every path field of `config` in place (see CONFIG_PATHS and `spm:`/`hf:` vocabularies); returns it."""
   for key in CONFIG_PATHS:
     value = _get(config, key)
     if isinstance(value, str) and value:
       _set(config, key, resolve(value))
   vocab = _get(config, "data.vocab")
-  if isinstance(vocab, str) and vocab.startswith("spm:"):
-    _set(config, "data.vocab", "spm:" + resolve(vocab[len("spm:"):]))
+  for prefix in ("spm:", "hf:"):
+    if isinstance(vocab, str) and vocab.startswith(prefix) and len(vocab) > len(prefix):
+      _set(config, "data.vocab", prefix + resolve(vocab[len(prefix):]))
   return config

@@ -328,8 +328,8 @@ class Sampler:
     self.mesh, self.rules = mesh, tuple(rules)
     self.model, self.params = unrolled(model, params, mesh)
     self.vocab = vocab_lib.get_vocabulary(vocab) if isinstance(vocab, str) else vocab
-    self.eos_id = vocab_lib.eos_id() if eos_id is None else int(eos_id)
-    self.pad_id = vocab_lib.pad_id()
+    self.eos_id = vocab_lib.eos_id(self.vocab) if eos_id is None else int(eos_id)
+    self.pad_id = vocab_lib.pad_id(self.vocab)
     self.dp = sharding.data_parallel_size(mesh)
     self.batch_size = max(1, int(batch_size))
     self.max_len = int(self.model.cfg.max_len)

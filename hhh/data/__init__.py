@@ -4,7 +4,8 @@ Import `hhh.data.tasks` to register every task and mixture; `hhh.data.pipeline.m
 calls. Nothing here imports from the floors above (models, objectives, trainer).
 
 This package imports nothing itself, and `specs` (family_spec, FAMILIES, STAT_PREFIX, KIND_TO_FAMILY), `vocab`
-(seqio only on demand; a pure-Python byte vocabulary without it), `dialogue` and `pipeline` (TensorFlow/seqio only
-when data is read) load no TensorFlow or seqio, so the core runs without them (tests/test_core_imports.py).
+(seqio only on demand; pure-Python byte and "hf:" vocabularies without it), `dialogue` and `pipeline`
+(TensorFlow/seqio only when data is read) load no TensorFlow or seqio, so the core runs without them
+(tests/test_core_imports.py).
 `features`, `tokenize` and `tasks` are the tf.data side.
 """

@@ -6,6 +6,11 @@ concatenate (a prompt, then a conversation) without special cases. A query is po
     "{history}\\n\\nHuman: {query}\\n\\nAssistant:"
 
 and the model continues after "Assistant:" with a response that starts with a space (" {reply}").
+
+Context and response are tokenised separately everywhere (data pipeline, evaluations, sampler). With the byte
+vocabulary and byte-level BPE tokenizers ("hf:", GPT-2/Pythia/Llama-3) the context's ids are then a prefix of the
+whole dialogue's ids: ":" and " reply" never merge. What SentencePiece-converted Hugging Face tokenizers (Llama-2,
+Mistral) do at that boundary is spelled out in hhh/data/vocab.py.
 """
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 Task features (what a registered task yields, tokenized, no EOS unless noted) -> model features (fixed shapes):
 
   lm               targets [T] (EOS appended)                 -> seqio.DecoderFeatureConverter(pack=True) names
+                                                                (PackedLMFeatureConverter for "hf:" vocabularies)
   lm (imitation)   inputs [Tc], targets [Tr] (EOS appended)   -> same names; loss weights 0 on the context
   comparison       context [Tc], responses [K, None], scores [K] -> tokens [K, L], response_start, eoc_index,
                                                                      score, valid [K]
@@ -21,6 +22,23 @@ Truncation rule (a sample is context + response + end-of-context token, length L
   is all 0, counted as `no_responses` (evaluation drops such rows and reports the count).
 The counts travel through the tf.data pipeline as `_stat_*` features; pipeline.make_iterator sums them into
 `iterator.stats` and strips them from the batches.
+
+Special ids (hhh/data/vocab.py; every id the converters write comes from the vocabulary in use):
+  * EOS: appended by hhh/data/tokenize.py (Feature.add_eos: lm targets, imitation targets) as the vocabulary's
+    `eos_id` (1 for byte/spm, the tokenizer's EOS for "hf:").
+  * end-of-context: `end_id` = vocab.eoc_id(vocab), passed in by pipeline.make_converter.
+  * Padding stays 0 whatever the vocabulary's pad id, because it is always masked and never read:
+      comparison / multiple_choice / binary `tokens` after eoc_index (the score is read at eoc_index, LM scores
+      stop there; attention is causal) and whole padding responses (valid = 0); distill `tokens` beyond the text
+      (loss_weights 0); packed LM `decoder_target_tokens` / `decoder_input_tokens` beyond the last document
+      (decoder_segment_ids 0, decoder_loss_weights 0); padding rows of a last partial batch (pipeline.py, valid /
+      loss weights 0). For "hf:" vocabularies id 0 is a real token (GPT-2's "!"); none of these masks reads tokens.
+  * Packed LM documents (plain and imitation): seqio's packer treats id 0 as padding (it drops trailing zeros and
+    gives them segment id 0) and its loss weights are `targets != 0`, which is right only for byte/spm (0 never
+    occurs in their text). `PackedLMFeatureConverter` (used for "hf:" vocabularies) and `MaskedLMFeatureConverter`
+    therefore pack ids + 1 and shift them back; loss weights come from the segment ids. The decoder input in front
+    of each document is `start_id` = vocab.lm_start_id(vocab): 0 for byte/spm (seqio's convention, so their
+    batches are bit-identical to seqio's), the tokenizer's BOS (else EOS) for "hf:".
 """
 from __future__ import annotations
 
@@ -178,6 +196,43 @@ class DistillFeatureConverter(_Converter):
     return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
+def _unshift_packed(shifted: tf.Tensor, seg: tf.Tensor, start_id: int):
+  """Packed ids + 1 -> (targets, decoder inputs, real-token mask as int32); padding (segment id 0) is 0 in both.
+
+  The decoder input is the previous token of the same document and `start_id` in front of each document."""
+  real = tf.cast(seg > 0, tf.int32)
+  tgt = (shifted - 1) * real
+  inp = seqio.utils.make_autoregressive_inputs(tgt, sequence_id=seg, bos_id=start_id) * real
+  return tgt, inp, real
+
+
+class PackedLMFeatureConverter:
+  """Plain LM: seqio.DecoderFeatureConverter(pack=True) for vocabularies in which id 0 is a text token ("hf:").
+
+  Packs ids + 1 with seqio's converter and shifts them back (see the module docstring): the same model features
+  (decoder_target_tokens, decoder_input_tokens, decoder_loss_weights, decoder_segment_ids, decoder_positions) with
+  loss weights = segment ids > 0 and `start_id` as the decoder input in front of each document. For byte/spm
+  (start_id 0) the output equals seqio's bit for bit (tests/test_hf_vocab.py); the pipeline uses seqio's converter
+  directly for them."""
+
+  def __init__(self, start_id: int = 0):
+    self._start_id = int(start_id)
+    self._seqio = seqio.DecoderFeatureConverter(pack=True, apply_length_check=False)
+
+  def __call__(self, ds: tf.data.Dataset, task_feature_lengths: Mapping[str, int]) -> tf.data.Dataset:
+    if "targets" not in ds.element_spec:
+      raise ValueError(f"PackedLMFeatureConverter: dataset lacks task feature 'targets'; has {sorted(ds.element_spec)}")
+    ds = ds.map(lambda ex: {**ex, "targets": tf.cast(ex["targets"], tf.int32) + 1},
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = self._seqio(ds, task_feature_lengths)
+    start = self._start_id
+
+    def fix(ex):
+      tgt, inp, real = _unshift_packed(ex["decoder_target_tokens"], ex["decoder_segment_ids"], start)
+      return {**ex, "decoder_target_tokens": tgt, "decoder_input_tokens": inp, "decoder_loss_weights": real}
+    return ds.map(fix, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 class MaskedLMFeatureConverter(seqio.FeatureConverter):
   """Imitation learning: context ("inputs") + response ("targets") packed like seqio's decoder LM, with
   decoder_loss_weights 0 on the context. The context is left-truncated so the response + EOS survive."""
@@ -189,7 +244,8 @@ class MaskedLMFeatureConverter(seqio.FeatureConverter):
                     "decoder_loss_weights": seqio.FeatureConverter.FeatureSpec(tf.int32)}
   PACKING_FEATURE_DTYPES = {"decoder_segment_ids": tf.int32, "decoder_positions": tf.int32}
 
-  def __init__(self, **kwargs):
+  def __init__(self, start_id: int = 0, **kwargs):
+    self._start_id = int(start_id)
     super().__init__(pack=True, apply_length_check=False, **kwargs)
 
   def __call__(self, ds, task_feature_lengths):
@@ -202,7 +258,8 @@ class MaskedLMFeatureConverter(seqio.FeatureConverter):
       ctx, resp = tf.cast(ex["inputs"], tf.int32), tf.cast(ex["targets"], tf.int32)
       r = resp[:L]
       c = ctx[tf.maximum(tf.size(ctx) - (L - tf.size(r)), 0):]
-      return {"targets": tf.concat([c, r], 0),
+      # ids + 1: the packer treats 0 as padding, and 0 is a text token in some vocabularies ("hf:").
+      return {"targets": tf.concat([c, r], 0) + 1,
               # The packer treats 0 as padding and drops it, so the mask travels as 1 (context) / 2 (response).
               "mask": tf.concat([tf.ones_like(c), 2 * tf.ones_like(r)], 0),
               STAT_PREFIX + "truncated_context": tf.cast(tf.size(c) < tf.size(ctx), tf.int32),
@@ -215,11 +272,14 @@ class MaskedLMFeatureConverter(seqio.FeatureConverter):
     lengths = {"targets": L, "mask": L, **{k: L for k in stats}}
     ds = seqio.utils.trim_and_pack_dataset(ds, lengths, use_custom_ops=False)
 
+    start = self._start_id
+
     def finish(ex):
       seg = ex["targets_segment_ids"]
-      out = {"decoder_target_tokens": ex["targets"],
-             "decoder_input_tokens": seqio.utils.make_autoregressive_inputs(ex["targets"], sequence_id=seg),
-             "decoder_loss_weights": tf.cast(tf.equal(ex["mask"], 2), tf.int32) * tf.cast(ex["targets"] > 0, tf.int32),
+      tgt, inp, real = _unshift_packed(ex["targets"], seg, start)
+      out = {"decoder_target_tokens": tgt,
+             "decoder_input_tokens": inp,
+             "decoder_loss_weights": tf.cast(tf.equal(ex["mask"], 2), tf.int32) * real,
              "decoder_segment_ids": seg, "decoder_positions": ex["targets_positions"]}
       for k in stats:
         out[k] = tf.reduce_sum(tf.maximum(ex[k] - 1, 0))

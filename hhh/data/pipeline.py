@@ -10,10 +10,18 @@ this scale (see tools/bench_data.py); a checkpoint therefore only needs to store
 Per-host input: host `shard_index` of `num_shards` reads only its shard (seqio.ShardInfo): sources that can shard
 their files do so, in-memory sources keep every num_shards-th example. Each host's batch_size is its local batch;
 the global batch is the concatenation of the hosts' local batches.
+
+Exit: a tf.data iterator whose graph calls back into Python (an "hf:" vocabulary tokenises through
+tf.numpy_function) can deadlock the interpreter's shutdown when it is still alive then (its prefetch threads wait
+for the GIL while the finalising main thread waits for them). Every BatchIterator still open at exit is therefore
+closed by an atexit hook, before the interpreter finalises; `iterator.close()` does it earlier.
 """
 from __future__ import annotations
 
+import atexit
 import collections
+import gc
+import weakref
 from typing import Dict, Iterator, Optional
 
 import numpy as np
@@ -25,11 +33,22 @@ _DEFAULT_K = 2
 _DEFAULT_C = 4
 
 
+_OPEN = weakref.WeakSet()  # BatchIterators not yet closed (see the module docstring: Exit)
+
+
+@atexit.register
+def _close_open_iterators():
+  for it in list(_OPEN):
+    it.close()
+  gc.collect()
+
+
 class BatchIterator:
   """Iterator of dicts of numpy arrays; `stats` counts examples, padding rows and truncations so far."""
 
   def __init__(self, ds, family: str, batch_size: int, spec, start_batch: int):
     self._it = ds.as_numpy_iterator()
+    _OPEN.add(self)
     self.family = family
     self.batch_size = batch_size
     self.spec = spec
@@ -39,7 +58,14 @@ class BatchIterator:
   def __iter__(self):
     return self
 
+  def close(self) -> None:
+    """Releases the tf.data iterator (and its threads); next() then raises StopIteration."""
+    self._it = None
+    _OPEN.discard(self)
+
   def __next__(self) -> Dict[str, np.ndarray]:
+    if self._it is None:
+      raise StopIteration
     raw = next(self._it)
     out = {}
     n = None
@@ -64,8 +90,11 @@ def make_converter(family: str, kind: str, vocab, k: int, c: int):
   from hhh.data import features as F
   end = vocab_lib.eoc_id(vocab)
   if family == "lm":
+    start = vocab_lib.lm_start_id(vocab)
     if kind == "imitation":
-      return F.MaskedLMFeatureConverter()
+      return F.MaskedLMFeatureConverter(start_id=start)
+    if vocab_lib.zero_is_text(vocab):  # "hf:": seqio's packing would take id 0 for padding
+      return F.PackedLMFeatureConverter(start_id=start)
     return seqio.DecoderFeatureConverter(pack=True, apply_length_check=False)
   if family == "comparison":
     return F.ComparisonFeatureConverter(end, k=k)

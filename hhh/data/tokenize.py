@@ -26,12 +26,14 @@ def encode_strings(vocab: seqio.Vocabulary, strings: tf.Tensor) -> tf.RaggedTens
   if isinstance(vocab, seqio.SentencePieceVocabulary):
     out = vocab.tf_tokenizer.tokenize(strings)
     return tf.cast(out, tf.int32)
+  if hasattr(vocab, "encode_strings_tf"):  # vocab.HFTokenizerVocabulary: one batched call of the tokenizer
+    return tf.cast(vocab.encode_strings_tf(strings), tf.int32)
   return tf.map_fn(lambda s: tf.cast(vocab.encode_tf(s), tf.int32), strings,
                    fn_output_signature=tf.RaggedTensorSpec([None], tf.int32))
 
 
 def tokenize_features(ds: tf.data.Dataset, output_features: Mapping[str, seqio.Feature]) -> tf.data.Dataset:
-  """Encodes every string output feature of rank 1 or 2; appends EOS where Feature.add_eos."""
+  """Encodes every string output feature of rank 1 or 2; appends the vocabulary's EOS where Feature.add_eos."""
 
   def fn(ex):
     ex = dict(ex)
