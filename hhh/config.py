@@ -114,7 +114,7 @@ def base_config(size: str = "tiny") -> ml_collections.ConfigDict:
       train_split="train",
       eval_task="",  # "" = same as task
       eval_split="validation",
-      vocab="byte",  # "byte" (zero set-up) or "spm:PATH" from tools/train_vocab.py (pod runs: a 65,536-piece model)
+      vocab="byte",  # "byte" (zero set-up), "spm:PATH" (tools/train_vocab.py; pod runs: 65,536 pieces), "hf:PATH"
       seq_len=128 if small else 8192,
       num_responses=2,  # K of the comparison family
       shuffle=True,
