@@ -199,16 +199,18 @@ def run_model_config(path: str, what: str = "checkpoint") -> Optional[dict]:
   return None
 
 
-def _flatten(tree, prefix=()):
+def flatten(tree, prefix=()) -> dict:
+  """{key-path tuple: leaf} of a tree of nested dicts (parameters, shardings, abstract shapes)."""
   if isinstance(tree, dict):
     out = {}
     for k, v in tree.items():
-      out.update(_flatten(v, prefix + (k,)))
+      out.update(flatten(v, prefix + (k,)))
     return out
   return {prefix: tree}
 
 
-def _unflatten(flat):
+def unflatten(flat: dict) -> dict:
+  """The nested dicts of `flatten`'s output."""
   out = {}
   for path, v in flat.items():
     d = out
@@ -225,7 +227,7 @@ def _saved_params(checkpointer, item) -> dict:
   tree = getattr(tree, "tree", tree)
   if not isinstance(tree, dict) or "params" not in tree:
     raise CheckpointNotFoundError(f"checkpoint at {item} holds no 'params' (is it an hhh training checkpoint?)")
-  return _flatten(dict(tree["params"]))
+  return flatten(dict(tree["params"]))
 
 
 def saved_param_names(path: str, what: str = "init_from") -> list[str]:
@@ -242,8 +244,8 @@ def load_params(path: str, params, shardings, what: str = "init_from"):
   item = _state_item_dir(path, what)
   checkpointer = ocp.PyTreeCheckpointer()
   src = _saved_params(checkpointer, item)
-  dst = _flatten(params)
-  dst_sh = _flatten(shardings)
+  dst = flatten(params)
+  dst_sh = flatten(shardings)
   wanted, fresh = {}, []
   for name, value in dst.items():
     if name in src:
@@ -254,14 +256,14 @@ def load_params(path: str, params, shardings, what: str = "init_from"):
       wanted[name] = jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=dst_sh[name])
     else:
       fresh.append("/".join(name))
-  target = {"params": _unflatten(wanted)}
+  target = {"params": unflatten(wanted)}
   restored = checkpointer.restore(item, args=ocp.args.PyTreeRestore(
       item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True))
   merged = dict(dst)
-  merged.update(_flatten(restored["params"]))
+  merged.update(flatten(restored["params"]))
   logging.debug("loaded %s: %d parameter arrays; freshly initialised %d: %s",
                item, len(wanted), len(fresh), fresh)
-  return _unflatten(merged), ["/".join(n) for n in wanted], fresh
+  return unflatten(merged), ["/".join(n) for n in wanted], fresh
 
 
 # ----------------------------------------------------------------------------------------------- a run's model

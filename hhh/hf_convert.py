@@ -337,8 +337,8 @@ def import_checkpoint(hf_dir: str, out_dir: str, *, mesh_cfg=None, devices=None,
   if seq_cls:
     raise ConfigError(f"{hf_dir} is a sequence-classification model: import its base LM (hhh trains the score "
                       f"head from an LM with configs/preference.py)")
-  flat_abstract = _flatten(ms.abstract)
-  flat_shardings = _flatten(ms.shardings)
+  flat_abstract = ckpt_lib.flatten(ms.abstract)
+  flat_shardings = ckpt_lib.flatten(ms.shardings)
   table = tensors(arch, m)
   by_path = {t.path: t for t in table}
   missing_hhh = sorted("/".join(p) for p in flat_abstract if p not in by_path)
@@ -379,7 +379,7 @@ def import_checkpoint(hf_dir: str, out_dir: str, *, mesh_cfg=None, devices=None,
   if unused:
     raise ConfigError(f"{hf_dir}: tensors not converted {unused[:8]}{' ...' if len(unused) > 8 else ''}: an "
                       f"architecture variant this importer does not know")
-  params = _unflatten(params_flat)
+  params = ckpt_lib.unflatten(params_flat)
   os.makedirs(out_dir, exist_ok=True)
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   c = ckpt_lib.Checkpointer(out_dir, every=1, keep=1, async_save=False)
@@ -404,25 +404,6 @@ def import_checkpoint(hf_dir: str, out_dir: str, *, mesh_cfg=None, devices=None,
   log(f"hf_import: {arch} with {n_params:,} parameters ({len(used)} tensors) -> {out_dir} in "
       f"{summary['seconds']:.1f}s" + (f"; tokenizer: {', '.join(copied)}" if copied else "; no tokenizer files"))
   return summary
-
-
-def _flatten(tree, prefix=()) -> dict:
-  if isinstance(tree, dict):
-    out = {}
-    for k, v in tree.items():
-      out.update(_flatten(v, prefix + (k,)))
-    return out
-  return {prefix: tree}
-
-
-def _unflatten(flat: dict) -> dict:
-  out: dict = {}
-  for path, v in flat.items():
-    node = out
-    for k in path[:-1]:
-      node = node.setdefault(k, {})
-    node[path[-1]] = v
-  return out
 
 
 # ----------------------------------------------------------------------------------------------- export
@@ -515,7 +496,7 @@ def export_checkpoint(run_dir: str, out_dir: str, *, log: Callable[[str], None] 
                                         rules=[list(r) for r in hc.base_config("tiny").mesh.rules]))
   ms = ckpt_lib.build_model(full, mesh, jax.devices()[:1])
   params = jax.tree.map(np.asarray, jax.device_get(ckpt_lib.load_model_params(ms, run_dir, what="run")))
-  flat = _flatten(params)
+  flat = ckpt_lib.flatten(params)
   out: dict = {}
   vocab = int(m["vocab_size"])
   hf_vocab = int(source.get("vocab_size") or vocab)
