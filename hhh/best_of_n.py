@@ -104,10 +104,17 @@ class PreferenceJudge:
       out[idx] = self.scorer.pm(tokens, eoc, np.ones_like(eoc))
     return out
 
-  def choose(self, context: Sequence[int], candidates: Sequence) -> tuple:
-    """(index of the highest-scoring candidate Sample, its scores); ties go to the first."""
-    scores = self.score([context] * len(candidates), [response_ids(s, self.eos_id) for s in candidates])
-    return int(np.argmax(scores)), scores
+  def choose(self, contexts: Sequence[Sequence[int]], groups: Sequence[Sequence]) -> list:
+    """For each context and its group of candidate Samples: (index of the highest-scoring candidate, the group's
+    scores); ties go to the first. Every candidate of every group is scored in one batched pass."""
+    flat = self.score([c for c, g in zip(contexts, groups) for _ in g],
+                      [response_ids(s, self.eos_id) for g in groups for s in g])
+    out, i = [], 0
+    for g in groups:
+      scores = flat[i:i + len(g)]
+      i += len(g)
+      out.append((int(np.argmax(scores)), scores))
+    return out
 
 
 def win_rate(judge_chosen, judge_baseline) -> dict:
@@ -129,17 +136,16 @@ def best_of_n(sampler, prompts: Sequence[Sequence[int]], settings, policy: Prefe
   k, n = int(settings.num_samples), int(best_of)
   per = k * (n + 1)
   drawn = sampler.generate(prompts, dataclasses.replace(settings, num_samples=per), prompt_indices=prompt_indices)
+  slots = [(i, j, drawn[i * per + j * (n + 1):i * per + (j + 1) * (n + 1)]) for i in range(len(prompts))
+           for j in range(k)]  # (prompt, draw, n candidates + the baseline)
+  ctxs = [prompts[i] for i, _, _ in slots]
+  chosen = policy.choose(ctxs, [group[:n] for _, _, group in slots])
+  base_scores = policy.score(ctxs, [response_ids(group[n], policy.eos_id) for _, _, group in slots])
   rows = []
-  for i, ctx in enumerate(prompts):
-    mine = drawn[i * per:(i + 1) * per]
-    for j in range(k):
-      group = mine[j * (n + 1):(j + 1) * (n + 1)]
-      cands, baseline = group[:n], group[n]
-      pick, scores = policy.choose(ctx, cands)
-      base_score = float(policy.score([ctx], [response_ids(baseline, policy.eos_id)])[0])
-      rows.append({"prompt_index": i, "sample_index": j, "chosen": cands[pick], "chosen_index": pick,
-                   "candidates": cands, "pm_scores": [float(x) for x in scores],
-                   "chosen_pm_score": float(scores[pick]), "baseline": baseline, "baseline_pm_score": base_score})
+  for (i, j, group), (pick, scores), base_score in zip(slots, chosen, base_scores):
+    rows.append({"prompt_index": i, "sample_index": j, "chosen": group[pick], "chosen_index": pick,
+                 "candidates": group[:n], "pm_scores": [float(x) for x in scores],
+                 "chosen_pm_score": float(scores[pick]), "baseline": group[n], "baseline_pm_score": float(base_score)})
   summary = {"best_of": n, "draws": len(rows),
              "mean_pm_score_chosen": float(np.mean([r["chosen_pm_score"] for r in rows])),
              "mean_pm_score_baseline": float(np.mean([r["baseline_pm_score"] for r in rows])),

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from typing import Callable, Optional
 
 import numpy as np
@@ -322,6 +323,9 @@ def import_checkpoint(hf_dir: str, out_dir: str, *, mesh_cfg=None, devices=None,
   hf_dir, out_dir = paths.resolve(hf_dir), paths.resolve(out_dir)
   hf = read_hf_config(hf_dir)
   arch = arch_of(hf)
+  if any(a.endswith("ForSequenceClassification") for a in hf.get("architectures") or []):
+    raise ConfigError(f"{hf_dir} is a sequence-classification model: import its base LM (hhh trains the score "
+                      f"head from an LM with configs/preference.py)")
   m = model_config(hf)
   hf_vocab = m["vocab_size"]
   if vocab_size and vocab_size > hf_vocab:
@@ -333,10 +337,6 @@ def import_checkpoint(hf_dir: str, out_dir: str, *, mesh_cfg=None, devices=None,
   ms = ckpt_lib.build_model(full, mesh_cfg, devices)
   reader = SafetensorsReader(hf_dir)
   names = reader.names()
-  seq_cls = any(a.endswith("ForSequenceClassification") for a in hf.get("architectures") or [])
-  if seq_cls:
-    raise ConfigError(f"{hf_dir} is a sequence-classification model: import its base LM (hhh trains the score "
-                      f"head from an LM with configs/preference.py)")
   flat_abstract = ckpt_lib.flatten(ms.abstract)
   flat_shardings = ckpt_lib.flatten(ms.shardings)
   table = tensors(arch, m)
@@ -390,7 +390,6 @@ def import_checkpoint(hf_dir: str, out_dir: str, *, mesh_cfg=None, devices=None,
   for f in TOKENIZER_FILES:
     src = os.path.join(hf_dir, f)
     if os.path.isfile(src):
-      import shutil  # pylint: disable=g-import-not-at-top
       shutil.copyfile(src, os.path.join(out_dir, f))
       copied.append(f)
   record = {"model": {k: v for k, v in full.to_dict().items()},
@@ -543,7 +542,6 @@ def export_checkpoint(run_dir: str, out_dir: str, *, log: Callable[[str], None] 
     cfg["hhh_score_bias"] = score_bias  # RMSNorm models cannot absorb it: HF scores = hhh scores - this constant
   with open(os.path.join(out_dir, "config.json"), "w") as f:
     json.dump(cfg, f, indent=2, sort_keys=True)
-  import shutil  # pylint: disable=g-import-not-at-top
   copied = [f for f in TOKENIZER_FILES if os.path.isfile(os.path.join(run_dir, f))]
   for f in copied:
     shutil.copyfile(os.path.join(run_dir, f), os.path.join(out_dir, f))

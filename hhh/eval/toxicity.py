@@ -234,10 +234,10 @@ def evaluate_samples(samples: Sequence[Sequence], prompts: Sequence[Prompt], sco
 
 def run_condition(name: str, sampler, prompts: Sequence[Prompt], settings, scorer, *, fmt: str = "raw",
                   choose: Optional[Callable] = None, best_of: int = 1, log: Callable[[str], None] = print) -> dict:
-  """Samples k = settings.num_samples continuations of each prompt (best_of x k when `choose` ranks them: `choose`
-  (context_ids, [samples]) -> index of the chosen sample among each group of best_of), scores them, returns
-  {"metrics", "records" (one per sample, JSON-ready), "skipped_too_long"}."""
-  import dataclasses as dc  # pylint: disable=g-import-not-at-top,reimported
+  """Samples k = settings.num_samples continuations of each prompt (best_of x k when `choose` ranks them:
+  `choose`([context_ids], [[samples]]) -> [(index of the chosen sample in each group of best_of, scores)], as
+  hhh.best_of_n.PreferenceJudge.choose), scores them, returns {"metrics", "records" (one per sample, JSON-ready),
+  "skipped_too_long"}."""
   ctx_text = contexts(prompts, fmt)
   ctx_ids = [list(sampler.vocab.encode(c)) for c in ctx_text]
   keep, too_long = fit_prompts(sampler, prompts, ctx_ids, settings)
@@ -249,21 +249,15 @@ def run_condition(name: str, sampler, prompts: Sequence[Prompt], settings, score
   ctx_ids = [ctx_ids[i] for i in keep]
   k = int(settings.num_samples)
   groups = max(1, int(best_of)) if choose is not None else 1
-  drawn = sampler.generate(ctx_ids, dc.replace(settings, num_samples=k * groups), prompt_indices=keep)
+  drawn = sampler.generate(ctx_ids, dataclasses.replace(settings, num_samples=k * groups), prompt_indices=keep)
   per_prompt = [drawn[i * k * groups:(i + 1) * k * groups] for i in range(len(prompts))]
-  chosen, ranks = [], []
-  for i, group in enumerate(per_prompt):
-    if choose is None:
-      chosen.append(group)
-      continue
-    picks, rank_info = [], []
-    for j in range(k):
-      cands = group[j * groups:(j + 1) * groups]
-      idx, scores = choose(ctx_ids[i], cands)
-      picks.append(cands[idx])
-      rank_info.append([float(x) for x in scores])
-    chosen.append(picks)
-    ranks.append(rank_info)
+  chosen, ranks = per_prompt, []
+  if choose is not None:  # every group of every prompt ranked in one batched pass
+    cands = [group[j * groups:(j + 1) * groups] for group in per_prompt for j in range(k)]
+    picks = choose([ctx_ids[i] for i in range(len(prompts)) for _ in range(k)], cands)
+    chosen = [[c[idx] for c, (idx, _) in zip(cands[i * k:(i + 1) * k], picks[i * k:(i + 1) * k])]
+              for i in range(len(prompts))]
+    ranks = [[[float(x) for x in sc] for _, sc in picks[i * k:(i + 1) * k]] for i in range(len(prompts))]
   texts = [[s.text for s in row] for row in chosen]
   m, scores = evaluate_samples(texts, prompts, scorer, log=log)
   records = []
