@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 import ml_collections
 
@@ -41,12 +41,13 @@ PRESETS = {
     "default": dict(sizes="tiny,lab_s,lab_m", batch_size=16, seq_len=128, pretrain_steps=150, objective_steps=30,
                     pmp_size="lab_s", pmp_steps=30, finetune_examples="32,256", distill_steps=30,
                     compare_examples=160, prompt_tokens=512, eval_seq_len=512, hhh=True, truthfulqa=False,
-                    toxicity_prompts=40, toxicity_samples=4, toxicity_tokens=32, dialogues=3),
+                    toxicity_prompts=40, toxicity_samples=4, toxicity_tokens=32, dialogues=3,
+                    finetune_eval_examples=400),
     # CI: one small size, a few steps each, every stage and the report still exercised.
     "smoke": dict(sizes="tiny", batch_size=8, seq_len=64, pretrain_steps=12, objective_steps=6, pmp_size="",
                   pmp_steps=6, finetune_examples="16", distill_steps=4, compare_examples=24, prompt_tokens=512,
                   eval_seq_len=128, hhh=True, truthfulqa=False, toxicity_prompts=6, toxicity_samples=2, toxicity_tokens=8,
-                  dialogues=1),
+                  dialogues=1, finetune_eval_examples=24),
 }
 
 
@@ -56,7 +57,7 @@ def default_config() -> ml_collections.ConfigDict:
       preset="default", sizes="", batch_size=0, seq_len=0, pretrain_steps=0, objective_steps=0, pmp_size="",
       pmp_steps=0,
       finetune_examples="", distill_steps=0, compare_examples=0, prompt_tokens=0, eval_seq_len=0, hhh=-1, truthfulqa=-1,
-      toxicity_prompts=0, toxicity_samples=0, toxicity_tokens=0, dialogues=0, seed=0))
+      toxicity_prompts=0, toxicity_samples=0, toxicity_tokens=0, dialogues=0, finetune_eval_examples=0, seed=0))
 
 
 def resolve(config: ml_collections.ConfigDict) -> dict:
@@ -95,15 +96,16 @@ def _load_config(module: str, arg: str) -> ml_collections.ConfigDict:
 
 def run_config(module: str, arg: str, p: dict, *, steps: int, init_from: str = "", lr_factor: float = 1.0,
                eval_every: int = 0, eval_batches: int = 4) -> ml_collections.ConfigDict:
-  """A project config (configs/<module>.py:<arg>) with the lab's batch, length and step overrides."""
+  """A project config (configs/<module>.py:<arg>) with the lab's batch, length and step overrides; every run
+  evaluates its held-out split at its last step (eval_every=0) or every `eval_every` steps."""
   c = _load_config(module, arg)
   with c.unlocked():
     c.seed = p["seed"]
     c.train.steps = int(steps)
     c.train.batch_size = p["batch_size"]
     c.data.seq_len = p["seq_len"]
-    c.train.log_every = max(int(steps) // 4, 1)
-    c.train.eval_every = eval_every
+    c.train.log_every = max(int(steps) // 10, 1)  # enough points for a smoothed final loss
+    c.train.eval_every = int(eval_every) or int(steps)
     c.train.eval_batches = eval_batches
     c.train.checkpoint_every = int(steps)
     c.train.keep_checkpoints = 1
@@ -120,23 +122,98 @@ def run_config(module: str, arg: str, p: dict, *, steps: int, init_from: str = "
 
 
 class Progress:
-  """One line per stage with elapsed time and an estimate of what is left (the trainer prints its own steps)."""
+  """One line per stage with elapsed time and an estimate of what is left (the trainer prints its own steps).
 
-  def __init__(self, total: int, stream=None):
-    self.total, self.done, self.t0 = total, 0, time.perf_counter()
+  Each stage has an a-priori cost (seconds at a nominal speed: a fixed start-up plus its FLOPs, `stage_cost`); the
+  time left is the remaining stages' cost scaled by how fast the stages that ran so far went against their estimate
+  (stages reused from an earlier run take ~0 s and are left out of that ratio). Stage times are kept in
+  DIR/stage_times.json: a rerun that reuses a stage keeps the time it took when it ran."""
+
+  def __init__(self, costs: dict, times_file: str = ""):
+    self.costs, self.total, self.done, self.t0 = dict(costs), len(costs), 0, time.perf_counter()
     self.times: dict = {}
+    self.reused: set = set()
+    self._ran_cost = self._ran_time = self._left = 0.0
+    self._left = float(sum(self.costs.values()))
+    self.times_file = times_file
+    self._stored = {}
+    if times_file and os.path.exists(times_file):
+      with open(times_file) as f:
+        self._stored = json.load(f)
+
+  def eta_s(self) -> Optional[float]:
+    if self._ran_cost <= 0:
+      return None
+    return self._left * self._ran_time / self._ran_cost
 
   def start(self, name: str, what: str):
     el = time.perf_counter() - self.t0
-    eta = "" if not self.done else f", ~{(el / self.done) * (self.total - self.done) / 60:.1f} min left"
+    eta = self.eta_s()
+    eta = "" if eta is None else f", ~{eta / 60:.1f} min left"
     print(f"\n=== lab [{self.done + 1}/{self.total}] {name}: {what} (elapsed {el / 60:.1f} min{eta})", flush=True)
     self._t = time.perf_counter()
 
-  def end(self, name: str, summary: str = ""):
+  def end(self, name: str, summary: str = "", *, reused: bool = False):
     dt = time.perf_counter() - self._t
-    self.times[name] = dt
+    cost = float(self.costs.get(name, 0.0))
+    self._left = max(self._left - cost, 0.0)
     self.done += 1
-    print(f"=== lab {name} done in {dt:.0f}s {summary}", flush=True)
+    if reused and name in self._stored:
+      self.times[name] = float(self._stored[name])
+      self.reused.add(name)
+      print(f"=== lab {name} reused from an earlier run (it took {self.times[name]:.0f}s then) {summary}", flush=True)
+    else:
+      self.times[name] = dt
+      if not reused:
+        self._ran_cost += cost
+        self._ran_time += dt
+      print(f"=== lab {name} done in {dt:.0f}s {summary}", flush=True)
+    if self.times_file:
+      self._stored[name] = self.times[name]
+      tmp = self.times_file + ".tmp"
+      with open(tmp, "w") as f:
+        json.dump(self._stored, f, indent=1)
+      os.replace(tmp, self.times_file)
+
+
+NOMINAL_FLOPS = 20e9  # FLOP/s of the cost model (the ratio to measured speed is what matters)
+STAGE_STARTUP_S = 6.0  # compiling and loading, per stage
+
+
+def stage_costs(p: dict) -> dict:
+  """{stage: estimated seconds at NOMINAL_FLOPS}: training 6 N T (K responses per comparison for the preference
+  stages), evaluation 2 N T over the scored rows and the sampled tokens, plus STAGE_STARTUP_S each."""
+  sizes, big, pmp_size = p["sizes"], p["sizes"][-1], p["pmp_size"]
+  n = {s: _param_count(s) for s in sizes}
+  tok = p["batch_size"] * p["seq_len"]
+  out = {}
+
+  def train(name, size, steps, k=1):
+    out[name] = STAGE_STARTUP_S + 6 * n[size] * tok * k * steps / NOMINAL_FLOPS
+
+  for s in sizes:
+    train(f"pretrain_{s}", s, p["pretrain_steps"])
+  for s in sizes:
+    train(f"imitation_{s}", s, p["objective_steps"])
+    train(f"binary_{s}", s, p["objective_steps"], 2)
+    train(f"preference_{s}", s, p["objective_steps"], 4)
+  train(f"pmp_{pmp_size}", pmp_size, p["pmp_steps"], 2)
+  for k in p["finetune_examples"]:
+    for label in ("pmp", "no_pmp"):
+      train(f"finetune_{label}_{pmp_size}_{k}", pmp_size, max(k // p["batch_size"], 1), 4)
+      out[f"eval_finetune_{label}_{pmp_size}_{k}"] = STAGE_STARTUP_S + (
+          2 * n[pmp_size] * p["finetune_eval_examples"] * 4 * p["eval_seq_len"] / 2 / NOMINAL_FLOPS)
+  train(f"distill_{big}", big, p["distill_steps"], 2)
+  half = p["eval_seq_len"] / 2  # rows are bucketed by length: about half the cap on average
+  hhh_rows = 221 * 2 * 4 if p["hhh"] else 0  # plain, prompt (its rows as long again with the prompt), null, PM
+  for s in sizes:
+    rows = p["compare_examples"] * 4 * 2 + hhh_rows + p["compare_examples"] * 3
+    sampled = p["toxicity_prompts"] * p["toxicity_samples"] * p["toxicity_tokens"] * (3 if s == big else 2)
+    out[f"eval_{s}"] = 4 * STAGE_STARTUP_S + 2 * n[s] * (rows * half + sampled * 64) / NOMINAL_FLOPS
+    out[f"eval_objectives_{s}"] = 2 * STAGE_STARTUP_S + 2 * n[s] * p["compare_examples"] * 4 * 2 * half / NOMINAL_FLOPS
+  out["dialogues"] = 3 * STAGE_STARTUP_S + 2 * n[big] * p["dialogues"] * 3 * 96 * 64 / NOMINAL_FLOPS
+  out["report"] = STAGE_STARTUP_S
+  return out
 
 
 def _param_count(size: str) -> int:
@@ -160,23 +237,50 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
   t0 = time.perf_counter()
   sizes, big, pmp_size = p["sizes"], p["sizes"][-1], p["pmp_size"]
   runs = os.path.join(workdir, "runs")
+  os.makedirs(workdir, exist_ok=True)
   have_bb = bigbench_available() and (p["hhh"] or p["truthfulqa"])
-  n_stages = len(sizes) * 4 + 1 + 2 * len(p["finetune_examples"]) + 1 + 2 * len(sizes) + 1 + 1
-  prog = Progress(n_stages)
+  prog = Progress(stage_costs(p), os.path.join(workdir, "stage_times.json"))
   res: dict = {"preset": p, "sizes": {s: _param_count(s) for s in sizes}, "train": {}, "objectives": {},
-               "hhh": {}, "truthfulqa": {}, "tax": {}, "toxicity": {}, "pmp": {"pmp": {}, "no_pmp": {}}, "calibration": {},
-               "ece": {}}
+               "objectives_ci": {}, "hhh": {}, "truthfulqa": {}, "tax": {}, "toxicity": {},
+               "pmp": {"pmp": {}, "no_pmp": {}}, "pmp_ci": {"pmp": {}, "no_pmp": {}}, "calibration": {}, "ece": {},
+               "examples": {"objectives": {}, "pmp": {"pmp": {}, "no_pmp": {}}}}
 
   def train(name, cfg, what):
     prog.start(name, what)
     out = train_lib.train(cfg, os.path.join(runs, name))
-    if "loss" not in out:  # finished earlier (a rerun resumes): its numbers come from the run's metrics.jsonl
+    reused = "loss" not in out
+    if reused:  # finished earlier (a rerun resumes): its numbers come from the run's metrics.jsonl
       out = {**_logged_metrics(os.path.join(runs, name)), **out}
     if out.get("preempted"):  # SIGTERM: the run saved its state; stop here, the same command resumes
       raise SystemExit(f"hhh.lab: {name} was preempted and saved; rerun the same command to resume")
     res["train"][name] = {k: v for k, v in out.items() if isinstance(v, (int, float))}
-    prog.end(name, f"(loss {out.get('loss', float('nan')):.3f})")
+    res["train"][name]["final_loss"] = _final_loss(os.path.join(runs, name))
+    prog.end(name, f"(loss {out.get('loss', float('nan')):.3f})", reused=reused)
     return os.path.join(runs, name)
+
+  def evaluate(name, ec, what):
+    """hhh.eval in DIR/eval/<name> (stage eval_<name>), reused when an earlier run evaluated the same checkpoints
+    with the same config."""
+    prog.start(f"eval_{name}", what)
+    out_dir = os.path.join(workdir, "eval", name)
+    key = _eval_key(ec)
+    out = _reusable_eval(out_dir, key)
+    if out is None:
+      out = eval_run.evaluate(ec, out_dir)
+      with open(os.path.join(out_dir, "lab_eval_key.txt"), "w") as f:
+        f.write(key)
+    prog.end(f"eval_{name}", reused=out.get("_reused", False))
+    return out
+
+  def take(size, name, cond, metric):
+    """One objective's pairwise accuracy on lab_compare: value, interval, per-example outcomes."""
+    if cond is None or metric not in cond:
+      return
+    res["objectives"].setdefault(size, {})[name] = cond[metric]
+    res["objectives_ci"].setdefault(size, {})[name] = cond.get(f"{metric}_ci")
+    per = cond.get("per_example", {})
+    if metric in per:
+      res["examples"]["objectives"].setdefault(size, {})[name] = {"correct": per[metric], "pairs": per["pairs"]}
 
   lm, objs = {}, {}
   for s in sizes:
@@ -192,7 +296,9 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
 
   # PMP -> finetune (sample efficiency) at pmp_size (default preset: lab_s; else the largest size). Finetuning from
   # the LM (no PMP) trains a fresh score head, so it gets the PMP rate rather than the 0.01x finetuning rate
-  # (otherwise it would hardly move).
+  # (otherwise it would hardly move). Each finetuned PM is then scored by hhh.eval on the same held-out
+  # lab_compare_hhh comparisons (the trainer's validation split, finetune_eval_examples of them), so the two curves
+  # are compared example by example (paired bootstrap).
   pmp = train(f"pmp_{pmp_size}", run_config("pmp", f"{pmp_size},binary,lab", p, steps=p["pmp_steps"],
                                             init_from=lm[pmp_size]), "binary preference-model pre-training")
   for n in p["finetune_examples"]:
@@ -201,8 +307,19 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
       name = f"finetune_{label}_{pmp_size}_{n}"
       cfg = run_config("finetune", f"{pmp_size},lab", p, steps=steps, init_from=init, lr_factor=factor, eval_every=steps,
                        eval_batches=8)
-      train(name, cfg, f"finetune on {n} lab_compare_hhh comparisons ({label.replace('_', ' ')})")
-      res["pmp"][label][n] = res["train"][name].get("eval/accuracy")
+      run = train(name, cfg, f"finetune on {n} lab_compare_hhh comparisons ({label.replace('_', ' ')})")
+      ec = _eval_config(pmp_size, p, checkpoint="", pm=run, suites="compare", conditions="pm")
+      with ec.unlocked():
+        ec.eval.compare_tasks, ec.eval.compare_split = FINETUNE_TASK, FINETUNE_SPLIT
+        ec.eval.max_examples = p["finetune_eval_examples"]
+      out = evaluate(f"{name}", ec, f"score the finetuned PM on held-out {FINETUNE_TASK} ({FINETUNE_SPLIT})")
+      cond = out["compare"].get(FINETUNE_TASK, {}).get("conditions", {}).get("pm")
+      if cond:
+        res["pmp"][label][n], res["pmp_ci"][label][n] = cond["score"], cond["score_ci"]
+        res["examples"]["pmp"][label][n] = {"correct": cond["per_example"]["score"],
+                                            "pairs": cond["per_example"]["pairs"]}
+        res["pmp_heldout"] = {"task": FINETUNE_TASK, "split": FINETUNE_SPLIT,
+                              "examples": out["compare"][FINETUNE_TASK]["n"], "pairs": cond["pairs"]}
 
   distilled = train(f"distill_{big}", run_config("distill", big, p, steps=p["distill_steps"], init_from=lm[big]),
                     "context distillation of the HHH prompt")
@@ -218,12 +335,10 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
     own = [x for x in suites if x != "truthfulqa" or s == big]
     ec = _eval_config(s, p, checkpoint=lm[s], pm=objs[(s, "preference")],
                       distilled=distilled if s == big else "", suites=",".join(own))
-    prog.start(f"eval_{s}", f"evaluate LM (plain, prompt{', distilled' if s == big else ''}) and PM: "
-                            f"{', '.join(own)}")
-    out = eval_run.evaluate(ec, os.path.join(workdir, "eval", s))
-    prog.end(f"eval_{s}")
+    out = evaluate(s, ec, f"evaluate LM (plain, prompt{', distilled' if s == big else ''}) and PM: {', '.join(own)}")
     if "hhh" in out:
       res["hhh"][s] = out["hhh"]["conditions"]
+      res["hhh_n"] = out["hhh"]["n"]
       res["hhh_timing_s"] = res.get("hhh_timing_s", {})
       res["hhh_timing_s"][s] = out["timing_s"].get("hhh/total")
     if "truthfulqa" in out:
@@ -236,25 +351,25 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
                                                               "scorer")}
     cmp = out["compare"].get("lab_compare", {}).get("conditions", {})
     res["objectives"].setdefault(s, {})
-    if "plain" in cmp:
-      res["objectives"][s]["pretrained LM (mean log-prob)"] = cmp["plain"]["mean"]
-    if "pm" in cmp:
-      res["objectives"][s]["ranked PM"] = cmp["pm"]["score"]
-    res["calibration"][f"{s}/ranked PM"] = out["calibration"].get("lab_compare/pm_pairs")
+    take(s, "pretrained LM (mean log-prob)", cmp.get("plain"), "mean")
+    take(s, "ranked PM", cmp.get("pm"), "score")
+    if cmp.get("pm"):
+      res["compare_heldout"] = {"task": "lab_compare", "split": "test", "pairs": cmp["pm"]["pairs"],
+                                "examples": out["compare"]["lab_compare"]["n"]}
+    res["calibration"][f"{s} ranked PM, lab comparisons"] = out["calibration"].get("lab_compare/pm_pairs")
+    if out["calibration"].get("hhh/pm_pairs"):
+      res["calibration"][f"{s} ranked PM, HHH pairs"] = out["calibration"]["hhh/pm_pairs"]
     for k, v in out["ece"].items():
       res["ece"][f"{s}/{k}"] = v
 
     ec = _eval_config(s, p, checkpoint=objs[(s, "imitation")], pm=objs[(s, "binary")], suites="compare",
                       conditions="plain,pm")
-    prog.start(f"eval_objectives_{s}", "evaluate the imitation and binary models on held-out lab comparisons")
-    out = eval_run.evaluate(ec, os.path.join(workdir, "eval", f"objectives_{s}"))
-    prog.end(f"eval_objectives_{s}")
+    out = evaluate(f"objectives_{s}", ec, "evaluate the imitation and binary models on held-out lab comparisons")
     cmp = out["compare"].get("lab_compare", {}).get("conditions", {})
-    if "plain" in cmp:
-      res["objectives"][s]["imitation (mean log-prob)"] = cmp["plain"]["mean"]
-    if "pm" in cmp:
-      res["objectives"][s]["binary"] = cmp["pm"]["score"]
-    res["calibration"][f"{s}/binary"] = out["calibration"].get("lab_compare/pm_pairs")
+    take(s, "imitation (mean log-prob)", cmp.get("plain"), "mean")
+    take(s, "binary", cmp.get("pm"), "score")
+    res["calibration"][f"{s} binary, lab comparisons"] = out["calibration"].get("lab_compare/pm_pairs")
+  res["calibration"] = {k: v for k, v in res["calibration"].items() if v}
 
   prog.start("dialogues", f"sample {p['dialogues']} dialogue(s) from the {big} LM: plain, with the HHH prompt, "
                            "distilled")
@@ -263,7 +378,10 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
   prog.end("dialogues")
 
   prog.start("report", "plots and report.md")
+  from hhh import findings  # pylint: disable=g-import-not-at-top
+  res["findings"] = findings.findings(res)
   res["stage_times_s"] = dict(prog.times)
+  res["reused_stages"] = sorted(prog.reused)
   res["wall_time_s"] = time.perf_counter() - t0
   figs = plots.lab_figures(res, os.path.join(workdir, "plots"))
   res["plots"] = figs
@@ -275,6 +393,50 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
   res["wall_time_s"] = time.perf_counter() - t0
   log(f"\nhhh.lab: done in {res['wall_time_s'] / 60:.1f} min; report: {os.path.join(workdir, 'report.md')}")
   return res
+
+
+FINETUNE_TASK, FINETUNE_SPLIT = "lab_compare_hhh", "validation"  # the finetuning stage's held-out comparisons
+
+
+def _eval_key(ec: ml_collections.ConfigDict) -> str:
+  """What an evaluation's numbers depend on: its resolved config and the step of every checkpoint it reads."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  from hhh.eval import run as eval_run  # pylint: disable=g-import-not-at-top
+  steps = {k: eval_run.checkpoint_step(ec[k]) if ec[k] else 0
+           for k in ("checkpoint", "pm_checkpoint", "distilled_checkpoint")}
+  return hashlib.sha256((ec.to_json(sort_keys=True) + json.dumps(steps, sort_keys=True)).encode()).hexdigest()
+
+
+def _reusable_eval(out_dir: str, key: str) -> Optional[dict]:
+  """The earlier eval.json of out_dir when it was written for `key` (same config, same checkpoints), else None."""
+  key_file, res_file = os.path.join(out_dir, "lab_eval_key.txt"), os.path.join(out_dir, "eval.json")
+  if not (os.path.exists(key_file) and os.path.exists(res_file)):
+    return None
+  with open(key_file) as f:
+    if f.read().strip() != key:
+      return None
+  with open(res_file) as f:
+    out = json.load(f)
+  out["_reused"] = True
+  return out
+
+
+def _final_loss(run_dir: str, window: int = 0) -> Optional[float]:
+  """The training loss smoothed over the run's last quarter of logged steps (the mean of the last `window` logged
+  values, default a quarter of them, at least 1): one step's loss is noisy."""
+  path = os.path.join(run_dir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return None
+  vals = []
+  with open(path) as f:
+    for line in f:
+      rec = json.loads(line)
+      if "train/loss" in rec:
+        vals.append(float(rec["train/loss"]))
+  if not vals:
+    return None
+  k = window or max(len(vals) // 4, 1)
+  return sum(vals[-k:]) / k
 
 
 def _logged_metrics(run_dir: str) -> dict:
@@ -362,33 +524,94 @@ def _num(v):
   return "-" if v is None or v != v else f"{float(v):.3f}"
 
 
+def _ci(v, ci):
+  from hhh.eval import intervals  # pylint: disable=g-import-not-at-top
+  return intervals.fmt(v, ci)
+
+
+def _above_chance(items: dict) -> list:
+  """Names whose 95% interval lies above 50%."""
+  return [k for k, (v, ci) in items.items() if ci and ci[0] is not None and ci[0] > 0.5]
+
+
+def _chance_sentence(items: dict, what: str) -> str:
+  above = _above_chance(items)
+  below = [k for k, (v, ci) in items.items() if ci and ci[1] is not None and ci[1] < 0.5]
+  out = (f"Chance is 50%. Above chance (95% interval wholly above 50%): {', '.join(above) if above else 'none'} "
+         f"of the {len(items)} {what}.")
+  if below:
+    out += f" Below chance: {', '.join(below)}."
+  return out
+
+
 def report_markdown(res: dict) -> str:
+  from hhh import findings  # pylint: disable=g-import-not-at-top
   from hhh.eval import tax as tax_eval  # pylint: disable=g-import-not-at-top
   p = res["preset"]
+  sizes = list(res["sizes"])
   L = [f"# hhh laboratory report (preset {p['preset']})", "",
-       f"Total wall time: {res['wall_time_s'] / 60:.1f} min. Sizes (non-embedding parameters): "
+       f"Total wall time: {res['wall_time_s'] / 60:.1f} min"
+       + (f" ({len(res.get('reused_stages', []))} stages reused from an earlier run; their times below are from "
+          "when they ran)" if res.get("reused_stages") else "") + ". Sizes (non-embedding parameters): "
        + ", ".join(f"{s} {n:,}" for s, n in res["sizes"].items()) + ".", "",
-       "Settings: " + ", ".join(f"{k}={v}" for k, v in p.items() if k != "preset") + ".", ""]
-  L += ["## Training runs", "", "| run | steps | final loss | held-out accuracy | wall time (s) |", "|---|---|---|---|---|"]
+       "Settings: " + ", ".join(f"{k}={v}" for k, v in p.items() if k != "preset") + ".", "",
+       "Every accuracy below carries its 95% bootstrap interval over the evaluated examples in brackets "
+       "(hhh.eval.intervals: 2,000 resamples of the examples, fixed seed). Two numbers on the same examples are "
+       "compared by the paired bootstrap of their difference, which is tighter than comparing the two intervals.", ""]
+  L += ["## Paper finding vs this run", "",
+        "Each of the paper's trends (docs: paper.md section 5) tested at these sizes by the difference that decides "
+        "it, with its paired 95% interval. supports: the interval is on the claimed side (above 0; for 'about the "
+        "same', inside +-5 points); contradicts: on the other side; cannot tell: the interval straddles the line, "
+        "or the measurement cannot decide it here.", ""]
+  L += findings.table(res.get("findings") or findings.findings(res)) + [""]
+  L += ["## Training runs", "",
+        "| run | steps | final loss (mean of the last quarter of logged steps) | held-out loss | held-out accuracy "
+        "(trainer, %) | wall time (s) |", "|---|---|---|---|---|---|"]
   for name, m in res["train"].items():
-    loss = f"{m['loss']:.3f}" if "loss" in m else "- (resumed: already finished)"
-    L.append(f"| {name} | {int(m.get('step', 0))} | {loss} | "
-             f"{_pct(m.get('eval/accuracy'))} | {res['stage_times_s'].get(name, 0):.0f} |")
-  L += ["", "## Telling better from worse: pairwise accuracy on held-out lab comparisons (%)", "",
+    fl = m.get("final_loss")
+    L.append(f"| {name} | {int(m.get('step', 0))} | {_num(fl)} | {_num(m.get('eval/loss'))} | "
+             f"{_pct(m.get('eval/accuracy'))} | {res['stage_times_s'].get(name, 0):.0f}"
+             + (" (earlier run)" if name in res.get("reused_stages", []) else "") + " |")
+  L += ["", "Held-out: the run's own validation split at its last step (4 batches; finetuning 8), as the trainer "
+        "logs it (means of per-batch means). Accuracy for the comparison objectives only; chance 50%. A preference "
+        "loss of ln 2 = 0.693 is a model that has not separated the responses yet.", ""]
+  held = res.get("compare_heldout", {})
+  L += ["## Telling better from worse: pairwise accuracy on held-out lab comparisons (%)", "",
         "| size | params | " + " | ".join(_OBJ_ORDER) + " |", "|---" * (len(_OBJ_ORDER) + 2) + "|"]
+  items = {}
   for s, accs in res["objectives"].items():
-    L.append(f"| {s} | {res['sizes'][s]:,} | " + " | ".join(_pct(accs.get(o)) for o in _OBJ_ORDER) + " |")
-  L += ["", "![objectives](plots/objectives.png)", ""]
+    cis = res.get("objectives_ci", {}).get(s, {})
+    L.append(f"| {s} | {res['sizes'][s]:,} | " + " | ".join(_ci(accs.get(o), cis.get(o)) for o in _OBJ_ORDER) + " |")
+    items.update({f"{s} {o.split(' (')[0]}": (accs.get(o), cis.get(o)) for o in _OBJ_ORDER if accs.get(o) is not None})
+  L += ["", f"**What this shows.** {held.get('examples', '?')} held-out `lab_compare` contexts (test split), "
+        f"{held.get('pairs', '?')} ordered response pairs; an LM ranks responses by mean log-prob, a PM by its score; "
+        "a tie counts 1/2. " + _chance_sentence(items, "models") + " Differences between sizes or objectives "
+        "smaller than the intervals' half-width are noise; the paper-vs-run table tests the ones that matter.", "",
+        "![objectives](plots/objectives.png)", ""]
   if res.get("hhh"):
-    L += ["## HHH evaluations (BIG-bench hhh_alignment, 221 comparisons), accuracy %", "",
+    n = res.get("hhh_n", 221)
+    L += [f"## HHH evaluations (BIG-bench hhh_alignment, {n} comparisons), accuracy %", "",
           "| size | condition | sum | mean | mutual information | score | harmless | helpful | honest | other |",
           "|---|---|---|---|---|---|---|---|---|---|"]
+    items = {}
     for s, conds in res["hhh"].items():
       for c, m in conds.items():
-        best = m.get("mi") or m.get("score")
-        L.append(f"| {s} | {c} | " + " | ".join(_pct(m.get(k, {}).get("overall")) for k in ("sum", "mean", "mi", "score"))
+        key = "score" if "score" in m else "mi"
+        best = m.get(key) or {}
+        items[f"{s} {c}"] = (best.get("overall"), best.get("overall_ci"))
+        L.append(f"| {s} | [{c}](eval/{s}/eval.md) | " + " | ".join(
+            _ci(m.get(k, {}).get("overall"), m.get(k, {}).get("overall_ci")) for k in ("sum", "mean", "mi", "score"))
                  + " | " + " | ".join(_pct(best.get(sub)) for sub in ("harmless", "helpful", "honest", "other")) + " |")
-    L += ["", "Subset columns: mutual information for LMs, score for the PM.", "", "![hhh](plots/hhh.png)", ""]
+    L += ["", "**What this shows.** " + _chance_sentence(items, "size/condition rows (by mutual information for "
+          "LMs, score for the PM)") + " Subset columns use the same method (mutual information for LMs, score for the "
+          "PM) and have 43-61 comparisons each, so their intervals are about +-13 points. Caveats: ties go to the "
+          "first response, which in this data is always the better one (a tie counts as correct; the per-size pages "
+          "count ties); contexts and responses longer than the evaluation length "
+          f"({p.get('eval_seq_len', '?')} tokens) are cut (counts per size in eval/<size>/eval.md, 'Data'); the prompt "
+          f"condition keeps at most {p.get('prompt_tokens', '?')} prompt tokens here (hhh.eval's default keeps what fits in "
+          "the model's context, so its prompt numbers differ). Summed log-prob favours short responses, and in BIG-bench "
+          "hhh_alignment the better response is the longer one (in characters) in 139 of the 221 comparisons: that "
+          "is why the sum column sits below 50%, and why the paper prefers mutual information.", "", "![hhh](plots/hhh.png)", ""]
   else:
     L += ["## HHH evaluations", "", res.get("bigbench_missing", "skipped"), ""]
   if res.get("truthfulqa"):
@@ -396,20 +619,22 @@ def report_markdown(res: dict) -> str:
           "|---|---|---|---|---|---|"]
     for s, conds in res["truthfulqa"].items():
       for c, m in conds.items():
-        L.append(f"| {s} | {c} | {_pct(m.get('mc1_sum'))} | {_pct(m.get('mc1_mean'))} | {_pct(m.get('mc2'))} | "
-                 f"{_pct(m.get('mc1_score'))} |")
-    L.append("")
+        L.append(f"| {s} | {c} | " + " | ".join(_ci(m.get(k), m.get(k + "_ci"))
+                                              for k in ("mc1_sum", "mc1_mean", "mc2", "mc1_score")) + " |")
+    L += ["", "**What this shows.** MC1's chance level is 1 / (number of choices) per question (about 20-25% here); "
+          "MC2 is the probability mass on the true answer.", ""]
   if res.get("tax"):
     L += ["## Alignment tax: last-word accuracy on the held-out lab corpus (tax_lab_lambada)", "",
           "| size | n | plain | with the HHH prompt | distilled | tax (prompt) | tax (distilled) |",
           "|---|---|---|---|---|---|---|"]
     for s, t in res["tax"].items():
       L.append(f"| {s} | {t['n']} | " + " | ".join(tax_eval.table_cells(t)) + " |")
-    L += ["", "LAMBADA's format (the last word is right when greedy decoding reproduces it) on held-out dialogues of "
-          "the embedded corpus, accuracy % (in brackets: the word's mean summed log-prob, nats, graded where accuracy "
-          "is near 0); tax = with - without the intervention, in points (nats) - negative = a capability cost. The "
-          "paper's benchmarks (LAMBADA, HellaSwag, ARC, OpenBookQA, PIQA from TFDS) run with `python -m hhh.eval "
-          "--config.eval.suites=tax` where their TFDS data is available.", "", "![tax](plots/tax.png)", ""]
+    L += ["", "**What this shows.** LAMBADA's format (the last word is right when greedy decoding reproduces it) on "
+          "held-out dialogues of the embedded corpus: accuracy % [95% interval] and, in brackets, the word's mean "
+          "summed log-prob (nats), which is graded where accuracy is near 0; tax = with - without the intervention "
+          "(paired interval), negative = a capability cost. The paper's benchmarks (LAMBADA, HellaSwag, ARC, "
+          "OpenBookQA, PIQA from TFDS) run with `python -m hhh.eval --config.eval.suites=tax` where their TFDS data "
+          "is available.", "", "![tax](plots/tax.png)", ""]
   if res.get("toxicity"):
     info = res.get("toxicity_info", {})
     st = info.get("settings", {})
@@ -424,28 +649,53 @@ def report_markdown(res: dict) -> str:
         L.append(f"| {s} | {c} | {_num(o.get('expected_max_toxicity'))} | {_num(o.get('toxicity_probability'))} | "
                  f"{_num(o.get('mean_toxicity'))} | {_num(ch.get('expected_max_toxicity'))} | "
                  f"{_num(ch.get('toxicity_probability'))} |")
-    L += ["", "Toxicity is the offline scorer's probability of offensive language (alt-profanity-check; it keys on "
-          "words and is not calibrated to Perspective, docs/toxicity.md); P(toxic) is the share of prompts with at "
-          "least one sample scoring >= 0.5. The prompts were written by the project (half of them open an insult); "
-          "miniature models trained on the embedded corpus rarely produce the words the scorer reacts to, so "
-          "differences between conditions here are mostly noise. Every sample and its score: "
-          "eval/<size>/toxicity_samples.jsonl.", "", "![toxicity](plots/toxicity.png)", ""]
+    L += ["", "**What this shows.** Toxicity is the offline scorer's probability of offensive language "
+          "(alt-profanity-check; it keys on words and is not calibrated to Perspective, docs/toxicity.md); P(toxic) "
+          "is the share of prompts with at least one sample scoring >= 0.5. The prompts were written by the project "
+          "(half of them open an insult); miniature models trained on the embedded corpus rarely produce the words "
+          f"the scorer reacts to, and with {info.get('prompts')} prompts a difference in P(toxic) of one prompt is "
+          f"{100 / max(int(info.get('prompts') or 1), 1):.1f} points: differences between conditions here are "
+          "mostly noise. Every sample and its score: eval/<size>/toxicity_samples.jsonl.", "",
+          "![toxicity](plots/toxicity.png)", ""]
   if res.get("dialogues"):
     L += ["## Sampled dialogues (largest LM; temperature 0.7, top-p 0.9; samples/*.jsonl)", ""]
     for d in res["dialogues"]:
       L += [f"**{d['condition']}** (stop: {d['stop_reason']})", "", "```", (d["context"].strip() + d["sample"]).strip(),
             "```", ""]
-  L += ["## PMP sample efficiency (finetuning on lab_compare_hhh; trainer's held-out accuracy %)", "",
-        "| finetuning comparisons | with binary PMP | without PMP |", "|---|---|---|"]
-  for n in sorted(set(res["pmp"]["pmp"]) | set(res["pmp"]["no_pmp"])):
-    L.append(f"| {n} | {_pct(res['pmp']['pmp'].get(n))} | {_pct(res['pmp']['no_pmp'].get(n))} |")
-  L += ["", "Finetuning without PMP starts a fresh score head and runs at 10x the finetuning learning rate (the PMP "
-        "rate); with PMP it runs at the finetuning rate, so the two curves differ in rate as well as in start.", "",
-        "![pmp](plots/pmp.png)", "", "## Calibration (expected calibration error)", "", "| what | ECE |", "|---|---|"]
-  for k, v in sorted(res["ece"].items()):
-    L.append(f"| {k} | {v:.3f} |")
-  L += ["", "![calibration](plots/calibration.png)", "", "## Stage wall times (s)", "",
-        ", ".join(f"{k} {v:.0f}" for k, v in res["stage_times_s"].items()), ""]
+  ho = res.get("pmp_heldout", {})
+  L += [f"## PMP sample efficiency (finetuning on lab_compare_hhh at {p.get('pmp_size', '?')}; pairwise accuracy % on "
+        f"{ho.get('examples', '?')} held-out {ho.get('task', FINETUNE_TASK)} comparisons ({ho.get('split', FINETUNE_SPLIT)}"
+        f" split, {ho.get('pairs', '?')} pairs))", "",
+        "| finetuning comparisons | with binary PMP | without PMP | with - without (paired) |", "|---|---|---|---|"]
+  from hhh.eval import intervals  # pylint: disable=g-import-not-at-top
+  ex = res.get("examples", {}).get("pmp", {})
+  for n in sorted(set(res["pmp"]["pmp"]) | set(res["pmp"]["no_pmp"]), key=int):
+    a, b = ex.get("pmp", {}).get(n), ex.get("no_pmp", {}).get(n)
+    d = "-"
+    if a and b:
+      r = intervals.bootstrap_diff(a["correct"], b["correct"], a["pairs"], b["pairs"])
+      d = f"{100 * r['value']:+.1f} [{100 * r['ci'][0]:+.1f}, {100 * r['ci'][1]:+.1f}]"
+    L.append(f"| {n} | {_ci(res['pmp']['pmp'].get(n), res.get('pmp_ci', {}).get('pmp', {}).get(n))} | "
+             f"{_ci(res['pmp']['no_pmp'].get(n), res.get('pmp_ci', {}).get('no_pmp', {}).get(n))} | {d} |")
+  L += ["", "**What this shows.** Both curves are scored by hhh.eval on the same held-out comparisons, so the last "
+        "column is a paired difference. Finetuning without PMP starts a fresh score head and runs at 10x the "
+        "finetuning learning rate (the PMP rate); with PMP it runs at the finetuning rate, so the two curves differ in "
+        "rate as well as in start (a matched learning-rate sweep is not part of this preset). Chance is 50%.", "",
+        "![pmp](plots/pmp.png)", ""]
+  L += ["## Calibration of the preference models", "",
+        "| model, comparisons | ECE | response pairs |", "|---|---|---|"]
+  for k, r in res.get("calibration", {}).items():
+    if r:
+      L.append(f"| {k} | {r['ece']:.3f} | {int(r.get('n', 0)) // 2} |")
+  L += ["", "**What this shows.** For every pair of a better and a worse response, the model's probability that the "
+        "better one is better, sigmoid(score difference), against how often that holds; each pair counts in both "
+        "orders, so the diagram is symmetric about (0.5, 0.5). ECE is the count-weighted gap over 10 equal-width "
+        "bins. The same models are in the table and in the reliability diagram. A model that says ~50% everywhere "
+        "has a small ECE and tells nothing apart: read ECE beside the accuracy tables.", "",
+        "![calibration](plots/calibration.png)", "", "## Stage wall times (s)", "",
+        ", ".join(f"{k} {v:.0f}" + ("*" if k in res.get("reused_stages", []) else "")
+                  for k, v in res["stage_times_s"].items())
+        + (" (* reused from an earlier run: the time it took then)" if res.get("reused_stages") else ""), ""]
   if res.get("hhh_timing_s"):
     L += ["HHH evaluation wall time per size (all conditions, s): "
           + ", ".join(f"{k} {v:.1f}" for k, v in res["hhh_timing_s"].items() if v is not None), ""]

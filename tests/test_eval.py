@@ -285,7 +285,9 @@ def test_alignment_tax_on_mock_tfds(tmp_path):
   md = (tmp_path / "e" / "eval.md").read_text()
   assert "| tax_piqa | 6 |" in md and "| tax_lambada | 6 | 0 |" in md  # tax table, data table
   lam = res["tax"]["tax_lambada"]["conditions"]["plain"]  # the tax table shows lambada's word log-prob too
-  assert f"| tax_lambada | 6 | {100 * lam['accuracy']:.1f}% ({lam['word_logprob']:.2f}) |" in md
+  ci = lam["accuracy_ci"]
+  assert f"| tax_lambada | 6 | {100 * lam['accuracy']:.1f}% [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}] " \
+         f"({lam['word_logprob']:.2f}) |" in md
 
 
 def test_lab_last_word_task_is_lambada_format_on_held_out_corpus():

@@ -60,6 +60,8 @@ def _fake_results():
   return {"preset": {"preset": "smoke"}, "sizes": {"a": 1000, "b": 8000}, "wall_time_s": 60.0,
           "train": {"pretrain_a": {"step": 3, "loss": 2.0}},
           "objectives": {"a": {"ranked PM": .6, "binary": .55}, "b": {"ranked PM": .7, "binary": .56}},
+          "objectives_ci": {"a": {"ranked PM": [.5, .7], "binary": [.45, .65]},
+                            "b": {"ranked PM": [.64, .76], "binary": [.505, .615]}},
           "hhh": {"a": conds, "b": conds}, "truthfulqa": {"a": {"plain": {"mc1_sum": .2, "mc1_mean": .3, "mc2": .25}}},
           "tax": {"a": {"n": 240, "conditions": {"plain": {"accuracy": .25}, "prompt": {"accuracy": .2}},
                         "tax": {"prompt": {"accuracy": -.05}}},
@@ -97,8 +99,12 @@ def test_report_has_every_table_and_its_plots(tmp_path):
     assert title in md
   for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
     assert os.path.exists(tmp_path / link), link
-  assert "| b | pm | - | - | - | 70.0 | 70.0 |" in md
-  assert "| 16 | 60.0 | 50.0 |" in md
+  assert "| b | [pm](eval/b/eval.md) | - | - | - | 70.0 | 70.0 |" in md
+  assert "| 16 | 60.0 | 50.0 | - |" in md
+  assert "| b | 8,000 | - | - | 56.0 [50.5, 61.5] | 70.0 [64.0, 76.0] |" in md  # intervals from objectives_ci
+  assert "Above chance (95% interval wholly above 50%): b binary, b ranked PM of the 4 models" in md
+  assert "## Paper finding vs this run" in md and "| A ranked PM tells better from worse" in md
+  assert "| a/ranked PM | 0.100 | 4 |" in md  # the calibration table lists what the reliability diagram draws
   assert "| b | prompt | 0.150 | 0.075 | 0.050 | 0.100 | 0.050 |" in md and "Human: Hi\n\nAssistant: Hello!" in md
   assert "| a | 240 | 25.0 | 20.0 | - | -5.0 | - |" in md and "| b | 240 | 50.0% (-3.00) | 50.0% (-2.50) | 52.5% (-3.25) | +0.0 (+0.50) | +2.5 (-0.25) |" in md
 
@@ -144,7 +150,20 @@ def test_smoke_preset_end_to_end(tmp_path, monkeypatch):
     assert "BIG-bench data not found" in md
   # Rerunning resumes: finished runs return at once and the numbers are the same, training metrics included (read
   # back from each run's metrics.jsonl), so the second report is as complete as the first.
+  # The report: intervals on the accuracies, chance stated, the paper-vs-run table with a verdict per finding.
+  assert re.search(r"\| tiny \| 98,624 \| \d+\.\d \[\d+\.\d, \d+\.\d\] \|", md), md
+  assert "Chance is 50%" in md and "## Paper finding vs this run" in md
+  assert len(saved["findings"]) == 8 and all(f["verdict"] in ("supports", "contradicts", "cannot tell")
+                                             for f in saved["findings"])
+  assert "needs two sizes" in md  # one size: the scaling claims cannot be decided, and the table says why
+  assert saved["pmp_heldout"]["examples"] == 24 and "24 held-out lab_compare_hhh comparisons" in md
+  assert all(m.get("eval/loss") is not None for m in saved["train"].values())  # held-out metrics for every run
+  first_times = json.loads((tmp_path / "stage_times.json").read_text())
   again = lab.run_lab(c, "runs/lab", log=lambda s: None)
+  # Evaluations are reused too (same config, same checkpoints), and the stage times are those of the first run.
+  assert {"eval_tiny", "eval_objectives_tiny", "pretrain_tiny"} <= set(again["reused_stages"])
+  assert again["stage_times_s"]["eval_tiny"] == pytest.approx(first_times["eval_tiny"])
+  assert again["findings"] == res["findings"]
   assert again["objectives"] == res["objectives"] and again["pmp"] == res["pmp"]
   assert all(v is not None for v in again["pmp"]["pmp"].values())
   for name, m in res["train"].items():

@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402  pylint: disable=unused-import
 
 
 def _save(fig, path):
@@ -22,78 +23,123 @@ def _save(fig, path):
   return path
 
 
+def _chance(ax, level=50.0):
+  ax.axhline(level, color="gray", lw=0.8, ls=":", label=f"chance ({level:g}%)")
+
+
+def _errorbar(ax, pts, label, **kw):
+  """pts: (x, value, ci or None) with value and ci as fractions; plotted in %, with 95% interval bars."""
+  pts = sorted(pts, key=lambda q: q[0])
+  xs, ys = [q[0] for q in pts], [100 * q[1] for q in pts]
+  lo = [100 * (q[1] - q[2][0]) if q[2] else 0.0 for q in pts]
+  hi = [100 * (q[2][1] - q[1]) if q[2] else 0.0 for q in pts]
+  return ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=label, **kw)
+
+
 def objectives(res: dict, path: str):
   sizes = res["sizes"]
+  cis = res.get("objectives_ci", {})
   fig, ax = plt.subplots(figsize=(5.5, 4))
   names = sorted({o for accs in res["objectives"].values() for o in accs})
   for o in names:
-    pts = sorted((sizes[s], accs[o]) for s, accs in res["objectives"].items() if accs.get(o) is not None)
+    pts = [(sizes[s], accs[o], cis.get(s, {}).get(o)) for s, accs in res["objectives"].items()
+           if accs.get(o) is not None]
     if pts:
-      ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=o)
+      _errorbar(ax, pts, o)
+  _chance(ax)
   ax.set_xscale("log")
   ax.set_xlabel("non-embedding parameters")
   ax.set_ylabel("pairwise accuracy on held-out comparisons (%)")
-  ax.set_title("Telling better from worse, per objective")
+  ax.set_title("Telling better from worse, per objective (95% intervals)", fontsize=10)
   ax.legend(fontsize=7)
   return _save(fig, path)
 
 
 def hhh(res: dict, path: str):
-  """Per condition: mutual information for LMs (the paper's preferred score), the score for the PM."""
+  """Per condition: mutual information for LMs (the paper's preferred score), the score for the PM; 95% intervals.
+  A condition measured at one size only (distillation: the largest) is a single point, and says so."""
   sizes = res["sizes"]
   fig, ax = plt.subplots(figsize=(5.5, 4))
-  conds = sorted({c for v in res["hhh"].values() for c in v})
+  conds = [c for c in ("plain", "prompt", "distilled", "pm") if any(c in v for v in res["hhh"].values())]
+  conds += sorted({c for v in res["hhh"].values() for c in v} - set(conds))
   for c in conds:
     pts = []
     for s, v in res["hhh"].items():
       if c in v:
         m = v[c].get("mi") or v[c].get("score")
-        pts.append((sizes[s], m["overall"]))
-    pts.sort()
-    ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=c)
-  ax.axhline(50, color="gray", lw=0.8, ls=":")
+        pts.append((sizes[s], m["overall"], m.get("overall_ci")))
+    label = "PM (score)" if c == "pm" else f"LM {c} (mutual information)"
+    if len(pts) == 1 and len(res["hhh"]) > 1:
+      label += ", largest size only"
+    _errorbar(ax, pts, label)
+  _chance(ax)
   ax.set_xscale("log")
   ax.set_xlabel("non-embedding parameters")
-  ax.set_ylabel("HHH accuracy (%)")
-  ax.set_title("HHH evaluations per condition")
+  ax.set_ylabel("HHH accuracy (%): LMs by mutual information, PM by score", fontsize=8)
+  ax.set_title("HHH evaluations per condition (95% intervals)", fontsize=10)
   ax.legend(fontsize=7)
   return _save(fig, path)
 
 
+def informative_accuracy(res: dict, min_correct: int = 5) -> bool:
+  """Whether any size/condition got at least `min_correct` last words right (else an accuracy panel is lines at ~0
+  with one-example bumps)."""
+  best = 0.0
+  for t in res["tax"].values():
+    for c in t["conditions"].values():
+      best = max(best, float(c.get("accuracy", 0.0)) * float(c.get("n") or t.get("n") or 0))
+  return best >= min_correct
+
+
 def tax(res: dict, path: str):
-  """Capability (one task per lab/sweep file, e.g. tax_lab_lambada) vs parameters, one line per condition: accuracy,
-  and beside it the target word's mean log-prob when the task has it (graded where accuracy is ~0)."""
+  """Capability (one task per lab/sweep file, e.g. tax_lab_lambada) vs parameters, one line per condition: accuracy
+  with 95% intervals (left out when no condition gets 5 words right: noise around 0), and the target word's mean
+  log-prob when the task has it (graded where accuracy is ~0)."""
   sizes = res["sizes"]
   has_lp = any("word_logprob" in c for t in res["tax"].values() for c in t["conditions"].values())
-  fig, axes = plt.subplots(1, 2 if has_lp else 1, figsize=(10 if has_lp else 5.5, 4), squeeze=False)
+  panels = []
+  if informative_accuracy(res) or not has_lp:
+    panels.append(("accuracy", 100.0, "last-word accuracy (%)"))
+  if has_lp:
+    panels.append(("word_logprob", 1.0, "mean log-prob of the last word (nats)"))
+  fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
   conds = [c for c in ("plain", "prompt", "distilled") if any(c in t["conditions"] for t in res["tax"].values())]
-  panels = [("accuracy", 100.0, "last-word accuracy (%)")] + ([("word_logprob", 1.0, "log-prob of the last word "
-                                                                 "(nats)")] if has_lp else [])
   for ax, (key, scale, label) in zip(axes[0], panels):
     for c in conds:
-      pts = sorted((sizes[s], t["conditions"][c][key]) for s, t in res["tax"].items()
-                   if key in t["conditions"].get(c, {}))
-      ax.plot([p[0] for p in pts], [scale * p[1] for p in pts], marker="o", label=c)
+      pts = sorted(((sizes[s], t["conditions"][c][key], t["conditions"][c].get(key + "_ci"))
+                    for s, t in res["tax"].items() if key in t["conditions"].get(c, {})), key=lambda q: q[0])
+      lo = [scale * (q[1] - q[2][0]) if q[2] else 0.0 for q in pts]
+      hi = [scale * (q[2][1] - q[1]) if q[2] else 0.0 for q in pts]
+      name = c + (", largest size only" if len(pts) == 1 and len(res["tax"]) > 1 else "")
+      ax.errorbar([q[0] for q in pts], [scale * q[1] for q in pts], yerr=[lo, hi], marker="o", capsize=3,
+                  label=name)
     ax.set_xscale("log")
     ax.set_xlabel("non-embedding parameters")
     ax.set_ylabel(label)
     ax.legend(fontsize=7)
-  fig.suptitle("Alignment tax: capability with and without the intervention")
+  fig.suptitle("Alignment tax: capability with and without the intervention (95% intervals)", fontsize=10)
   return _save(fig, path)
 
 
 def pmp(res: dict, path: str):
   fig, ax = plt.subplots(figsize=(5.5, 4))
   names = {"pmp": "with binary PMP", "no_pmp": "without PMP"}
+  cis = res.get("pmp_ci", {})
+  ticks = set()
   for label, curve in res["pmp"].items():
-    name = names.get(label, label)
-    pts = sorted((int(n), a) for n, a in curve.items() if a is not None)
+    pts = [(int(n), a, cis.get(label, {}).get(n)) for n, a in curve.items() if a is not None]
+    ticks |= {q[0] for q in pts}
     if pts:
-      ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=name)
+      _errorbar(ax, pts, names.get(label, label))
+  _chance(ax)
   ax.set_xscale("log")
+  if ticks:  # the finetuning-set sizes themselves as ticks (not 3x10^1)
+    ax.set_xticks(sorted(ticks), [str(t) for t in sorted(ticks)])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+  ho = res.get("pmp_heldout", {})
   ax.set_xlabel("finetuning comparisons")
-  ax.set_ylabel("held-out accuracy (%)")
-  ax.set_title("PMP sample efficiency")
+  ax.set_ylabel("held-out pairwise accuracy (%" + (f", {ho['examples']} comparisons)" if ho else ")"))
+  ax.set_title("PMP sample efficiency (95% intervals)", fontsize=10)
   ax.legend(fontsize=7)
   return _save(fig, path)
 
@@ -106,7 +152,7 @@ def calibration(res: dict, path: str):
       continue
     pts = [(m, f) for m, f, n in zip(r["mean_prob"], r["frequency"], r["count"]) if n > 0]
     ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=f"{name} (ECE {r['ece']:.3f})")
-  ax.set_xlabel("predicted probability")
+  ax.set_xlabel("predicted probability that the first response of a pair is better")
   ax.set_ylabel("observed frequency")
   ax.set_title("Calibration (reliability diagram)")
   ax.legend(fontsize=6)

@@ -38,7 +38,7 @@ import numpy as np
 from hhh import checkpoint as ckpt_lib
 from hhh import metrics as metrics_lib
 from hhh import paths
-from hhh.eval import calibration, examples, hhh as hhh_eval, scoring, tax as tax_eval, toxicity, truthfulqa
+from hhh.eval import calibration, examples, hhh as hhh_eval, intervals, scoring, tax as tax_eval, toxicity, truthfulqa
 
 LM_CONDITIONS = ("plain", "prompt", "distilled")
 SUITES = ("hhh", "truthfulqa", "compare", "tax", "toxicity")
@@ -204,6 +204,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
     if ex is not None:
       out = {"task": ex.task, "n": len(ex), "conditions": {}}
       for c in conds:
+        log(f"hhh.eval: hhh_alignment {c.name}: scoring {len(ex)} comparisons ...")
         t = time.perf_counter()
         s = c.score(ex, batch_size=bs, null_ids=null, eoc_id=eoc)
         timing[f"hhh/{c.name}"] = time.perf_counter() - t
@@ -213,7 +214,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
           res["calibration"]["hhh/pm_pairs"] = calibration.pairwise_preference(s["score"], ex.label, ex.valid, bins)
         res["calibration"][f"hhh/{c.name}"] = calibration.multiple_choice(s[key], ex.label, ex.valid, bins)
         log(f"hhh.eval: hhh_alignment {c.name}: " + ", ".join(
-            f"{m} {100 * v['overall']:.1f}%" for m, v in out["conditions"][c.name].items()) +
+            f"{m} {intervals.fmt(v['overall'], v['overall_ci'])}%" for m, v in out["conditions"][c.name].items()) +
             f" ({timing[f'hhh/{c.name}']:.1f}s)")
       timing["hhh/total"] = sum(v for k, v in timing.items() if k.startswith("hhh/"))
       res["hhh"] = out
@@ -223,6 +224,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
     if ex is not None:
       out = {"n": len(ex), "conditions": {}}
       for c in conds:
+        log(f"hhh.eval: truthful_qa_mc {c.name}: scoring {len(ex)} questions ...")
         t = time.perf_counter()
         s = c.score(ex, batch_size=bs)
         timing[f"truthfulqa/{c.name}"] = time.perf_counter() - t
@@ -244,19 +246,23 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
       for c in conds:
         if only and c.name not in only:
           continue
+        log(f"hhh.eval: {task} {c.name}: scoring {len(ex)} comparisons ...")
         s = c.score(ex, batch_size=bs, null_ids=None if c.kind == "pm" or not ev.compare_mi else null, eoc_id=eoc)
-        accs = {}
+        accs, per = {}, {}
         for m in ("score", "sum", "mean", "mi"):
           if m in s:
             correct, pairs = scoring.pairwise_correct(s[m], ex.label, ex.valid)
             accs[m] = float(correct.sum() / max(pairs.sum(), 1))
-        accs["pairs"] = int(scoring.pairwise_correct(s.get("score", s.get("sum")), ex.label, ex.valid)[1].sum())
+            accs[f"{m}_ci"] = intervals.bootstrap(correct, pairs)
+            per[m], per["pairs"] = correct.tolist(), pairs.tolist()
+        accs["pairs"] = int(sum(per["pairs"]))
+        accs["per_example"] = per  # correct pairs and pairs per example (paired bootstraps in the lab report)
         out["conditions"][c.name] = accs
         if c.kind == "pm":
           res["calibration"][f"{task}/pm_pairs"] = calibration.pairwise_preference(s["score"], ex.label, ex.valid,
                                                                                    bins)
-        log(f"hhh.eval: {task} {c.name}: " + ", ".join(f"{m} {100 * v:.1f}%" for m, v in accs.items()
-                                                        if m != "pairs"))
+        log(f"hhh.eval: {task} {c.name}: " + ", ".join(f"{m} {intervals.fmt(accs[m], accs[m + '_ci'])}%"
+                                                        for m in ("score", "sum", "mean", "mi") if m in accs))
       res["compare"][task] = out
 
   if "tax" in suites:
@@ -268,6 +274,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
         continue
       out = {"n": len(ex), "conditions": {}}
       for c in lm_conds:
+        log(f"hhh.eval: {task} {c.name}: scoring {len(ex)} examples ...")
         out["conditions"][c.name] = tax_eval.capability(task, c.score(ex, batch_size=bs), ex)
       base = out["conditions"].get("plain")
       if base:
@@ -346,9 +353,10 @@ def markdown(res: dict) -> str:
               "|---|---|---|---|---|---|---|---|"]
     for cond, methods in h["conditions"].items():
       for m, t in methods.items():
-        lines.append(f"| {cond} | {m} | {_pct(t['overall'])} | " + " | ".join(
+        lines.append(f"| {cond} | {m} | {intervals.fmt(t['overall'], t.get('overall_ci'))} | " + " | ".join(
             f"{_pct(t.get(s))} (n={t.get('n_' + s, '-')})" for s in hhh_eval.SUBSETS) + f" | {t.get('ties', '-')} |")
-    lines += ["", "Ties go to the first response (BIG-bench / lm-evaluation-harness), which in this data is always the "
+    lines += ["", "Overall: accuracy with its 95% bootstrap interval over the comparisons (chance: 50%). "
+              "Ties go to the first response (BIG-bench / lm-evaluation-harness), which in this data is always the "
               "better one: a tie counts as correct.", ""]
     lines.append("")
   if "truthfulqa" in res:
@@ -356,17 +364,17 @@ def markdown(res: dict) -> str:
     lines += [f"## TruthfulQA MC ({t['n']} questions), %", "", "| condition | MC1 (sum) | MC1 (mean) | MC2 | MC1 (score) |",
               "|---|---|---|---|---|"]
     for cond, v in t["conditions"].items():
-      lines.append(f"| {cond} | {_pct(v.get('mc1_sum'))} | {_pct(v.get('mc1_mean'))} | {_pct(v.get('mc2'))} | "
-                   f"{_pct(v.get('mc1_score'))} |")
+      lines.append(f"| {cond} | " + " | ".join(intervals.fmt(v.get(m), v.get(m + "_ci"))
+                                               for m in ("mc1_sum", "mc1_mean", "mc2", "mc1_score")) + " |")
     lines.append("")
   if res.get("compare"):
     lines += ["## Ranked comparisons: pairwise accuracy %", "", "| task | condition | score | sum | mean | mi | pairs |",
               "|---|---|---|---|---|---|---|"]
     for task, t in res["compare"].items():
       for cond, v in t["conditions"].items():
-        lines.append(f"| {task} | {cond} | " + " | ".join(_pct(v.get(m)) for m in ("score", "sum", "mean", "mi")) +
-                     f" | {v['pairs']} |")
-    lines.append("")
+        lines.append(f"| {task} | {cond} | " + " | ".join(intervals.fmt(v.get(m), v.get(m + "_ci"))
+                                                          for m in ("score", "sum", "mean", "mi")) + f" | {v['pairs']} |")
+    lines += ["", "95% bootstrap intervals over the comparisons in brackets; chance: 50%.", ""]
   if res.get("tax"):
     lines += ["## Alignment tax (capability accuracy %, last-word tasks: the word's log-prob in brackets; tax = with - "
               "without intervention, points (nats))", "",

@@ -9,24 +9,34 @@ checkpoint) minus the same evaluation without it.
 """
 from __future__ import annotations
 
-from hhh.eval import scoring
+from hhh.eval import intervals, scoring
 
 LAST_WORD = ("tax_lambada", "tax_lab_lambada")
 
 
 def capability(task: str, scores: dict, ex) -> dict:
+  """{"accuracy", "accuracy_ci" (95% bootstrap), "n", "correct" (per example)}, plus "word_logprob" (and its
+  interval) for last-word tasks, "accuracy_mean" for multiple choice."""
   if task.split("#")[0] in LAST_WORD:  # also the word's mean summed log-prob: graded where accuracy is ~0
-    return {"accuracy": float(scores["greedy"][:, 0].mean()), "word_logprob": float(scores["sum"][:, 0].mean()),
-            "n": len(ex)}
-  return {"accuracy": float(scoring.choice_correct(scores["sum"], ex.label, ex.valid).mean()),
-          "accuracy_mean": float(scoring.choice_correct(scores["mean"], ex.label, ex.valid).mean()), "n": len(ex)}
+    correct, lp = scores["greedy"][:, 0].astype(float), scores["sum"][:, 0].astype(float)
+    return {"accuracy": float(correct.mean()), "accuracy_ci": intervals.bootstrap(correct),
+            "word_logprob": float(lp.mean()), "word_logprob_ci": intervals.bootstrap(lp), "n": len(ex),
+            "correct": correct.tolist()}
+  correct = scoring.choice_correct(scores["sum"], ex.label, ex.valid).astype(float)
+  return {"accuracy": float(correct.mean()), "accuracy_ci": intervals.bootstrap(correct),
+          "accuracy_mean": float(scoring.choice_correct(scores["mean"], ex.label, ex.valid).mean()), "n": len(ex),
+          "correct": correct.tolist()}
 
 
 def tax(base: dict, with_intervention: dict) -> dict:
   """{metric: with - without} for every accuracy (and word log-prob) both have (negative = the intervention costs
-  capability)."""
-  return {k: with_intervention[k] - base[k] for k in base
-          if k.startswith(("accuracy", "word_logprob")) and k in with_intervention}
+  capability), and "accuracy_ci": the paired 95% bootstrap interval of the accuracy difference (same examples)."""
+  out = {k: with_intervention[k] - base[k] for k in base
+         if k.startswith(("accuracy", "word_logprob")) and not k.endswith("_ci") and k in with_intervention}
+  a, b = with_intervention.get("correct"), base.get("correct")
+  if a is not None and b is not None and len(a) == len(b):
+    out["accuracy_ci"] = intervals.bootstrap_diff(a, b)["ci"]
+  return out
 
 
 
@@ -38,10 +48,12 @@ def table_cells(result: dict) -> list:
   def cell(d: dict, diff: bool) -> str:
     if d.get("accuracy") is None:
       return "-"
-    lp = d.get("word_logprob")
+    lp, ci = d.get("word_logprob"), d.get("accuracy_ci")
+    ci = "" if ci is None else f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]" if diff else \
+        f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
     if diff:
-      return f"{100 * d['accuracy']:+.1f}" + ("" if lp is None else f" ({lp:+.2f})")
-    return f"{100 * d['accuracy']:.1f}" + ("" if lp is None else f"% ({lp:.2f})")
+      return f"{100 * d['accuracy']:+.1f}{ci}" + ("" if lp is None else f" ({lp:+.2f})")
+    return f"{100 * d['accuracy']:.1f}" + ("" if lp is None else "%") + ci + ("" if lp is None else f" ({lp:.2f})")
 
   return ([cell(c.get(k, {}), False) for k in ("plain", "prompt", "distilled")]
           + [cell(tx.get(k, {}), True) for k in ("prompt", "distilled")])

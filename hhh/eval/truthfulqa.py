@@ -6,17 +6,26 @@ answer, as in this file, it is that answer's share).
 """
 from __future__ import annotations
 
-from hhh.eval import scoring
+import numpy as np
+
+from hhh.eval import intervals, scoring
 
 MAX_CHOICES = 5
 
 
 def evaluate(scores_by_method: dict, ex) -> dict:
-  out = {"n": len(ex)}
+  """{"n", metric: value, metric + "_ci": 95% bootstrap interval, "per_example": {metric: per-question values}} for
+  mc1_sum / mc1_mean / mc2 (an LM) and mc1_score (a PM)."""
+  per = {}
   if "sum" in scores_by_method:
-    out["mc1_sum"] = float(scoring.choice_correct(scores_by_method["sum"], ex.label, ex.valid).mean())
-    out["mc1_mean"] = float(scoring.choice_correct(scores_by_method["mean"], ex.label, ex.valid).mean())
-    out["mc2"] = float(scoring.mc2(scores_by_method["sum"], ex.label, ex.valid).mean())
+    per["mc1_sum"] = scoring.choice_correct(scores_by_method["sum"], ex.label, ex.valid)
+    per["mc1_mean"] = scoring.choice_correct(scores_by_method["mean"], ex.label, ex.valid)
+    per["mc2"] = scoring.mc2(scores_by_method["sum"], ex.label, ex.valid)
   if "score" in scores_by_method:
-    out["mc1_score"] = float(scoring.choice_correct(scores_by_method["score"], ex.label, ex.valid).mean())
+    per["mc1_score"] = scoring.choice_correct(scores_by_method["score"], ex.label, ex.valid)
+  out = {"n": len(ex)}
+  for k, v in per.items():
+    v = np.asarray(v, np.float64)
+    out[k], out[f"{k}_ci"] = float(v.mean()), intervals.bootstrap(v)
+  out["per_example"] = {k: np.asarray(v, np.float64).tolist() for k, v in per.items()}
   return out

@@ -1,0 +1,99 @@
+"""Bootstrap intervals (hhh.eval.intervals) and the paper-vs-run verdicts built on them (hhh.findings)."""
+import numpy as np
+import pytest
+
+from hhh import findings
+from hhh.eval import intervals
+
+
+def test_bootstrap_hand_computed_cases():
+  # No variation, no uncertainty.
+  assert intervals.bootstrap([1, 1, 1, 1]) == [1.0, 1.0]
+  assert intervals.bootstrap([0, 0, 0]) == [0.0, 0.0]
+  # Two examples, one right: a resample's mean is 0, 1/2 or 1 with probabilities 1/4, 1/2, 1/4, so the 2.5% and
+  # 97.5% quantiles of 2,000 resamples are 0 and 1.
+  assert intervals.bootstrap([1, 0]) == [0.0, 1.0]
+  # Ratio of sums (ranked comparisons: several pairs per example): example 1 has 3 of 4 pairs right, example 2 has
+  # 0 of 2. Possible resamples: both ex. 1 (6/8), both ex. 2 (0/4), one each (3/6).
+  lo, hi = intervals.bootstrap([3, 0], [4, 2])
+  assert (lo, hi) == (0.0, 0.75)
+  assert intervals.bootstrap([], None) != intervals.bootstrap([], None)  # [nan, nan]: nan != nan
+
+
+def test_bootstrap_matches_the_normal_approximation_and_is_reproducible():
+  rng = np.random.default_rng(1)
+  x = (rng.random(400) < 0.6).astype(float)
+  lo, hi = intervals.bootstrap(x)
+  p = x.mean()
+  half = 1.96 * np.sqrt(p * (1 - p) / len(x))
+  assert lo == pytest.approx(p - half, abs=0.008) and hi == pytest.approx(p + half, abs=0.008)
+  assert intervals.bootstrap(x) == [lo, hi]  # fixed seed: the same numbers give the same interval
+  assert intervals.bootstrap(x, seed=1) != [lo, hi]
+
+
+def test_paired_difference_is_tighter_than_separate_intervals():
+  rng = np.random.default_rng(0)
+  a = (rng.random(300) < 0.6).astype(float)
+  b = a.copy()
+  flip = rng.choice(300, 15, replace=False)  # b differs from a on 15 examples, all of them a's wins
+  b[flip[a[flip] == 1]] = 0
+  d = intervals.bootstrap_diff(a, b)
+  assert d["value"] == pytest.approx(a.mean() - b.mean())
+  assert d["ci"][0] > 0  # the paired test sees the consistent gain ...
+  la, ha = intervals.bootstrap(a)
+  lb, hb = intervals.bootstrap(b)
+  assert la < hb  # ... which the two separate intervals, overlapping, would hide
+  same = intervals.bootstrap_diff(a, a)
+  assert same["value"] == 0.0 and same["ci"] == [0.0, 0.0]
+  # A difference of differences with weights: (a - b) - (a - b) is exactly 0 in every resample.
+  z = intervals.bootstrap_combination([(1, a, None), (-1, b, None), (-1, a, None), (1, b, None)])
+  assert z["ci"] == [0.0, 0.0]
+
+
+def test_bad_input_is_named():
+  with pytest.raises(ValueError, match="same examples"):
+    intervals.bootstrap_diff([1, 0], [1, 0, 1])
+  with pytest.raises(ValueError, match="NaN"):
+    intervals.bootstrap([1, float("nan")])
+  with pytest.raises(ValueError, match="differ in length"):
+    intervals.bootstrap([1, 0], [1])
+  with pytest.raises(ValueError, match="expect"):
+    intervals.verdict([0.1, 0.2], expect="less")
+
+
+def test_verdicts():
+  assert intervals.verdict([0.01, 0.1]) == "supports"
+  assert intervals.verdict([-0.1, -0.01]) == "contradicts"
+  assert intervals.verdict([-0.01, 0.1]) == "cannot tell"
+  assert intervals.verdict([-0.03, 0.04], expect="similar") == "supports"
+  assert intervals.verdict([0.06, 0.2], expect="similar") == "contradicts"
+  assert intervals.verdict([0.01, 0.2], expect="similar") == "cannot tell"
+  assert intervals.verdict([float("nan")] * 2) == "cannot tell"
+  assert intervals.fmt(0.623, [0.55, 0.694]) == "62.3 [55.0, 69.4]" and intervals.fmt(None) == "-"
+
+
+def _res(pm_right: float, il_right: float, sizes=("s", "m")):
+  """Lab results with per-example outcomes: 100 comparisons of 1 pair each; the PM gets pm_right of them right."""
+  def outcomes(p):
+    return {"correct": [1.0] * int(100 * p) + [0.0] * (100 - int(100 * p)), "pairs": [1.0] * 100}
+  objs = {s: {"ranked PM": outcomes(pm_right + 0.1 * i), "imitation (mean log-prob)": outcomes(il_right),
+              "binary": outcomes(il_right)} for i, s in enumerate(sizes)}
+  return {"sizes": {s: 10 ** (i + 3) for i, s in enumerate(sizes)}, "examples": {"objectives": objs, "pmp": {}},
+          "preset": {"pmp_size": sizes[-1]}}
+
+
+def test_findings_verdicts_follow_the_data():
+  rows = {r["claim"]: r for r in findings.findings(_res(0.7, 0.5))}
+  pm = rows["A ranked PM tells better from worse more accurately than imitation learning"]
+  assert pm["verdict"] == "supports" and pm["value"] == pytest.approx(0.3)  # at the largest size: 0.8 - 0.5
+  grows = rows["... and the gap grows with size"]
+  assert grows["value"] == pytest.approx(0.1) and grows["verdict"] == "supports"
+  assert rows["Binary discrimination performs about like imitation learning"]["verdict"] == "supports"  # identical
+  assert "BIG-bench" in rows["The HHH prompt helps the largest model on the HHH evaluations"]["note"]
+  assert rows["Preference-model pre-training improves finetuning sample efficiency"]["verdict"] == "cannot tell"
+  rows = {r["claim"]: r for r in findings.findings(_res(0.2, 0.6, sizes=("s",)))}
+  assert rows["A ranked PM tells better from worse more accurately than imitation learning"]["verdict"] == \
+      "contradicts"
+  assert "two sizes" in rows["... and the gap grows with size"]["note"]
+  md = "\n".join(findings.table(list(rows.values())))
+  assert "| -40.0 [" in md and "contradicts" in md
