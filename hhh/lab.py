@@ -57,7 +57,8 @@ def default_config() -> ml_collections.ConfigDict:
       preset="default", sizes="", batch_size=0, seq_len=0, pretrain_steps=0, objective_steps=0, pmp_size="",
       pmp_steps=0,
       finetune_examples="", distill_steps=0, compare_examples=0, prompt_tokens=0, eval_seq_len=0, hhh=-1, truthfulqa=-1,
-      toxicity_prompts=0, toxicity_samples=0, toxicity_tokens=0, dialogues=0, finetune_eval_examples=0, seed=0))
+      toxicity_prompts=0, toxicity_samples=0, toxicity_tokens=0, dialogues=0, finetune_eval_examples=0, seed=0,
+      seeds=1))
 
 
 def resolve(config: ml_collections.ConfigDict) -> dict:
@@ -76,6 +77,10 @@ def resolve(config: ml_collections.ConfigDict) -> dict:
   if not out["pmp_size"] or out["pmp_size"] not in out["sizes"]:  # PMP needs that size's pretrained LM
     out["pmp_size"] = out["sizes"][-1]
   out["seed"] = int(config.seed)
+  out["seeds"] = int(config.seeds)
+  if out["seeds"] < 1:
+    raise ValueError(f"--config.seeds must be >= 1 (how many times every stage runs, with seeds seed, seed+1, ...), "
+                     f"got {config.seeds}")
   out["preset"] = config.preset
   return out
 
@@ -129,8 +134,9 @@ class Progress:
   (stages reused from an earlier run take ~0 s and are left out of that ratio). Stage times are kept in
   DIR/stage_times.json: a rerun that reuses a stage keeps the time it took when it ran."""
 
-  def __init__(self, costs: dict, times_file: str = ""):
+  def __init__(self, costs: dict, times_file: str = "", label: str = ""):
     self.costs, self.total, self.done, self.t0 = dict(costs), len(costs), 0, time.perf_counter()
+    self.label = label
     self.times: dict = {}
     self.reused: set = set()
     self._ran_cost = self._ran_time = self._left = 0.0
@@ -150,7 +156,8 @@ class Progress:
     el = time.perf_counter() - self.t0
     eta = self.eta_s()
     eta = "" if eta is None else f", ~{eta / 60:.1f} min left"
-    print(f"\n=== lab [{self.done + 1}/{self.total}] {name}: {what} (elapsed {el / 60:.1f} min{eta})", flush=True)
+    print(f"\n=== lab {self.label}[{self.done + 1}/{self.total}] {name}: {what} (elapsed {el / 60:.1f} min{eta})",
+          flush=True)
     self._t = time.perf_counter()
 
   def end(self, name: str, summary: str = "", *, reused: bool = False):
@@ -228,18 +235,45 @@ def bigbench_available() -> bool:
 
 
 def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str], None] = print) -> dict:
+  """Runs the laboratory in `workdir` (see the module docstring). With --config.seeds=N > 1 every stage runs N times
+  with seeds seed, seed+1, ... (the first in `workdir` itself, the others in `workdir/seed_<seed>`, each with its own
+  report), and `workdir/report.md` adds the spread across seeds of every headline number and of the paper-vs-run
+  differences."""
+  p = resolve(config)
+  workdir = paths.resolve(workdir)  # the runs' checkpoints need absolute paths; resolve once, here
+  seeds = [p["seed"] + i for i in range(p["seeds"])]
+  t0 = time.perf_counter()
+  results = []
+  for i, seed in enumerate(seeds):
+    label = f"seed {seed} ({i + 1}/{len(seeds)}) " if len(seeds) > 1 else ""
+    results.append(_run_seed(dict(p, seed=seed), workdir if i == 0 else os.path.join(workdir, f"seed_{seed}"), log,
+                             label=label))
+  res = results[0]
+  if len(seeds) > 1:
+    from hhh import seeds as seeds_lib  # pylint: disable=g-import-not-at-top
+    res["across_seeds"] = seeds_lib.summary(results, seeds)
+    res["wall_time_s"] = time.perf_counter() - t0
+    with open(os.path.join(workdir, "lab.json"), "w") as f:
+      json.dump(res, f, indent=1, default=str)
+    with open(os.path.join(workdir, "report.md"), "w") as f:
+      f.write(report_markdown(res))
+    log(f"\nhhh.lab: {len(seeds)} seeds done in {res['wall_time_s'] / 60:.1f} min; report: "
+        f"{os.path.join(workdir, 'report.md')}")
+  return res
+
+
+def _run_seed(p: dict, workdir: str, log: Callable[[str], None], *, label: str = "") -> dict:
+  """Every stage of the laboratory for one seed (p: resolve()'s settings) in `workdir`."""
   from hhh import train as train_lib  # pylint: disable=g-import-not-at-top
   from hhh.eval import run as eval_run  # pylint: disable=g-import-not-at-top
   from hhh.eval import plots  # pylint: disable=g-import-not-at-top
 
-  p = resolve(config)
-  workdir = paths.resolve(workdir)  # the runs' checkpoints need absolute paths; resolve once, here
   t0 = time.perf_counter()
   sizes, big, pmp_size = p["sizes"], p["sizes"][-1], p["pmp_size"]
   runs = os.path.join(workdir, "runs")
   os.makedirs(workdir, exist_ok=True)
   have_bb = bigbench_available() and (p["hhh"] or p["truthfulqa"])
-  prog = Progress(stage_costs(p), os.path.join(workdir, "stage_times.json"))
+  prog = Progress(stage_costs(p), os.path.join(workdir, "stage_times.json"), label=label)
   res: dict = {"preset": p, "sizes": {s: _param_count(s) for s in sizes}, "train": {}, "objectives": {},
                "objectives_ci": {}, "hhh": {}, "truthfulqa": {}, "tax": {}, "toxicity": {},
                "pmp": {"pmp": {}, "no_pmp": {}}, "pmp_ci": {"pmp": {}, "no_pmp": {}}, "calibration": {}, "ece": {},
@@ -564,6 +598,9 @@ def report_markdown(res: dict) -> str:
         "same', inside +-5 points); contradicts: on the other side; cannot tell: the interval straddles the line, "
         "or the measurement cannot decide it here.", ""]
   L += findings.table(res.get("findings") or findings.findings(res)) + [""]
+  if res.get("across_seeds"):
+    from hhh import seeds as seeds_lib  # pylint: disable=g-import-not-at-top
+    L += seeds_lib.table(res["across_seeds"])
   L += ["## Training runs", "",
         "| run | steps | final loss (mean of the last quarter of logged steps) | held-out loss | held-out accuracy "
         "(trainer, %) | wall time (s) |", "|---|---|---|---|---|---|"]

@@ -188,3 +188,37 @@ def test_plot_tool_merges_sweeps(tmp_path):
   assert merged["pmp"] == {"pmp": {"16": .6}, "no_pmp": {"16": .5}}
   made = tool.main(paths + ["--out", str(tmp_path / "out")])
   assert sorted(os.path.basename(m) for m in made) == ["objectives.png", "pmp.png", "tax.png"]
+
+
+def test_seeds_run_every_stage_per_seed_and_report_the_spread(tmp_path, monkeypatch):
+  calls = []
+
+  def fake_run(p, workdir, log, *, label=""):
+    calls.append((p["seed"], workdir, label))
+    res = _fake_results()
+    k = p["seed"] - 7  # seed 7: the fake numbers; seed 8: ranked PM at b 10 points higher
+    res["objectives"]["b"]["ranked PM"] += 0.1 * k
+    res["findings"] = [{"claim": "A ranked PM tells better from worse more accurately than imitation learning",
+                        "compared": "b: ranked PM - imitation", "value": 0.05 + 0.1 * k,
+                        "ci": [-0.01 + 0.1 * k, 0.11 + 0.1 * k], "note": "",
+                        "verdict": "cannot tell" if k == 0 else "supports"}]
+    res["stage_times_s"] = {}
+    return res
+
+  monkeypatch.setattr(lab, "_run_seed", fake_run)
+  c = lab.default_config()
+  c.seeds, c.seed = 2, 7
+  res = lab.run_lab(c, str(tmp_path), log=lambda s: None)
+  assert [(s, w) for s, w, _ in calls] == [(7, str(tmp_path)), (8, str(tmp_path / "seed_8"))]
+  assert calls[1][2] == "seed 8 (2/2) "
+  num = res["across_seeds"]["numbers"]["lab comparisons, b, ranked PM"]
+  assert num["values"] == pytest.approx([0.7, 0.8]) and num["mean"] == pytest.approx(0.75)
+  assert num["std"] == pytest.approx(0.1 / 2 ** 0.5)  # sample std of two values 0.1 apart
+  md = (tmp_path / "report.md").read_text()
+  assert "## Across 2 seeds (7, 8)" in md
+  assert "| A ranked PM tells better from worse more accurately than imitation learning | +5.0, +15.0 | +10.0 +- 7.1 | " \
+         "cannot tell, supports |" in md
+  assert "| lab comparisons, b, ranked PM | % | 75.0 | 7.1 | 70.0 | 80.0 | 70.0, 80.0 |" in md
+  c.seeds = 0
+  with pytest.raises(ValueError, match="seeds must be >= 1"):
+    lab.resolve(c)
