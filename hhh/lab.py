@@ -8,7 +8,8 @@ Runs, in-process through the one trainer (hhh.train.train; no subprocesses, Tens
   2. from each LM: imitation learning (lab_imitation), binary discrimination (lab_binary) and a ranked preference
      model (lab_compare, K=4);
   3. at pmp_size (default lab_s; else the largest size): binary PMP (lab_compare_binary) -> finetune on
-     lab_compare_hhh with growing numbers of examples, against the same finetuning without PMP (sample efficiency);
+     lab_compare_hhh with growing numbers of examples, against the same finetuning without PMP (sample efficiency),
+     both over a learning-rate grid (rate picked on validation, scored on test);
   4. context distillation of the HHH prompt into the largest LM (lab_distill);
   5. evaluation (hhh.eval): pairwise accuracy on the held-out lab comparisons for every objective, HHH evaluations
      (BIG-bench hhh_alignment: plain / prompt / distilled / PM) and TruthfulQA (opt-in, largest size) when the
@@ -19,7 +20,9 @@ Runs, in-process through the one trainer (hhh.train.train; no subprocesses, Tens
   6. generation: a few sampled dialogues of the largest LM (plain, with the HHH prompt, distilled) on held-out lab
      questions;
   7. DIR/report.md with the tables and the plots (DIR/plots/*.png), DIR/lab.json with every number.
-Every run lives in DIR/runs/<name>; rerunning the command resumes (finished runs return at once).
+Every run lives in DIR/runs/<name>, every evaluation in DIR/eval/<name>; rerunning the command resumes (finished runs
+and evaluations return at once). Every accuracy in the report has a 95% bootstrap interval (hhh.eval.intervals) and
+the report tests the paper's findings against this run (hhh.findings); --config.seeds=N adds the spread over seeds.
 """
 from __future__ import annotations
 
@@ -42,12 +45,12 @@ PRESETS = {
                     pmp_size="lab_s", pmp_steps=30, finetune_examples="32,256", distill_steps=30,
                     compare_examples=160, prompt_tokens=512, eval_seq_len=512, hhh=True, truthfulqa=False,
                     toxicity_prompts=40, toxicity_samples=4, toxicity_tokens=32, dialogues=3,
-                    finetune_eval_examples=400),
+                    finetune_eval_examples=400, finetune_lr_factors="1,10"),
     # CI: one small size, a few steps each, every stage and the report still exercised.
     "smoke": dict(sizes="tiny", batch_size=8, seq_len=64, pretrain_steps=12, objective_steps=6, pmp_size="",
                   pmp_steps=6, finetune_examples="16", distill_steps=4, compare_examples=24, prompt_tokens=512,
                   eval_seq_len=128, hhh=True, truthfulqa=False, toxicity_prompts=6, toxicity_samples=2, toxicity_tokens=8,
-                  dialogues=1, finetune_eval_examples=24),
+                  dialogues=1, finetune_eval_examples=24, finetune_lr_factors="1,10"),
 }
 
 
@@ -57,7 +60,8 @@ def default_config() -> ml_collections.ConfigDict:
       preset="default", sizes="", batch_size=0, seq_len=0, pretrain_steps=0, objective_steps=0, pmp_size="",
       pmp_steps=0,
       finetune_examples="", distill_steps=0, compare_examples=0, prompt_tokens=0, eval_seq_len=0, hhh=-1, truthfulqa=-1,
-      toxicity_prompts=0, toxicity_samples=0, toxicity_tokens=0, dialogues=0, finetune_eval_examples=0, seed=0,
+      toxicity_prompts=0, toxicity_samples=0, toxicity_tokens=0, dialogues=0, finetune_eval_examples=0,
+      finetune_lr_factors="", seed=0,
       seeds=1))
 
 
@@ -74,6 +78,10 @@ def resolve(config: ml_collections.ConfigDict) -> dict:
       out[k] = v
   out["sizes"] = [s.strip() for s in out["sizes"].split(",") if s.strip()]
   out["finetune_examples"] = [int(n) for n in str(out["finetune_examples"]).split(",") if n.strip()]
+  out["finetune_lr_factors"] = [float(f) for f in str(out["finetune_lr_factors"]).split(",") if f.strip()]
+  if not out["finetune_lr_factors"] or min(out["finetune_lr_factors"]) <= 0:
+    raise ValueError(f"finetune_lr_factors must be positive multiples of the finetuning rate, e.g. '1,10'; got "
+                     f"{out['finetune_lr_factors']}")
   if not out["pmp_size"] or out["pmp_size"] not in out["sizes"]:  # PMP needs that size's pretrained LM
     out["pmp_size"] = out["sizes"][-1]
   out["seed"] = int(config.seed)
@@ -207,9 +215,11 @@ def stage_costs(p: dict) -> dict:
   train(f"pmp_{pmp_size}", pmp_size, p["pmp_steps"], 2)
   for k in p["finetune_examples"]:
     for label in ("pmp", "no_pmp"):
-      train(f"finetune_{label}_{pmp_size}_{k}", pmp_size, max(k // p["batch_size"], 1), 4)
-      out[f"eval_finetune_{label}_{pmp_size}_{k}"] = STAGE_STARTUP_S + (
-          2 * n[pmp_size] * p["finetune_eval_examples"] * 4 * p["eval_seq_len"] / 2 / NOMINAL_FLOPS)
+      for f in p["finetune_lr_factors"]:
+        name = finetune_run_name(label, pmp_size, k, f)
+        train(name, pmp_size, max(k // p["batch_size"], 1), 4)
+        out[f"eval_{name}"] = STAGE_STARTUP_S + (
+            2 * n[pmp_size] * p["finetune_eval_examples"] * 4 * p["eval_seq_len"] / 2 / NOMINAL_FLOPS)
   train(f"distill_{big}", big, p["distill_steps"], 2)
   half = p["eval_seq_len"] / 2  # rows are bucketed by length: about half the cap on average
   hhh_rows = 221 * 2 * 4 if p["hhh"] else 0  # plain, prompt (its rows as long again with the prompt), null, PM
@@ -328,32 +338,44 @@ def _run_seed(p: dict, workdir: str, log: Callable[[str], None], *, label: str =
     objs[(s, "preference")] = train(f"preference_{s}", run_config("preference", s, p, steps=p["objective_steps"],
                                                                   init_from=lm[s]), "ranked preference model")
 
-  # PMP -> finetune (sample efficiency) at pmp_size (default preset: lab_s; else the largest size). Finetuning from
-  # the LM (no PMP) trains a fresh score head, so it gets the PMP rate rather than the 0.01x finetuning rate
-  # (otherwise it would hardly move). Each finetuned PM is then scored by hhh.eval on the same held-out
-  # lab_compare_hhh comparisons (the trainer's validation split, finetune_eval_examples of them), so the two curves
-  # are compared example by example (paired bootstrap).
+  # PMP -> finetune (sample efficiency) at pmp_size (default preset: lab_s; else the largest size). Both arms,
+  # finetuning from the PMP run and from the LM (a fresh score head), run at every learning rate of the grid
+  # (finetune_lr_factors x the finetuning rate; 10x = the PMP rate), the rate is picked per arm and set size by the
+  # trainer's held-out accuracy on lab_compare_hhh validation, and every grid point is scored by hhh.eval on the same
+  # held-out lab_compare_hhh test comparisons (finetune_eval_examples of them): the arms are compared example by
+  # example (paired bootstrap), at matched rates and at each arm's best.
   pmp = train(f"pmp_{pmp_size}", run_config("pmp", f"{pmp_size},binary,lab", p, steps=p["pmp_steps"],
                                             init_from=lm[pmp_size]), "binary preference-model pre-training")
   for n in p["finetune_examples"]:
     steps = max(n // p["batch_size"], 1)
-    for label, init, factor in (("pmp", pmp, 1.0), ("no_pmp", lm[pmp_size], 10.0)):
-      name = f"finetune_{label}_{pmp_size}_{n}"
-      cfg = run_config("finetune", f"{pmp_size},lab", p, steps=steps, init_from=init, lr_factor=factor, eval_every=steps,
-                       eval_batches=8)
-      run = train(name, cfg, f"finetune on {n} lab_compare_hhh comparisons ({label.replace('_', ' ')})")
-      ec = _eval_config(pmp_size, p, checkpoint="", pm=run, suites="compare", conditions="pm")
-      with ec.unlocked():
-        ec.eval.compare_tasks, ec.eval.compare_split = FINETUNE_TASK, FINETUNE_SPLIT
-        ec.eval.max_examples = p["finetune_eval_examples"]
-      out = evaluate(f"{name}", ec, f"score the finetuned PM on held-out {FINETUNE_TASK} ({FINETUNE_SPLIT})")
-      cond = out["compare"].get(FINETUNE_TASK, {}).get("conditions", {}).get("pm")
-      if cond:
-        res["pmp"][label][n], res["pmp_ci"][label][n] = cond["score"], cond["score_ci"]
-        res["examples"]["pmp"][label][n] = {"correct": cond["per_example"]["score"],
-                                            "pairs": cond["per_example"]["pairs"]}
-        res["pmp_heldout"] = {"task": FINETUNE_TASK, "split": FINETUNE_SPLIT,
-                              "examples": out["compare"][FINETUNE_TASK]["n"], "pairs": cond["pairs"]}
+    for label, init in (("pmp", pmp), ("no_pmp", lm[pmp_size])):
+      grid = res.setdefault("pmp_grid", {}).setdefault(label, {}).setdefault(n, {})
+      for factor in p["finetune_lr_factors"]:
+        name = finetune_run_name(label, pmp_size, n, factor)
+        cfg = run_config("finetune", f"{pmp_size},lab", p, steps=steps, init_from=init, lr_factor=factor,
+                         eval_every=steps, eval_batches=8)
+        run = train(name, cfg, f"finetune on {n} lab_compare_hhh comparisons ({label.replace('_', ' ')}, "
+                               f"{factor:g}x the finetuning rate)")
+        ec = _eval_config(pmp_size, p, checkpoint="", pm=run, suites="compare", conditions="pm")
+        with ec.unlocked():
+          ec.eval.compare_tasks, ec.eval.compare_split = FINETUNE_TASK, FINETUNE_SPLIT
+          ec.eval.max_examples = p["finetune_eval_examples"]
+        out = evaluate(name, ec, f"score the finetuned PM on held-out {FINETUNE_TASK} ({FINETUNE_SPLIT})")
+        cond = out["compare"].get(FINETUNE_TASK, {}).get("conditions", {}).get("pm")
+        if cond:
+          grid[factor] = {"validation": res["train"][name].get("eval/accuracy"), "test": cond["score"],
+                          "ci": cond["score_ci"], "correct": cond["per_example"]["score"],
+                          "pairs": cond["per_example"]["pairs"]}
+          res["pmp_heldout"] = {"task": FINETUNE_TASK, "split": FINETUNE_SPLIT,
+                                "examples": out["compare"][FINETUNE_TASK]["n"], "pairs": cond["pairs"],
+                                "selection": f"{FINETUNE_TASK} validation, the trainer's last held-out evaluation "
+                                             f"({8 * p['batch_size']} comparisons)"}
+      if grid:  # the rate with the best validation accuracy (ties: the lower rate); reported on test
+        best = min(grid, key=lambda f: (-(grid[f]["validation"] if grid[f]["validation"] is not None else -1), f))
+        g = grid[best]
+        res["pmp"][label][n], res["pmp_ci"][label][n] = g["test"], g["ci"]
+        res.setdefault("pmp_lr", {}).setdefault(label, {})[n] = best
+        res["examples"]["pmp"][label][n] = {"correct": g["correct"], "pairs": g["pairs"]}
 
   distilled = train(f"distill_{big}", run_config("distill", big, p, steps=p["distill_steps"], init_from=lm[big]),
                     "context distillation of the HHH prompt")
@@ -429,7 +451,11 @@ def _run_seed(p: dict, workdir: str, log: Callable[[str], None], *, label: str =
   return res
 
 
-FINETUNE_TASK, FINETUNE_SPLIT = "lab_compare_hhh", "validation"  # the finetuning stage's held-out comparisons
+FINETUNE_TASK, FINETUNE_SPLIT = "lab_compare_hhh", "test"  # finetuned PMs: rates picked on validation, scored on test
+
+
+def finetune_run_name(label: str, size: str, n: int, factor: float) -> str:
+  return f"finetune_{label}_{size}_{n}_lr{factor:g}x"
 
 
 def _eval_key(ec: ml_collections.ConfigDict) -> str:
@@ -699,26 +725,7 @@ def report_markdown(res: dict) -> str:
     for d in res["dialogues"]:
       L += [f"**{d['condition']}** (stop: {d['stop_reason']})", "", "```", (d["context"].strip() + d["sample"]).strip(),
             "```", ""]
-  ho = res.get("pmp_heldout", {})
-  L += [f"## PMP sample efficiency (finetuning on lab_compare_hhh at {p.get('pmp_size', '?')}; pairwise accuracy % on "
-        f"{ho.get('examples', '?')} held-out {ho.get('task', FINETUNE_TASK)} comparisons ({ho.get('split', FINETUNE_SPLIT)}"
-        f" split, {ho.get('pairs', '?')} pairs))", "",
-        "| finetuning comparisons | with binary PMP | without PMP | with - without (paired) |", "|---|---|---|---|"]
-  from hhh.eval import intervals  # pylint: disable=g-import-not-at-top
-  ex = res.get("examples", {}).get("pmp", {})
-  for n in sorted(set(res["pmp"]["pmp"]) | set(res["pmp"]["no_pmp"]), key=int):
-    a, b = ex.get("pmp", {}).get(n), ex.get("no_pmp", {}).get(n)
-    d = "-"
-    if a and b:
-      r = intervals.bootstrap_diff(a["correct"], b["correct"], a["pairs"], b["pairs"])
-      d = f"{100 * r['value']:+.1f} [{100 * r['ci'][0]:+.1f}, {100 * r['ci'][1]:+.1f}]"
-    L.append(f"| {n} | {_ci(res['pmp']['pmp'].get(n), res.get('pmp_ci', {}).get('pmp', {}).get(n))} | "
-             f"{_ci(res['pmp']['no_pmp'].get(n), res.get('pmp_ci', {}).get('no_pmp', {}).get(n))} | {d} |")
-  L += ["", "**What this shows.** Both curves are scored by hhh.eval on the same held-out comparisons, so the last "
-        "column is a paired difference. Finetuning without PMP starts a fresh score head and runs at 10x the "
-        "finetuning learning rate (the PMP rate); with PMP it runs at the finetuning rate, so the two curves differ in "
-        "rate as well as in start (a matched learning-rate sweep is not part of this preset). Chance is 50%.", "",
-        "![pmp](plots/pmp.png)", ""]
+  L += _pmp_section(res, p)
   L += ["## Calibration of the preference models", "",
         "| model, comparisons | ECE | response pairs |", "|---|---|---|"]
   for k, r in res.get("calibration", {}).items():
@@ -737,6 +744,52 @@ def report_markdown(res: dict) -> str:
     L += ["HHH evaluation wall time per size (all conditions, s): "
           + ", ".join(f"{k} {v:.1f}" for k, v in res["hhh_timing_s"].items() if v is not None), ""]
   return "\n".join(L)
+
+
+def _pmp_section(res: dict, p: dict) -> list:
+  """The PMP sample-efficiency table: each arm at its rate picked on validation, the paired difference, and the whole
+  learning-rate grid (validation accuracy, test accuracy with its interval) with paired differences at matched rates."""
+  from hhh.eval import intervals  # pylint: disable=g-import-not-at-top
+  ho = res.get("pmp_heldout", {})
+  L = [f"## PMP sample efficiency (finetuning on lab_compare_hhh at {p.get('pmp_size', '?')}; pairwise accuracy % on "
+       f"{ho.get('examples', '?')} held-out {ho.get('task', FINETUNE_TASK)} comparisons ({ho.get('split', FINETUNE_SPLIT)}"
+       f" split, {ho.get('pairs', '?')} pairs))", "",
+       "| finetuning comparisons | with binary PMP | without PMP | with - without (paired) |", "|---|---|---|---|"]
+  ex = res.get("examples", {}).get("pmp", {})
+  lr = res.get("pmp_lr", {})
+
+  def diff(a, b):
+    if not a or not b:
+      return "-"
+    r = intervals.bootstrap_diff(a["correct"], b["correct"], a["pairs"], b["pairs"])
+    return f"{100 * r['value']:+.1f} [{100 * r['ci'][0]:+.1f}, {100 * r['ci'][1]:+.1f}]"
+
+  def rate(label, n):
+    f = lr.get(label, {}).get(n)
+    return "" if f is None else f" at {f:g}x"
+
+  for n in sorted(set(res["pmp"]["pmp"]) | set(res["pmp"]["no_pmp"]), key=int):
+    L.append(f"| {n} | {_ci(res['pmp']['pmp'].get(n), res.get('pmp_ci', {}).get('pmp', {}).get(n))}{rate('pmp', n)} | "
+             f"{_ci(res['pmp']['no_pmp'].get(n), res.get('pmp_ci', {}).get('no_pmp', {}).get(n))}{rate('no_pmp', n)} | "
+             f"{diff(ex.get('pmp', {}).get(n), ex.get('no_pmp', {}).get(n))} |")
+  grid = res.get("pmp_grid", {})
+  if grid:
+    L += ["", "The learning-rate grid (x the finetuning rate, 0.01x pretraining; 10x is the PMP rate): validation "
+          "accuracy (the trainer's, which picks the rate) / test accuracy [95% interval]; the last column is the paired "
+          "test difference at the same rate.", "",
+          "| finetuning comparisons | rate | with binary PMP | without PMP | with - without (paired) |",
+          "|---|---|---|---|---|"]
+    for n in sorted(set(grid.get("pmp", {})) | set(grid.get("no_pmp", {})), key=int):
+      a_grid, b_grid = grid.get("pmp", {}).get(n, {}), grid.get("no_pmp", {}).get(n, {})
+      for f in sorted(set(a_grid) | set(b_grid), key=float):
+        a, b = a_grid.get(f), b_grid.get(f)
+        cell = lambda g: "-" if not g else f"{_pct(g['validation'])} / {_ci(g['test'], g['ci'])}"  # noqa: E731
+        L.append(f"| {n} | {float(f):g}x | {cell(a)} | {cell(b)} | {diff(a, b)} |")
+  L += ["", "**What this shows.** Both arms are scored by hhh.eval on the same held-out test comparisons, so the "
+        "differences are paired. Each arm's rate is picked on validation (" + ho.get("selection", "the trainer's "
+        "held-out evaluation") + "), never on test. Finetuning without PMP starts a fresh score head. Chance is "
+        "50%.", "", "![pmp](plots/pmp.png)", ""]
+  return L
 
 
 _OBJ_ORDER = ["pretrained LM (mean log-prob)", "imitation (mean log-prob)", "binary", "ranked PM"]

@@ -156,7 +156,15 @@ def test_smoke_preset_end_to_end(tmp_path, monkeypatch):
   assert len(saved["findings"]) == 8 and all(f["verdict"] in ("supports", "contradicts", "cannot tell")
                                              for f in saved["findings"])
   assert "needs two sizes" in md  # one size: the scaling claims cannot be decided, and the table says why
-  assert saved["pmp_heldout"]["examples"] == 24 and "24 held-out lab_compare_hhh comparisons" in md
+  assert saved["pmp_heldout"]["examples"] == 24 and "24 held-out lab_compare_hhh comparisons (test split" in md
+  # PMP vs no PMP at matched rates: both arms over the whole grid, each arm's rate picked on validation.
+  for arm in ("pmp", "no_pmp"):
+    assert set(res["pmp_grid"][arm][16]) == {1.0, 10.0}
+    picked = res["pmp_lr"][arm][16]
+    g = res["pmp_grid"][arm][16]
+    assert g[picked]["validation"] == max(v["validation"] for v in g.values())
+    assert res["pmp"][arm][16] == g[picked]["test"]
+  assert "| 16 | 10x |" in md and "| 16 | 1x |" in md
   assert all(m.get("eval/loss") is not None for m in saved["train"].values())  # held-out metrics for every run
   first_times = json.loads((tmp_path / "stage_times.json").read_text())
   again = lab.run_lab(c, "runs/lab", log=lambda s: None)
@@ -222,3 +230,26 @@ def test_seeds_run_every_stage_per_seed_and_report_the_spread(tmp_path, monkeypa
   c.seeds = 0
   with pytest.raises(ValueError, match="seeds must be >= 1"):
     lab.resolve(c)
+
+
+def test_lab_diff_tool_names_what_differs(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  a = _fake_results()
+  a["findings"] = [{"claim": "c", "value": 0.1, "verdict": "supports"}]
+  b = json.loads(json.dumps(a))
+  (tmp_path / "a.json").write_text(json.dumps(a))
+  (tmp_path / "b.json").write_text(json.dumps(b))
+  tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "lab_diff.py")
+  same = subprocess.run([sys.executable, tool, "a.json", "b.json"], cwd=tmp_path, capture_output=True, text=True)
+  assert same.returncode == 0 and "0 of " in same.stdout, same.stdout + same.stderr
+  b["objectives"]["b"]["ranked PM"] = 0.725
+  b["findings"][0]["verdict"] = "cannot tell"
+  (tmp_path / "b.json").write_text(json.dumps(b))
+  out = subprocess.run([sys.executable, tool, "a.json", "b.json"], cwd=tmp_path, capture_output=True, text=True)
+  assert out.returncode == 1
+  assert "lab comparisons, b, ranked PM: 0.7 vs 0.725 (|diff| 0.025)" in out.stdout
+  assert "verdict: c: supports vs cannot tell" in out.stdout and "2 of " in out.stdout
+  loose = subprocess.run([sys.executable, tool, "a.json", "b.json", "--tolerance=0.03"], cwd=tmp_path,
+                         capture_output=True, text=True)
+  assert "1 of " in loose.stdout  # the verdict still differs; the 2.5-point change is within tolerance
