@@ -100,8 +100,10 @@ def findings(res: dict) -> list:
     accs = [sum(c["correct"]) for s in res.get("tax", {}).values() for c in s.get("conditions", {}).values()
             if "correct" in c]
     if accs and max(accs) < 5:
-      uninformative = (f"last-word accuracy is ~0 at these sizes (at most {int(max(accs))} words right in any "
-                       "condition): the tax on accuracy is uninformative; the word log-probs are in the tax table")
+      k = int(max(accs))
+      uninformative = (f"last-word accuracy is ~0 at these sizes: at most {k} word{'' if k == 1 else 's'} right in "
+                       "any condition, so the tax on accuracy is uninformative; the word log-probs are in the tax "
+                       "table")
   rows.append(_row("Small models pay only a small alignment tax for the prompt",
                    f"{small}: prompt - plain, last-word accuracy on held-out lab dialogues (margin "
                    f"+-{100 * MARGIN:.0f} points)", "similar",

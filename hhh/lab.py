@@ -597,8 +597,8 @@ def _above_chance(items: dict) -> list:
 def _chance_sentence(items: dict, what: str) -> str:
   above = _above_chance(items)
   below = [k for k, (v, ci) in items.items() if ci and ci[1] is not None and ci[1] < 0.5]
-  out = (f"Chance is 50%. Above chance (95% interval wholly above 50%): {', '.join(above) if above else 'none'} "
-         f"of the {len(items)} {what}.")
+  listed = ("all" if len(above) == len(items) and above else ", ".join(above) if above else "none")
+  out = f"Chance is 50%. Above chance (95% interval wholly above 50%): {listed} of the {len(items)} {what}."
   if below:
     out += f" Below chance: {', '.join(below)}."
   return out
