@@ -253,3 +253,31 @@ def test_lab_diff_tool_names_what_differs(tmp_path):
   loose = subprocess.run([sys.executable, tool, "a.json", "b.json", "--tolerance=0.03"], cwd=tmp_path,
                          capture_output=True, text=True)
   assert "1 of " in loose.stdout  # the verdict still differs; the 2.5-point change is within tolerance
+
+
+def test_time_left_weights_stages_by_cost_and_skips_reused_ones(tmp_path, monkeypatch, capsys):
+  clock = [0.0]
+  monkeypatch.setattr(lab.time, "perf_counter", lambda: clock[0])
+  times = tmp_path / "stage_times.json"
+  times.write_text(json.dumps({"a": 50.0}))  # stage a ran in an earlier run and took 50 s then
+  prog = lab.Progress({"a": 1.0, "b": 1.0, "c": 2.0, "d": 4.0}, str(times))
+  prog.start("a", "reused")
+  clock[0] += 0.5
+  prog.end("a", reused=True)
+  assert prog.eta_s() is None  # nothing ran yet: no measured speed
+  prog.start("b", "runs")
+  clock[0] += 10.0  # b's cost is 1 and it took 10 s: 10 s per unit of cost
+  prog.end("b")
+  assert prog.eta_s() == pytest.approx(60.0)  # c and d: 6 units left
+  prog.start("c", "runs")
+  assert "~1.0 min left" in capsys.readouterr().out
+  clock[0] += 40.0  # c: 2 units in 40 s; now 50 s for 3 units
+  prog.end("c")
+  assert prog.eta_s() == pytest.approx(4 * 50.0 / 3)
+  assert prog.times["a"] == 50.0 and prog.reused == {"a"}  # the reused stage keeps its original time
+  assert json.loads(times.read_text()) == {"a": 50.0, "b": 10.0, "c": 40.0}
+  costs = lab.stage_costs(lab.resolve(lab.default_config()))
+  assert costs["pretrain_lab_m"] > costs["pretrain_lab_s"] > costs["pretrain_tiny"]
+  # 3 sizes x 4 trainings, PMP, 2 set sizes x 2 arms x 2 rates x (finetune + its evaluation), distillation, 3 x 2
+  # evaluations, dialogues, report
+  assert len(costs) == 12 + 1 + 16 + 1 + 6 + 2
