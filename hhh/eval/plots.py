@@ -27,10 +27,15 @@ def _chance(ax, level=50.0):
   ax.axhline(level, color="gray", lw=0.8, ls=":", label=f"chance ({level:g}%)")
 
 
-def _errorbar(ax, pts, label, **kw):
+def _dodge(i: int, n: int) -> float:
+  """A small multiplicative x offset for series i of n on a log axis, so error bars at one x do not overlap."""
+  return 1.0 + 0.05 * (i - (n - 1) / 2)
+
+
+def _errorbar(ax, pts, label, *, dodge: float = 1.0, **kw):
   """pts: (x, value, ci or None) with value and ci as fractions; plotted in %, with 95% interval bars."""
   pts = sorted(pts, key=lambda q: q[0])
-  xs, ys = [q[0] for q in pts], [100 * q[1] for q in pts]
+  xs, ys = [q[0] * dodge for q in pts], [100 * q[1] for q in pts]
   lo = [100 * (q[1] - q[2][0]) if q[2] else 0.0 for q in pts]
   hi = [100 * (q[2][1] - q[1]) if q[2] else 0.0 for q in pts]
   return ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=label, **kw)
@@ -41,11 +46,11 @@ def objectives(res: dict, path: str):
   cis = res.get("objectives_ci", {})
   fig, ax = plt.subplots(figsize=(5.5, 4))
   names = sorted({o for accs in res["objectives"].values() for o in accs})
-  for o in names:
+  for i, o in enumerate(names):
     pts = [(sizes[s], accs[o], cis.get(s, {}).get(o)) for s, accs in res["objectives"].items()
            if accs.get(o) is not None]
     if pts:
-      _errorbar(ax, pts, o)
+      _errorbar(ax, pts, o, dodge=_dodge(i, len(names)))
   _chance(ax)
   ax.set_xscale("log")
   ax.set_xlabel("non-embedding parameters")
@@ -62,7 +67,7 @@ def hhh(res: dict, path: str):
   fig, ax = plt.subplots(figsize=(5.5, 4))
   conds = [c for c in ("plain", "prompt", "distilled", "pm") if any(c in v for v in res["hhh"].values())]
   conds += sorted({c for v in res["hhh"].values() for c in v} - set(conds))
-  for c in conds:
+  for i, c in enumerate(conds):
     pts = []
     for s, v in res["hhh"].items():
       if c in v:
@@ -71,7 +76,7 @@ def hhh(res: dict, path: str):
     label = "PM (score)" if c == "pm" else f"LM {c} (mutual information)"
     if len(pts) == 1 and len(res["hhh"]) > 1:
       label += ", largest size only"
-    _errorbar(ax, pts, label)
+    _errorbar(ax, pts, label, dodge=_dodge(i, len(conds)))
   _chance(ax)
   ax.set_xscale("log")
   ax.set_xlabel("non-embedding parameters")
@@ -105,8 +110,8 @@ def tax(res: dict, path: str):
   fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
   conds = [c for c in ("plain", "prompt", "distilled") if any(c in t["conditions"] for t in res["tax"].values())]
   for ax, (key, scale, label) in zip(axes[0], panels):
-    for c in conds:
-      pts = sorted(((sizes[s], t["conditions"][c][key], t["conditions"][c].get(key + "_ci"))
+    for i, c in enumerate(conds):
+      pts = sorted(((sizes[s] * _dodge(i, len(conds)), t["conditions"][c][key], t["conditions"][c].get(key + "_ci"))
                     for s, t in res["tax"].items() if key in t["conditions"].get(c, {})), key=lambda q: q[0])
       lo = [scale * (q[1] - q[2][0]) if q[2] else 0.0 for q in pts]
       hi = [scale * (q[2][1] - q[1]) if q[2] else 0.0 for q in pts]
@@ -126,11 +131,11 @@ def pmp(res: dict, path: str):
   names = {"pmp": "with binary PMP", "no_pmp": "without PMP"}
   cis = res.get("pmp_ci", {})
   ticks = set()
-  for label, curve in res["pmp"].items():
+  for i, (label, curve) in enumerate(res["pmp"].items()):
     pts = [(int(n), a, cis.get(label, {}).get(n)) for n, a in curve.items() if a is not None]
     ticks |= {q[0] for q in pts}
     if pts:
-      _errorbar(ax, pts, names.get(label, label))
+      _errorbar(ax, pts, names.get(label, label), dodge=_dodge(i, len(res["pmp"])))
   _chance(ax)
   ax.set_xscale("log")
   if ticks:  # the finetuning-set sizes themselves as ticks (not 3x10^1)
