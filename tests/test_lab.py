@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from hhh import lab
+from hhh import lab, lab_report
 from hhh.eval import plots
 
 
@@ -132,7 +132,7 @@ def test_smoke_preset_end_to_end(tmp_path, monkeypatch):
   for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
     assert (tmp_path / link).exists(), link
   saved = json.loads((tmp_path / "lab.json").read_text())
-  assert set(saved["objectives"]["tiny"]) == set(lab._OBJ_ORDER)
+  assert set(saved["objectives"]["tiny"]) == set(lab_report.OBJECTIVES)
   assert all(0.0 <= v <= 1.0 for v in saved["objectives"]["tiny"].values())
   assert saved["train"]["pretrain_tiny"]["step"] == 12
   tax = saved["tax"]["tiny"]  # the smoke ladder's only size is the distilled one: all three conditions

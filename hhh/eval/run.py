@@ -28,10 +28,9 @@ import logging
 import math
 import os
 import time
-from typing import Callable, Optional
+from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
