@@ -27,6 +27,7 @@ COMMANDS = {
     "tools/hf_export.py": ["--run", "--out"],
     "tools/hf_import.py": ["--hf", "--out", "--vocab_size"],
     "tools/lab_check.py": ["--out", "--sizes", "--steps"],
+    "tools/lab_diff.py": ["--tolerance"],
     "tools/param_count.py": ["--sizes"],
     "tools/plot.py": ["--out"],
     "tools/show_task.py": ["--split", "--list"],
