@@ -1,6 +1,6 @@
 """The laboratory: the paper's experiments end to end on the embedded data, on a laptop.
 
-  python -m hhh.lab --workdir=DIR                        # ~15 min on 2 CPU cores (measured, docs/lab.md)
+  python -m hhh.lab --workdir=DIR                        # 20-30 min on 2 CPU cores (measured times: docs/lab.md)
   python -m hhh.lab --workdir=DIR --config.preset=smoke  # a couple of minutes (CI)
 
 Runs, in-process through the one trainer (hhh.train.train; no subprocesses, TensorFlow and JAX start once):
