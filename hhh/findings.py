@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from hhh.eval import intervals
+from hhh.eval import intervals, tax as tax_eval
 
 MARGIN = 0.05  # "about the same": within 5 points
 
@@ -97,10 +97,8 @@ def findings(res: dict) -> list:
   base = _tax(res, small, "plain")
   uninformative = ""
   if base is not None:
-    accs = [sum(c["correct"]) for s in res.get("tax", {}).values() for c in s.get("conditions", {}).values()
-            if "correct" in c]
-    if accs and max(accs) < 5:
-      k = int(max(accs))
+    k = tax_eval.most_correct(res["tax"])
+    if k < tax_eval.MIN_CORRECT:
       uninformative = (f"last-word accuracy is ~0 at these sizes: at most {k} word{'' if k == 1 else 's'} right in "
                        "any condition, so the tax on accuracy is uninformative; the word log-probs are in the tax "
                        "table")

@@ -147,7 +147,7 @@ class Progress:
     self.label = label
     self.times: dict = {}
     self.reused: set = set()
-    self._ran_cost = self._ran_time = self._left = 0.0
+    self._ran_cost = self._ran_time = 0.0
     self._left = float(sum(self.costs.values()))
     self.times_file = times_file
     self._stored = {}
@@ -484,9 +484,9 @@ def _reusable_eval(out_dir: str, key: str) -> Optional[dict]:
   return out
 
 
-def _final_loss(run_dir: str, window: int = 0) -> Optional[float]:
-  """The training loss smoothed over the run's last quarter of logged steps (the mean of the last `window` logged
-  values, default a quarter of them, at least 1): one step's loss is noisy."""
+def _final_loss(run_dir: str) -> Optional[float]:
+  """The training loss smoothed over the run's last quarter of logged steps (the mean of the last quarter of the
+  logged values, at least 1): one step's loss is noisy."""
   path = os.path.join(run_dir, "metrics.jsonl")
   if not os.path.exists(path):
     return None
@@ -498,7 +498,7 @@ def _final_loss(run_dir: str, window: int = 0) -> Optional[float]:
         vals.append(float(rec["train/loss"]))
   if not vals:
     return None
-  k = window or max(len(vals) // 4, 1)
+  k = max(len(vals) // 4, 1)
   return sum(vals[-k:]) / k
 
 

@@ -17,7 +17,7 @@ def test_bootstrap_hand_computed_cases():
   # 0 of 2. Possible resamples: both ex. 1 (6/8), both ex. 2 (0/4), one each (3/6).
   lo, hi = intervals.bootstrap([3, 0], [4, 2])
   assert (lo, hi) == (0.0, 0.75)
-  assert intervals.bootstrap([], None) != intervals.bootstrap([], None)  # [nan, nan]: nan != nan
+  assert all(np.isnan(intervals.bootstrap([])))  # no examples: no interval
 
 
 def test_bootstrap_matches_the_normal_approximation_and_is_reproducible():
@@ -97,3 +97,15 @@ def test_findings_verdicts_follow_the_data():
   assert "two sizes" in rows["... and the gap grows with size"]["note"]
   md = "\n".join(findings.table(list(rows.values())))
   assert "| -40.0 [" in md and "contradicts" in md
+
+
+def test_tax_finding_is_uninformative_when_almost_no_word_is_right():
+  def tax(right):  # 100 last words, `right` of them reproduced, in every condition
+    c = {"accuracy": right / 100, "n": 100, "correct": [1.0] * right + [0.0] * (100 - right)}
+    return {"s": {"n": 100, "conditions": {"plain": dict(c), "prompt": dict(c)}}}
+  base = {"sizes": {"s": 1000}, "examples": {"objectives": {}, "pmp": {}}, "preset": {}}
+  claim = "Small models pay only a small alignment tax for the prompt"
+  row = {r["claim"]: r for r in findings.findings({**base, "tax": tax(4)})}[claim]
+  assert row["verdict"] == "cannot tell" and "at most 4 words right" in row["note"] and row["value"] is None
+  row = {r["claim"]: r for r in findings.findings({**base, "tax": tax(5)})}[claim]
+  assert row["value"] == 0.0 and row["verdict"] == "supports"  # 5 right: measured, and equal with and without

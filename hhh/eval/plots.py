@@ -86,16 +86,6 @@ def hhh(res: dict, path: str):
   return _save(fig, path)
 
 
-def informative_accuracy(res: dict, min_correct: int = 5) -> bool:
-  """Whether any size/condition got at least `min_correct` last words right (else an accuracy panel is lines at ~0
-  with one-example bumps)."""
-  best = 0.0
-  for t in res["tax"].values():
-    for c in t["conditions"].values():
-      best = max(best, float(c.get("accuracy", 0.0)) * float(c.get("n") or t.get("n") or 0))
-  return best >= min_correct
-
-
 def tax(res: dict, path: str):
   """Capability (one task per lab/sweep file, e.g. tax_lab_lambada) vs parameters, one line per condition: accuracy
   with 95% intervals (left out when no condition gets 5 words right: noise around 0), and the target word's mean
@@ -103,7 +93,8 @@ def tax(res: dict, path: str):
   sizes = res["sizes"]
   has_lp = any("word_logprob" in c for t in res["tax"].values() for c in t["conditions"].values())
   panels = []
-  if informative_accuracy(res) or not has_lp:
+  from hhh.eval import tax as tax_eval  # pylint: disable=g-import-not-at-top
+  if tax_eval.most_correct(res["tax"]) >= tax_eval.MIN_CORRECT or not has_lp:
     panels.append(("accuracy", 100.0, "last-word accuracy (%)"))
   if has_lp:
     panels.append(("word_logprob", 1.0, "mean log-prob of the last word (nats)"))

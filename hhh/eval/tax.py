@@ -28,6 +28,16 @@ def capability(task: str, scores: dict, ex) -> dict:
           "correct": correct.tolist()}
 
 
+MIN_CORRECT = 5  # fewer right answers than this everywhere: accuracy (and its tax) is noise around 0
+
+
+def most_correct(results: dict) -> int:
+  """The most examples any condition got right over `results` ({name: a task's result, as evaluate() keeps it under
+  "tax"}): below MIN_CORRECT the accuracy panel and the tax on accuracy say nothing."""
+  return int(max((round(float(c.get("accuracy", 0.0)) * float(c.get("n") or t.get("n") or 0))
+                  for t in results.values() for c in t.get("conditions", {}).values()), default=0))
+
+
 def tax(base: dict, with_intervention: dict) -> dict:
   """{metric: with - without} for every accuracy (and word log-prob) both have (negative = the intervention costs
   capability), and "accuracy_ci": the paired 95% bootstrap interval of the accuracy difference (same examples)."""
