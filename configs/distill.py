@@ -21,10 +21,7 @@ DISTILL_LR_FACTOR = 0.05
 
 
 def get_config(arg=None):
-  parts = [p.strip() for p in hc.parse_arg(arg).split(",")]
-  size, rest = parts[0], parts[1:]
-  if rest not in ([], ["online"], ["offline"]):
-    raise ValueError(f"configs/distill.py:SIZE[,online|offline], got {arg!r}")
+  size, rest = hc.size_and_variants(arg, "configs/distill.py:SIZE[,online|offline]", ([], ["online"], ["offline"]))
   c = hc.base_config(size)
   c.data.task = "lab_distill"
   c.optim.lr = c.optim.lr * DISTILL_LR_FACTOR

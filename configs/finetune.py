@@ -15,10 +15,7 @@ FINETUNE_LR_FACTOR = 0.01
 
 
 def get_config(arg=None):
-  parts = [p.strip() for p in hc.parse_arg(arg).split(",")]
-  size, rest = parts[0], parts[1:]
-  if rest not in ([], ["lab"]):
-    raise ValueError(f"configs/finetune.py:SIZE[,lab], got {arg!r}")
+  size, rest = hc.size_and_variants(arg, "configs/finetune.py:SIZE[,lab]", ([], ["lab"]))
   c = hc.base_config(size)
   c.objective = hc.preference_objective()
   c.model.score_head = True

@@ -3,7 +3,7 @@
   python -m hhh.train --config=configs/imitation.py:tiny --workdir=DIR [--config.init_from=LM_RUN]
 
 As a ranker the model scores a response by its mean per-token log-probability given the context
-(hhh.objectives.ranking; tools/lab_check.py measures it on held-out comparisons).
+(hhh.scoring; tools/lab_check.py measures it on held-out comparisons).
 """
 
 from hhh import config as hc

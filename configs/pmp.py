@@ -16,10 +16,9 @@ PMP_LR_FACTOR = 0.1
 
 
 def get_config(arg=None):
-  parts = [p.strip() for p in hc.parse_arg(arg).split(",")]
-  size, variant, rest = parts[0], (parts[1] if len(parts) > 1 else "binary"), parts[2:]
-  if variant not in ("ranked", "binary") or rest not in ([], ["lab"]):
-    raise ValueError(f"configs/pmp.py:SIZE,ranked|binary[,lab], got {arg!r}")
+  size, parts = hc.size_and_variants(arg, "configs/pmp.py:SIZE,ranked|binary[,lab]",
+                                     ([], ["ranked"], ["binary"], ["ranked", "lab"], ["binary", "lab"]))
+  variant, rest = (parts[0] if parts else "binary"), parts[1:]
   c = hc.base_config(size)
   c.objective = hc.preference_objective()
   c.model.score_head = True

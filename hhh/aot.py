@@ -11,12 +11,12 @@ holds in full. tools/aot_compile.py is the command line; docs/scale.md is the ta
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
 from typing import Any, Sequence
 
-import flax.linen as nn
 import jax
 import numpy as np
 
@@ -151,7 +151,7 @@ def _aux_like(setup, params_like):
   if setup.objective.init_aux is None:
     return None
   fn = lambda p: setup.objective.init_aux(p, model=setup.model, config=setup.config.objective)  # noqa: E731
-  with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
+  with sharding.activate(setup.mesh, setup.rules):
     compiled = jax.jit(fn).lower(params_like).compile()
   abstract = jax.eval_shape(fn, params_like)
   return _with_sharding(abstract, compiled.output_shardings)
@@ -185,7 +185,7 @@ def compile_train_step(config, devices: Sequence[Any], *, mfu: float = 0.4, topo
   t0 = time.perf_counter()
   error = ""
   mem = None
-  with jax.set_mesh(mesh), nn.logical_axis_rules(setup.rules):
+  with sharding.activate(mesh, setup.rules):
     step = train.jit_train_step(setup, batch, aux)
     lowered = step.lower(state_like, batch, rng_like, aux)
     try:
@@ -316,3 +316,32 @@ def markdown_table(reports: Sequence[dict]) -> str:
                 f"{_seconds(r['step_time_at_100'])} / **{_seconds(r['step_time_at_mfu'])}** at {r['mfu']:.0%} | "
                 f"{r['replicated_fraction']:.3%} |")
   return "\n".join(rows)
+
+
+def compile_and_check(config, topology: str, num_slices: int = 1, *, mfu: float = 0.4, json_path: str | None = None,
+        max_replicated_fraction: float = 0.01, replication_check_min_params: float = 1e9, out=print) -> int:
+  """tools/aot_compile.py: compiles the train step for the slice, prints the report and returns the exit code (0 fits,
+  1 does not fit or replicates too much, 2 usage error)."""
+
+  try:
+    if int(config.mesh.slices) not in (1, num_slices):
+      raise sharding.MeshError(f"config.mesh.slices={config.mesh.slices} but --num_slices={num_slices}")
+    if int(config.mesh.slices) != num_slices:
+      config.mesh.slices = num_slices
+    devices = tpu_devices(topology, num_slices)
+    report = compile_train_step(config, devices, mfu=mfu, topology=topology, num_slices=num_slices)
+  except (TopologyError, sharding.MeshError, ValueError) as e:
+    out(f"error: {e}")
+    return 2
+  out(format_report(report))
+  problems = check_report(report, max_replicated_fraction=max_replicated_fraction,
+                              min_params_for_check=replication_check_min_params)
+  if json_path:
+    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+    with open(json_path, "w") as f:
+      json.dump(dict(report.as_dict(), problems=problems, ok=not problems), f, indent=2)
+  for p in problems:
+    out(f"FAIL: {p}")
+  if not problems:
+    out("OK: the train step fits this slice")
+  return 1 if problems else 0

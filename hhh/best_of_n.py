@@ -56,7 +56,7 @@ def response_ids(sample, eos_id: int) -> list:
 
 
 class PreferenceJudge:
-  """Scores (context, response) token sequences with a preference (or binary) model's hhh.eval.scoring.Scorer."""
+  """Scores (context, response) token sequences with a preference (or binary) model's hhh.scoring.Scorer."""
 
   def __init__(self, scorer, *, vocab: str, batch_size: int = 32, path: str = ""):
     from hhh.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
@@ -75,21 +75,20 @@ class PreferenceJudge:
     import ml_collections  # pylint: disable=g-import-not-at-top
     from hhh import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
     from hhh import paths  # pylint: disable=g-import-not-at-top
-    from hhh.eval import scoring  # pylint: disable=g-import-not-at-top
+    from hhh import scoring  # pylint: disable=g-import-not-at-top
     path = paths.resolve(path)
     saved = ckpt_lib.run_model_config(path, what)
     mc = ml_collections.ConfigDict(saved if saved is not None else model_cfg.to_dict())
     mc.score_head = True
-    ms = ckpt_lib.build_model(mc, mesh_cfg, devices)
-    params = ckpt_lib.load_model_params(ms, path, what=what)
-    judge = cls(scoring.Scorer(ms.model, params, ms.mesh, ms.rules, ms.shardings), vocab=vocab,
+    ms, params = ckpt_lib.model_from_run(mc, mesh_cfg, path, what=what, devices=devices)
+    judge = cls(scoring.Scorer.of(ms, params), vocab=vocab,
                 batch_size=batch_size, path=path)
     judge.model_config = mc.to_dict()
     return judge
 
   def score(self, contexts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> np.ndarray:
     """PM scores [N] of context[i] + response[i] (rows cut to the model's context by the truncation rule)."""
-    from hhh.eval import scoring  # pylint: disable=g-import-not-at-top
+    from hhh import scoring  # pylint: disable=g-import-not-at-top
     n = len(contexts)
     out = np.zeros((n,), np.float64)
     order = np.argsort([len(c) + len(r) for c, r in zip(contexts, responses)], kind="stable")

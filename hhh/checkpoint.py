@@ -15,7 +15,6 @@ import dataclasses
 import errno
 import json
 import logging
-import os
 import shutil
 from typing import Any, Callable, Optional
 
@@ -302,6 +301,7 @@ def load_model_params(ms: ModelSetup, path: str, *, what: str, score_head_hint: 
   `path` in every error (e.g. "checkpoint").
   """
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  from hhh import sharding  # pylint: disable=g-import-not-at-top
   from hhh.errors import ConfigError  # pylint: disable=g-import-not-at-top
   from hhh.models.transformer import init_inputs  # pylint: disable=g-import-not-at-top
   if ms.model.cfg.score_head is False and any(n.startswith("score_head/") for n in saved_param_names(path, what)):
@@ -312,7 +312,7 @@ def load_model_params(ms: ModelSetup, path: str, *, what: str, score_head_hint: 
   def init(r):
     return nn.meta.unbox(ms.model.init(r, init_inputs(ms.model.cfg))["params"])
 
-  with jax.set_mesh(ms.mesh), nn.logical_axis_rules(ms.rules):
+  with sharding.activate(ms.mesh, ms.rules):
     fresh_params = jax.jit(init, out_shardings=ms.shardings)(jax.random.key(0))
   try:
     params, _, fresh = load_params(path, fresh_params, ms.shardings, what)
@@ -327,3 +327,12 @@ def load_model_params(ms: ModelSetup, path: str, *, what: str, score_head_hint: 
                       f"(an LM for checkpoint/distilled_checkpoint, a preference/binary model for pm_checkpoint) "
                       f"and the right size?")
   return params
+
+
+def model_from_run(model_cfg, mesh_cfg, path: str, *, what: str, devices=None, score_head_hint: str = "",
+                   setup: ModelSetup | None = None) -> tuple[ModelSetup, Any]:
+  """(model setup, parameters) of the run (or checkpoint) at `path` on the mesh: the one way evaluation, sampling,
+  chat, best-of-n judges and HF export get a trained model (`build_model`, then `load_model_params`); pass `setup`
+  to reuse one already built for the same model and mesh."""
+  ms = setup or build_model(model_cfg, mesh_cfg, devices)
+  return ms, load_model_params(ms, path, what=what, score_head_hint=score_head_hint)

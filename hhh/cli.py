@@ -97,16 +97,8 @@ def _is_file_flag(flag) -> bool:
 
 
 def _load_config_file(spec: str):
-  """get_config(ARG) of FILE for `FILE:ARG`, FILE relative to the current directory or else to the checkout."""
-  path, _, arg = spec.partition(":")
-  if not os.path.exists(path):
-    alt = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), path)
-    if os.path.exists(alt):
-      path = alt
-  mod_spec = importlib.util.spec_from_file_location("_hhh_help_config", path)
-  mod = importlib.util.module_from_spec(mod_spec)
-  mod_spec.loader.exec_module(mod)
-  return mod.get_config(arg) if arg else mod.get_config()
+  from hhh import config as hc  # pylint: disable=g-import-not-at-top
+  return hc.load(spec)
 
 
 def _config_section(flag, command: str, example: str | None, given: bool) -> list[str]:

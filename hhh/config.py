@@ -7,12 +7,17 @@ and names the key.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import json
 import os
+from typing import Any, Sequence
 
 import ml_collections
 
 from hhh import sharding
+from hhh.errors import ConfigError
+from hhh.models.transformer import TransformerConfig
 
 # The seven sizes of the paper (non-embedding parameters ~ 12 * n_layers * d_model^2), vocab 2^16, context 8192,
 # plus CPU sizes for tests, laptops and benchmarks. Head dim 128 for the large sizes, 64 below.
@@ -69,18 +74,10 @@ def model_config(size: str) -> ml_collections.ConfigDict:
   if size not in SIZES and not run_dir:
     raise ValueError(f"unknown model size {size!r}; choose one of {list(SIZES)}, or give the directory of a run "
                      f"(one with a config.json, e.g. written by tools/hf_import.py)")
-  m = ml_collections.ConfigDict(dict(
-      vocab_size=65536, d_model=0, n_layers=0, n_heads=0, d_head=0, d_ff=0, max_len=8192,
-      dtype="float32", param_dtype="float32", remat="none", scan_layers=True, rope_theta=10000.0,
-      init_std=0.02, norm_eps=1e-6, score_head=False,
-      # auto | xla | blockwise | splash | cudnn (docs/attention.md); block 0 = 128 on CPU, 512 on TPU/GPU.
-      attention="auto", attention_block=0,
-      # 0 = whole-sequence logits; N = the vocabulary loss in chunks of N positions (never [B, T, V] f32 at once).
-      logits_chunk=0,
-      # Architecture options (hhh.models.transformer; the defaults are the paper ladder's; imported GPT-NeoX, Llama
-      # and GPT-2 checkpoints set them: docs/interop.md).
-      norm="rms", attn_bias=False, mlp_bias=False, mlp="gelu_tanh", n_kv_heads=0, parallel_residual=False,
-      rotary_pct=1.0, rotary_layout="half", positions="rotary", tie_embeddings=False))
+  # One source of the model's defaults: hhh.models.transformer.TransformerConfig (the paper ladder's architecture).
+  m = ml_collections.ConfigDict({f.name: f.default for f in dataclasses.fields(TransformerConfig)
+                                 if f.default is not dataclasses.MISSING})
+  m.update(dict(vocab_size=65536, d_model=0, n_layers=0, n_heads=0))
   if run_dir:  # the run's architecture, over today's defaults (fields added since keep their defaults)
     saved = _run_record(run_dir)["model"]
     unknown = sorted(set(saved) - set(m))
@@ -165,7 +162,6 @@ def base_config(size: str = "tiny") -> ml_collections.ConfigDict:
 
 
 def _non_embedding(model_cfg) -> int:
-  from hhh.models.transformer import TransformerConfig  # pylint: disable=g-import-not-at-top
   return TransformerConfig.from_config(model_cfg).non_embedding_params()
 
 
@@ -178,6 +174,62 @@ def preference_objective() -> ml_collections.ConfigDict:
 def parse_arg(arg: str | None) -> str:
   """The config string's argument is the size, e.g. `configs/pretrain.py:13m` (default: tiny)."""
   return (arg or "tiny").strip()
+
+
+def size_and_variants(arg: str | None, usage: str, allowed: Sequence[Sequence[str]]) -> tuple[str, list[str]]:
+  """`SIZE[,VARIANT...]` -> (size, variants) for the config files that take variants (distill, pmp, finetune);
+  variants not in `allowed` raise a ValueError showing `usage` (e.g. "configs/finetune.py:SIZE[,lab]")."""
+  size, *variants = [p.strip() for p in parse_arg(arg).split(",")]
+  if variants not in [list(a) for a in allowed]:
+    raise ValueError(f"{usage}, got {arg!r}")
+  return size, variants
+
+
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def load(spec: str) -> ml_collections.ConfigDict:
+  """A config from its config string as the commands take it, `configs/preference.py:13m` (or `preference:13m`, or any
+  file path): loaded by path, so it works from any current directory."""
+  path, _, arg = spec.partition(":")
+  if not os.path.exists(path):
+    name = os.path.basename(path)
+    path = os.path.join(CONFIGS_DIR, name if name.endswith(".py") else f"{name}.py")
+  if not os.path.exists(path):
+    raise ConfigError(f"config file {spec.partition(':')[0]!r} not found (looked in . and {CONFIGS_DIR})")
+  mod_name = "hhh_config_" + os.path.splitext(os.path.basename(path))[0]
+  loader = importlib.util.spec_from_file_location(mod_name, path)
+  mod = importlib.util.module_from_spec(loader)
+  loader.loader.exec_module(mod)
+  return mod.get_config(arg or None)
+
+
+def override(c: ml_collections.ConfigDict, overrides: dict[str, Any]) -> ml_collections.ConfigDict:
+  """Sets dotted keys (`{"train.steps": 10}`) as `--config.train.steps=10` does, in place; returns `c`.
+
+  A value given as a string is read as the command line reads it: JSON where it parses (10, 0.5, true, [..]) unless
+  the field is a string; ml_collections' type safety applies (an int may replace a float, not the reverse). An
+  unknown key or a wrong type is a ConfigError naming the key.
+  """
+  for key, value in overrides.items():
+    node = c
+    *parents, leaf = key.split(".")
+    for p in parents:
+      if p not in node or not isinstance(node[p], ml_collections.ConfigDict):
+        raise ConfigError(f"unknown config key {key!r}: {p!r} is not a section")
+      node = node[p]
+    if leaf not in node:
+      raise ConfigError(f"unknown config key {key!r}; {'.'.join(parents) or 'the config'} has {sorted(node.keys())}")
+    if isinstance(value, str) and not isinstance(node[leaf], str):
+      try:
+        value = json.loads(value)
+      except json.JSONDecodeError:
+        pass
+    try:
+      node[leaf] = value
+    except TypeError as e:
+      raise ConfigError(f"config key {key!r}: {e}") from e
+  return c
 
 
 def finalize(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

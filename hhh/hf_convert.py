@@ -493,8 +493,8 @@ def export_checkpoint(run_dir: str, out_dir: str, *, log: Callable[[str], None] 
   m = full.to_dict()
   mesh = ml_collections.ConfigDict(dict(shape=dict(data=1, fsdp=1, tensor=1), slices=1,
                                         rules=[list(r) for r in hc.base_config("tiny").mesh.rules]))
-  ms = ckpt_lib.build_model(full, mesh, jax.devices()[:1])
-  params = jax.tree.map(np.asarray, jax.device_get(ckpt_lib.load_model_params(ms, run_dir, what="run")))
+  _, params = ckpt_lib.model_from_run(full, mesh, run_dir, what="run", devices=jax.devices()[:1])
+  params = jax.tree.map(np.asarray, jax.device_get(params))
   flat = ckpt_lib.flatten(params)
   out: dict = {}
   vocab = int(m["vocab_size"])

@@ -94,17 +94,10 @@ def resolve(config: ml_collections.ConfigDict) -> dict:
 
 
 TAX_TASK = "tax_lab_lambada"  # the alignment tax on the embedded corpus (held-out lab dialogues, LAMBADA's format)
-CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
-
-
 def _load_config(module: str, arg: str) -> ml_collections.ConfigDict:
-  """configs/<module>.py of this checkout, loaded by path (the lab works from any current directory)."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  path = os.path.join(CONFIGS_DIR, f"{module}.py")
-  spec = importlib.util.spec_from_file_location(f"hhh_lab_configs_{module}", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
+  """configs/<module>.py of this checkout (hhh.config.load: the lab works from any current directory)."""
+  from hhh import config as hc  # pylint: disable=g-import-not-at-top
+  return hc.load(f"{module}:{arg}")
 
 
 def run_config(module: str, arg: str, p: dict, *, steps: int, init_from: str = "", lr_factor: float = 1.0,

@@ -17,7 +17,7 @@ Two compiled programs per shape serve a whole generation:
 Both run the model with its layers unrolled (`transformer.unrolled_params`: the scanned parameters are split per
 layer once, when the Sampler is built), so that no step copies a layer's weights or cache out of a stacked array.
 
-The shared prefix (the HHH prompt) is prefilled ONCE per sampler with `hhh.objectives.distill.prompt_cache` (the
+The shared prefix (the HHH prompt) is prefilled ONCE per sampler with `hhh.scoring.prompt_cache` (the
 model's `prefix_cache`, as context distillation and prompted evaluation use it) and every row of every batch
 attends to it.
 
@@ -488,12 +488,12 @@ def _jitted(model, mesh, rules, eos_id: int, pad_id: int) -> dict:
   key = (model.cfg, mesh, rules, eos_id, pad_id)
   if key in _JIT_CACHE:
     return _JIT_CACHE[key]
-  from hhh.objectives import distill  # pylint: disable=g-import-not-at-top
+  from hhh import scoring  # pylint: disable=g-import-not-at-top
 
   n_layers = model.cfg.n_layers
 
   def prefix(params, tokens):  # [layers, P, heads, head_dim] -> one array per layer
-    return {k: tuple(c[i] for i in range(n_layers)) for k, c in distill.prompt_cache(model, params, tokens).items()}
+    return {k: tuple(c[i] for i in range(n_layers)) for k, c in scoring.prompt_cache(model, params, tokens).items()}
 
   prefix = jax.jit(prefix, out_shardings=prefix_sharding(mesh, rules, n_layers))
 
@@ -626,13 +626,11 @@ def prefix_ids(config, vocab) -> tuple:
     raise ConfigError(f"no room for the shared prompt: model.max_len={int(config.model.max_len)} - context_tokens="
                       f"{int(config.context_tokens)} - max_new_tokens={int(config.max_new_tokens)} = {budget}; set "
                       f"prompt_max_tokens or use --config.prompt=none")
-  text = prompts.read(path)
   try:
-    ids = prompts.fit(text, vocab.encode, budget)
+    ids, full = prompts.token_ids(path, vocab, budget)
   except ValueError as e:
     raise ConfigError(f"prompt {spec}: {e}") from e
-  return np.asarray(ids, np.int32), {"prompt": spec if path else "hhh", "prompt_tokens": len(ids),
-                                     "prompt_tokens_full": len(vocab.encode(text))}
+  return ids, {"prompt": spec if path else "hhh", "prompt_tokens": len(ids), "prompt_tokens_full": full}
 
 
 def from_config(config, *, devices=None) -> tuple:
@@ -651,8 +649,7 @@ def from_config(config, *, devices=None) -> tuple:
     raise ConfigError(f"model.vocab_size={int(config.model.vocab_size)} is smaller than the vocabulary "
                       f"{config.data.vocab!r} ({vocab.vocab_size} ids)")
   prefix, info = prefix_ids(config, vocab)
-  ms = ckpt_lib.build_model(config.model, config.mesh, devices)
-  params = ckpt_lib.load_model_params(ms, checkpoint, what="checkpoint")
+  ms, params = ckpt_lib.model_from_run(config.model, config.mesh, checkpoint, what="checkpoint", devices=devices)
   sampler = Sampler(ms.model, params, ms.mesh, ms.rules, vocab, prefix_tokens=prefix,
                     batch_size=int(config.batch_size))
   info = {"checkpoint": checkpoint, "size": config.size, "vocab": config.data.vocab, "format": config.format,

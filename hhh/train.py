@@ -31,8 +31,9 @@ import optax
 from hhh import checkpoint as ckpt_lib
 from hhh import distributed
 from hhh import flops as flops_lib
-from hhh import metrics as metrics_lib
+from hhh import metric_writer
 from hhh import objectives
+from hhh import optimizer
 from hhh import paths
 from hhh import rundir
 from hhh import sharding
@@ -45,39 +46,6 @@ class TrainState:
   step: jax.Array
   params: Any
   opt_state: Any
-
-
-# ----------------------------------------------------------------------------------------------- optimiser
-
-
-def learning_rate_schedule(optim: ml_collections.ConfigDict, steps: int) -> optax.Schedule:
-  """Linear warmup to `lr`, then cosine or linear decay to `lr * end_lr_fraction` at `steps` (or constant)."""
-  peak, warmup = float(optim.lr), int(optim.warmup_steps)
-  end = peak * float(optim.end_lr_fraction)
-  decay_steps = max(steps - warmup, 1)
-  if optim.schedule == "cosine":
-    decay = optax.cosine_decay_schedule(peak, decay_steps, alpha=float(optim.end_lr_fraction))
-  elif optim.schedule == "linear":
-    decay = optax.linear_schedule(peak, end, decay_steps)
-  elif optim.schedule == "constant":
-    decay = optax.constant_schedule(peak)
-  else:
-    raise ConfigError(f"unknown optim.schedule {optim.schedule!r}; choose cosine, linear or constant")
-  if warmup <= 0:
-    return decay
-  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
-
-
-def make_optimizer(optim: ml_collections.ConfigDict, steps: int):
-  schedule = learning_rate_schedule(optim, steps)
-  # Weight decay on matrices only (not on norm scales and biases).
-  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # noqa: E731
-  parts = []
-  if float(optim.clip_grad_norm) > 0:
-    parts.append(optax.clip_by_global_norm(float(optim.clip_grad_norm)))
-  parts.append(optax.adamw(schedule, b1=float(optim.b1), b2=float(optim.b2), eps=float(optim.eps),
-                           weight_decay=float(optim.weight_decay), mask=decay_mask))
-  return optax.chain(*parts), schedule
 
 
 # ----------------------------------------------------------------------------------------------- setup
@@ -157,7 +125,7 @@ def build(config: ml_collections.ConfigDict, devices=None) -> Setup:
   mesh = sharding.make_mesh(config.mesh, devices)
   check_config(config, mesh)
   rules = sharding.rules_from_config(config.mesh.rules)
-  tx, schedule = make_optimizer(config.optim, int(config.train.steps))
+  tx, schedule = optimizer.make_optimizer(config.optim, int(config.train.steps))
 
   def init_boxed(rng):
     params = model.init(rng, init_inputs(model_config))["params"]
@@ -178,7 +146,7 @@ def init_state(setup: Setup, rng) -> TrainState:
     params = nn.meta.unbox(setup.model.init(rng, init_inputs(setup.model_config))["params"])
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=setup.tx.init(params))
 
-  with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
+  with sharding.activate(setup.mesh, setup.rules):
     return jax.jit(init, out_shardings=setup.state_shardings)(rng)
 
 
@@ -275,7 +243,7 @@ def make_aux(setup: Setup, initial_params):
   if setup.objective.init_aux is None:
     return None
   fn = lambda p: setup.objective.init_aux(p, model=setup.model, config=setup.config.objective)  # noqa: E731
-  with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
+  with sharding.activate(setup.mesh, setup.rules):
     return jax.jit(fn)(initial_params)
 
 
@@ -368,13 +336,24 @@ class _FiniteGuard:
 
 
 def evaluate(setup: Setup, params, eval_step, batches, rng, aux=None) -> dict:
-  totals, n = {}, 0
-  for local in batches:
-    m = jax.device_get(eval_step(params, global_batch(setup, local), rng, aux))
-    for k, v in m.items():
-      totals[k] = totals.get(k, 0.0) + float(v)
-    n += 1
-  return {k: v / n for k, v in totals.items()} if n else {}
+  """Held-out metrics over `batches`: a metric the objective declares a mean over units (METRIC_WEIGHTS) is pooled,
+  sum(mean x units) / sum(units), so unequal batches (packing, ties, the padded last batch) weigh by their units;
+  the others are averaged per batch."""
+  return pool_batch_metrics([jax.device_get(eval_step(params, global_batch(setup, local), rng, aux))
+                             for local in batches], setup.objective.metric_weights)
+
+
+def pool_batch_metrics(per_batch: list[dict], weights: dict) -> dict:
+  """Per-batch metric dicts -> one dict: weighted means for `weights` ({metric: count metric}), else batch means."""
+  out = {}
+  for k in (per_batch[0] if per_batch else {}):
+    vals = [float(m[k]) for m in per_batch]
+    if k in weights:
+      units = [float(m[weights[k]]) for m in per_batch]
+      out[k] = sum(v * u for v, u in zip(vals, units)) / sum(units) if sum(units) > 0 else 0.0
+    else:
+      out[k] = sum(vals) / len(vals)
+  return out
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *, train_batches: Callable[[int], Iterator[dict]] | None = None,
@@ -430,6 +409,23 @@ def _last_checkpoint(checkpointer) -> str:
   return f"{checkpointer.directory}/{step}" if step is not None else "none"
 
 
+def starting_state(setup: Setup, config) -> tuple[TrainState, list, list]:
+  """(state, loaded, fresh): the state a run of `config` starts from, the fresh init of its seed with `init_from`'s
+  parameters loaded over it (the names loaded, and those freshly initialised); the same on every resume."""
+  state = init_state(setup, jax.random.split(jax.random.key(int(config.seed)), 3)[0])
+  if not config.init_from:
+    return state, [], []
+  params, loaded, fresh = ckpt_lib.load_params(config.init_from, state.params, setup.state_shardings.params)
+  return state.replace(params=params), loaded, fresh
+
+
+def starting_params(config) -> tuple[Setup, Any]:
+  """(setup, parameters) a run of `config` starts from (`starting_state`): with init_from=RUN, RUN's trained
+  parameters on this config's mesh (distillation's stored teacher, tools that score a finished run)."""
+  setup = build(config)
+  return setup, starting_state(setup, config)[0].params
+
+
 def _train_locked(config, workdir, setup, checkpointer, primary, *, train_batches, eval_batches, step_hook) -> dict:
   log = print if primary else (lambda *_: None)
   latest = checkpointer.latest_step()
@@ -438,13 +434,11 @@ def _train_locked(config, workdir, setup, checkpointer, primary, *, train_batche
     write_run_record(config, workdir, resume_step=latest, grad_accum=setup.grad_accum)
   steps, log_every = int(config.train.steps), int(config.train.log_every)
   rng = jax.random.key(int(config.seed))
-  init_rng, step_rng, eval_rng = jax.random.split(rng, 3)
+  _, step_rng, eval_rng = jax.random.split(rng, 3)  # [0] initialises (starting_state)
 
   def initial_state():
-    state = init_state(setup, init_rng)
+    state, loaded, fresh = starting_state(setup, config)
     if config.init_from:
-      params, loaded, fresh = ckpt_lib.load_params(config.init_from, state.params, setup.state_shardings.params)
-      state = state.replace(params=params)
       log(f"init_from {config.init_from}: loaded {len(loaded)} parameter arrays; freshly initialised: "
           f"{fresh if fresh else 'none'}")
     return state
@@ -466,7 +460,7 @@ def _train_locked(config, workdir, setup, checkpointer, primary, *, train_batche
     batches_done = 0
   start = int(jax.device_get(state.step))
   # Records of steps after the restored one came from an attempt that did not save them: drop them.
-  writer = metrics_lib.MetricWriter(workdir, enabled=primary, resume_step=start)
+  writer = metric_writer.MetricWriter(workdir, enabled=primary, resume_step=start)
 
   n_params = sum(math.prod(x.shape) for x in jax.tree.leaves(setup.abstract_state.params))
   writer.console(f"hhh.train: objective={config.objective.name} size={config.size} params={n_params:,} "
@@ -486,68 +480,72 @@ def _train_locked(config, workdir, setup, checkpointer, primary, *, train_batche
     writer.console(f"peak FLOP/s per device: {peak / 1e9:.1f} G ({peak_src})")
 
   guard = _FiniteGuard(checkpointer)
-  train_step = eval_step = None
+  jitted = {}  # the train and eval steps, compiled on their first batch
   last: dict = {}
-  t_log, steps_since_log = time.perf_counter(), 0
+  clock = {"t_log": time.perf_counter(), "steps": 0}  # time and steps since the last log line
   t_start = time.perf_counter()
   step = saved_step = start
+
+  def log_step(step, metrics):
+    nonlocal last
+    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    guard.check()
+    dt = (time.perf_counter() - clock["t_log"]) / clock["steps"]
+    examples_per_s = int(config.train.batch_size) / dt
+    metrics.update(step_time_s=dt, tokens_per_s=examples_per_s * tokens_ex)
+    if peak:
+      metrics["mfu"] = flops_lib.mfu(examples_per_s, flops_ex, peak, jax.device_count())  # per example
+    eta = None if step == start + 1 else dt * (steps - step)
+    writer.write(step, metrics, prefix="train/")
+    writer.console(writer.progress_line(step, steps, metrics, eta, order=(
+        "loss", "lr", "grad_norm", "tokens_per_s", "step_time_s", "mfu")))
+    last = metrics
+    if step_hook is not None:
+      step_hook(step, metrics)
+    clock.update(t_log=time.perf_counter(), steps=0)
+
+  def evaluate_held_out(step):
+    held_out = list(itertools.islice(eval_batches(), int(config.train.eval_batches)))
+    if held_out:
+      if "eval" not in jitted:
+        jitted["eval"] = jit_eval_step(setup, global_batch(setup, held_out[0]), aux)
+      ev = evaluate(setup, state.params, jitted["eval"], held_out, eval_rng, aux)
+      writer.write(step, ev, prefix="eval/")
+      writer.console("eval " + writer.progress_line(step, steps, ev, None, order=("loss",)))
+      last.update({f"eval/{k}": v for k, v in ev.items()})
+    clock["t_log"] = time.perf_counter()  # evaluation time is not training time
+
+  def save(step, force=False):
+    nonlocal saved_step
+    guard.check(state)
+    checkpointer.save(step, state, {"train_batches": batches_done}, force=force)
+    saved_step = step
+
+  eval_every = int(config.train.eval_every)
   # A signal during set-up: stop before the first step (nothing new to save).
   preempted = distributed.any_process_preempted()
   try:
-    with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
+    with sharding.activate(setup.mesh, setup.rules):
       while step < steps and not preempted:
         try:
-          local = next(batches)
+          batch = global_batch(setup, next(batches))
         except StopIteration:
           writer.console(f"training data exhausted after {batches_done} batches at step {step}; stopping")
           break
-        batch = global_batch(setup, local)
-        if train_step is None:
-          train_step = jit_train_step(setup, batch, aux)
-        state, metrics = train_step(state, batch, step_rng, aux)
-        step += 1
-        batches_done += 1
-        steps_since_log += 1
+        if "train" not in jitted:
+          jitted["train"] = jit_train_step(setup, batch, aux)
+        state, metrics = jitted["train"](state, batch, step_rng, aux)
+        step, batches_done, clock["steps"] = step + 1, batches_done + 1, clock["steps"] + 1
         guard.add(step, metrics.pop("nonfinite"))
-
         if step % log_every == 0 or step == steps or step == start + 1:
-          metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-          guard.check()
-          now = time.perf_counter()
-          dt = (now - t_log) / steps_since_log
-          examples_per_s = int(config.train.batch_size) / dt
-          metrics.update(step_time_s=dt, tokens_per_s=examples_per_s * tokens_ex)
-          if peak:
-            metrics["mfu"] = examples_per_s * flops_ex / (peak * jax.device_count())
-          eta = None if step == start + 1 else dt * (steps - step)
-          writer.write(step, metrics, prefix="train/")
-          writer.console(writer.progress_line(step, steps, metrics, eta, order=(
-              "loss", "lr", "grad_norm", "tokens_per_s", "step_time_s", "mfu")))
-          last = metrics
-          if step_hook is not None:
-            step_hook(step, metrics)
-          t_log, steps_since_log = time.perf_counter(), 0
-
-        if int(config.train.eval_every) > 0 and (step % int(config.train.eval_every) == 0 or step == steps):
-          held_out = list(itertools.islice(eval_batches(), int(config.train.eval_batches)))
-          if held_out:
-            if eval_step is None:
-              eval_step = jit_eval_step(setup, global_batch(setup, held_out[0]), aux)
-            ev = evaluate(setup, state.params, eval_step, held_out, eval_rng, aux)
-            writer.write(step, ev, prefix="eval/")
-            writer.console("eval " + writer.progress_line(step, steps, ev, None, order=("loss",)))
-            last.update({f"eval/{k}": v for k, v in ev.items()})
-          t_log = time.perf_counter()
-
+          log_step(step, metrics)
+        if eval_every > 0 and (step % eval_every == 0 or step == steps):
+          evaluate_held_out(step)
         if checkpointer.should_save(step):
-          guard.check(state)
-          checkpointer.save(step, state, {"train_batches": batches_done})
-          saved_step = step
-        if distributed.any_process_preempted(step=step, every=10) or checkpointer.reached_preemption(step):
-          preempted = True
+          save(step)
+        preempted = distributed.any_process_preempted(step=step, every=10) or checkpointer.reached_preemption(step)
       if step > start and saved_step != step:  # the final (or preemption) save
-        guard.check(state)
-        checkpointer.save(step, state, {"train_batches": batches_done}, force=True)
+        save(step, force=True)
     checkpointer.wait()
   finally:
     writer.close()
@@ -559,7 +557,7 @@ def _train_locked(config, workdir, setup, checkpointer, primary, *, train_batche
     else:
       writer.console(f"stopped by signal before the first step (step {step}); rerun the same command to resume")
   else:
-    writer.console(f"done: {step - start} steps in {metrics_lib.format_eta(total)}; checkpoints in "
+    writer.console(f"done: {step - start} steps in {metric_writer.format_eta(total)}; checkpoints in "
                    f"{checkpointer.directory}")
   last["step"] = step
   last["preempted"] = preempted

@@ -5,7 +5,6 @@ created. The replication check of the paper sizes runs on abstract shapes only (
 """
 
 import dataclasses
-import importlib.util
 import json
 import pathlib
 
@@ -14,28 +13,16 @@ import numpy as np
 import pytest
 
 from hhh import aot, sharding
+from hhh import config as hc
 from hhh.sharding import MeshError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-_spec = importlib.util.spec_from_file_location("aot_compile_tool", REPO / "tools" / "aot_compile.py")
-tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tool)
 
 
 def config(path: str, size: str, **overrides):
   """configs/<path>:size with dotted overrides, like --config.a.b=v on the command line."""
-  spec = importlib.util.spec_from_file_location(f"cfg_{path}", REPO / "configs" / path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  c = mod.get_config(size)
-  for key, value in overrides.items():
-    node = c
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return c
+  return hc.override(hc.load(f"configs/{path}:{size}"), overrides)
 
 
 def tiny_lm(**overrides):
@@ -199,7 +186,7 @@ def test_default_52b_preference_builds_for_v5p_128(tpu):
 def test_compile_tiny_lm_for_v5p_8(tpu, tmp_path):
   out = []
   path = tmp_path / "r.json"
-  code = tool.run(tiny_lm(**{"mesh.shape.data": 1, "mesh.shape.fsdp": -1}), "v5p-8", json_path=str(path),
+  code = aot.compile_and_check(tiny_lm(**{"mesh.shape.data": 1, "mesh.shape.fsdp": -1}), "v5p-8", json_path=str(path),
                   out=out.append)
   text = "\n".join(out)
   assert code == 0, text
@@ -218,13 +205,13 @@ def test_compile_tiny_lm_for_v5p_8(tpu, tmp_path):
 @pytest.mark.tpu
 def test_impossible_mesh_is_a_clear_error(tpu):
   out = []
-  code = tool.run(tiny_lm(**{"mesh.shape.data": 3, "mesh.shape.fsdp": -1}), "v5p-8", out=out.append)  # 3 does not divide 4
+  code = aot.compile_and_check(tiny_lm(**{"mesh.shape.data": 3, "mesh.shape.fsdp": -1}), "v5p-8", out=out.append)  # 3 does not divide 4
   assert code == 2
   assert "does not divide the 4 devices per slice" in "\n".join(out)
   with pytest.raises(MeshError, match="does not divide"):
     aot.compile_train_step(tiny_lm(**{"mesh.shape.tensor": 3}), aot.tpu_devices("v5p-8"))
   out = []
-  assert tool.run(tiny_lm(), "v5p-96", out=out.append) == 2
+  assert aot.compile_and_check(tiny_lm(), "v5p-96", out=out.append) == 2
   assert "no standard v5p slice" in "\n".join(out)
 
 
@@ -233,7 +220,7 @@ def test_does_not_fit_exits_non_zero(tpu):
   """A tiny model with an absurd per-device batch: the logits alone need ~64 GiB per v5e chip (16 GiB)."""
   out = []
   c = tiny_lm(**{"train.batch_size": 4 * 16384, "data.seq_len": 512, "mesh.shape.data": -1})
-  code = tool.run(c, "v5e-4", out=out.append)
+  code = aot.compile_and_check(c, "v5e-4", out=out.append)
   text = "\n".join(out)
   assert code == 1, text
   assert "FAIL:" in text and ("does not fit" in text or "ran out of memory" in text)
@@ -245,7 +232,7 @@ def test_compile_multislice_v5p(tpu, tmp_path):
   """Two v5p-8 slices over DCN: the slice axis is the outer data-parallel axis; each slice's devices stay together."""
   path = tmp_path / "r.json"
   out = []
-  code = tool.run(tiny_lm(**{"mesh.shape.data": 1, "mesh.shape.fsdp": -1}), "v5p-8", num_slices=2,
+  code = aot.compile_and_check(tiny_lm(**{"mesh.shape.data": 1, "mesh.shape.fsdp": -1}), "v5p-8", num_slices=2,
                   json_path=str(path), out=out.append)
   assert code == 0, "\n".join(out)
   r = json.loads(path.read_text())
@@ -289,7 +276,7 @@ def test_compile_tiny_preference_model(tpu, tmp_path):
     c = tiny_lm(**{"objective.name": "preference", "model.score_head": True})
   path = tmp_path / "r.json"
   out = []
-  assert tool.run(c, "v4-8", json_path=str(path), out=out.append) == 0, "\n".join(out)
+  assert aot.compile_and_check(c, "v4-8", json_path=str(path), out=out.append) == 0, "\n".join(out)
   r = json.loads(path.read_text())
   assert r["device_kind"] == "TPU v4" and r["num_devices"] == 8  # AOT v4 devices are TensorCores
   assert r["hbm_bytes"] == 16 * aot.GiB
@@ -302,7 +289,6 @@ def test_compile_tiny_preference_model(tpu, tmp_path):
 def test_default_13m_tpu_step_runs_splash_attention(tpu):
   """The default 13m LM config (seq 8192, model.attention=auto) compiled for a v5p-8: the TPU train step runs the
   Pallas splash kernels (forward, dq, dkv), so no [L, L] scores; docs/scale.md checked the 52b step the same way."""
-  import flax.linen as nn
   from hhh import train
   setup = train.build(config("pretrain.py", "13m"), aot.tpu_devices("v5p-8"))
   assert dict(setup.mesh.shape) == dict(slice=1, data=1, fsdp=4, tensor=1) and setup.grad_accum == 128
@@ -310,7 +296,7 @@ def test_default_13m_tpu_step_runs_splash_attention(tpu):
   batch = aot.batch_like(setup, setup.objective.family)
   rng = jax.ShapeDtypeStruct((), jax.eval_shape(lambda: jax.random.key(0)).dtype,
                              sharding=sharding.replicated(setup.mesh))
-  with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
+  with sharding.activate(setup.mesh, setup.rules):
     hlo = train.jit_train_step(setup, batch).lower(state, batch, rng, None).compile().as_text()
   assert 'custom_call_target="tpu_custom_call"' in hlo
   for kernel in ("splash_mha_fwd", "splash_mha_dq", "splash_mha_dkv"):
@@ -319,7 +305,7 @@ def test_default_13m_tpu_step_runs_splash_attention(tpu):
 
 def test_tool_rejects_slices_mismatch():
   out = []
-  code = tool.run(tiny_lm(**{"mesh.slices": 4}), "v5p-8", num_slices=2, out=out.append)
+  code = aot.compile_and_check(tiny_lm(**{"mesh.slices": 4}), "v5p-8", num_slices=2, out=out.append)
   assert code == 2 and "config.mesh.slices=4 but --num_slices=2" in out[0]
 
 

@@ -120,7 +120,7 @@ def test_splash_runs_under_shard_map_on_a_mesh():
   s_sh = NamedSharding(mesh, P(sharding.BATCH_AXES, None))
   q, k, v, w = (jax.device_put(a, x_sh) for a in (q, k, v, w))
   seg = jax.device_put(seg, s_sh)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.DEFAULT_RULES):
+  with sharding.activate(mesh, sharding.DEFAULT_RULES):
     fn = jax.jit(jax.value_and_grad(
         lambda q, k, v: (A.attend(q, k, v, segment_ids=seg, impl="splash", interpret=True) * w).sum(),
         argnums=(0, 1, 2)))
@@ -233,7 +233,7 @@ def test_aot_tpu_train_step_runs_the_splash_kernel():
   batch = aot.batch_like(setup, setup.objective.family)
   rng = jax.ShapeDtypeStruct((), jax.eval_shape(lambda: jax.random.key(0)).dtype,
                              sharding=sharding.replicated(setup.mesh))
-  with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
+  with sharding.activate(setup.mesh, setup.rules):
     compiled = train.jit_train_step(setup, batch).lower(state, batch, rng, None).compile()
   hlo = compiled.as_text()
   assert 'custom_call_target="tpu_custom_call"' in hlo

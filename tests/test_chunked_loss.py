@@ -11,11 +11,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from hhh import objectives
-from hhh.eval import scoring
+from hhh import objectives, sharding
 from hhh.models import transformer
 from hhh.models.transformer import Transformer, TransformerConfig, init_inputs
-from hhh.objectives import distill, lm, ranking
+from hhh import scoring
+from hhh.objectives import distill, lm
 
 V = 260
 CHUNKS = (7,)  # 7 does not divide the length 16: three chunks, the last one padded
@@ -138,13 +138,13 @@ def test_sequence_logprobs_and_eval_scoring_chunked_equal_full_logits(tiny):
   tokens = jnp.asarray(rng.integers(2, 250, (2, 3, 16)), jnp.int32)
   rs, eoc = jnp.array([[3, 5, 15], [1, 0, 4]]), jnp.array([[7, 15, 15], [2, 9, 15]])
   logits = model.apply({"params": params}, tokens)["logits"]
-  want = ranking.sequence_logprobs_from_logits(logits, tokens, rs, eoc)
+  want = scoring.sequence_logprobs_from_logits(logits, tokens, rs, eoc)
   flat = tokens.reshape(6, 16)
   want_eval = scoring.response_logprobs(logits.reshape(6, 16, V), flat, rs.reshape(6), eoc.reshape(6))
   assert float(want_eval[2].sum()) < 6  # not every response is the greedy one
   for chunk in (0,) + CHUNKS:
     m = chunked(model, chunk)
-    assert_trees_close(jax.jit(lambda p, m=m: ranking.sequence_logprobs(m, p, tokens, rs, eoc))(params), want)
+    assert_trees_close(jax.jit(lambda p, m=m: scoring.sequence_logprobs(m, p, tokens, rs, eoc))(params), want)
     got = jax.jit(lambda p, m=m: scoring.lm_forward(m, p, flat, rs.reshape(6), eoc.reshape(6)))(params)
     assert_trees_close(got, want_eval)
 
@@ -180,7 +180,7 @@ def test_sharded_step_with_blockwise_attention_and_chunked_loss_equals_single_de
     setup = train.build(c, devices)
     state = train.init_state(setup, jax.random.key(0))
     batch = train.global_batch(setup, batch_np)
-    with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
+    with sharding.activate(setup.mesh, setup.rules):
       state, metrics = train.jit_train_step(setup, batch)(state, batch, jax.random.key(1), None)
     results.append((jax.device_get(state.params), jax.device_get(metrics)))
   (p1, m1), (p8, m8) = results

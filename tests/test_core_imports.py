@@ -63,7 +63,7 @@ _CORE = _BLOCKER + textwrap.dedent("""
     assert {k: (v.shape, v.dtype) for k, v in local.items()} == spec, spec
     batch = train.global_batch(setup, local)
     step = train.jit_train_step(setup, batch)
-    with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
+    with sharding.activate(setup.mesh, setup.rules):
       state, metrics = step(state, batch, jax.random.key(1), None)
     loss = float(metrics["loss"])
 

@@ -5,7 +5,6 @@ import json
 import os
 import zlib
 
-import numpy as np
 import pytest
 
 from hhh.data import dialogue, pipeline, sources, tasks

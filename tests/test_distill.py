@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from hhh import prompts
+from hhh.data import teacher_files
 from hhh.models.transformer import Transformer, TransformerConfig, init_inputs
 from hhh.objectives import distill
 
@@ -146,7 +147,7 @@ def test_offline_loss_needs_teacher_features(tiny):
     distill.loss_fn(params, _text(), model=model, config=ocfg(mode="offline"))
 
 
-def test_stored_batches_resume_exactly_and_pad_eval(tmp_path):
+def test_stored_teacher_batches_resume_exactly_and_pad_eval(tmp_path):
   n, L, k = 11, 8, 3
   rng = np.random.default_rng(0)
   np.savez(tmp_path / "train.npz", tokens=np.arange(n * L, dtype=np.int32).reshape(n, L),
@@ -155,12 +156,37 @@ def test_stored_batches_resume_exactly_and_pad_eval(tmp_path):
   np.savez(tmp_path / "validation.npz", **dict(np.load(tmp_path / "train.npz")))
   c = ml_collections.ConfigDict(dict(seed=3, objective=dict(teacher_dir=str(tmp_path)), train=dict(batch_size=4),
                                      data=dict(shuffle=True)))
-  it = distill.stored_batches(c, split="train", start_batch=0, train=True)
+  it = teacher_files.read_batches(c, split="train", start_batch=0, train=True)
   first = [next(it)["tokens"][:, 0] for _ in range(7)]  # 2 batches per epoch: epochs 0..3
-  resumed = distill.stored_batches(c, split="train", start_batch=3, train=True)
+  resumed = teacher_files.read_batches(c, split="train", start_batch=3, train=True)
   for i in range(3, 7):
     np.testing.assert_array_equal(next(resumed)["tokens"][:, 0], first[i])
   assert sorted(np.concatenate(first[:2]) // L) != list(range(8))  # shuffled
   assert not np.array_equal(first[0], first[2])  # a new permutation per epoch
-  ev = list(distill.stored_batches(c, split="validation", start_batch=0, train=False))
+  ev = list(teacher_files.read_batches(c, split="validation", start_batch=0, train=False))
   assert len(ev) == 3 and ev[-1]["loss_weights"][3:].sum() == 0 and ev[-1]["tokens"].shape == (4, L)
+
+
+def test_stored_teacher_written_then_read_back_exactly_without_padding_rows(tmp_path):
+  """The writer keeps rows with loss weight, stops at max_examples, and the reader gives back the same arrays."""
+  L, k = 6, 2
+  rows = np.arange(5 * L, dtype=np.int32).reshape(5, L)
+  weights = np.ones((5, L), np.float32)
+  weights[2] = 0  # a padding row of a last batch
+  batches = [{"tokens": rows[:3], "loss_weights": weights[:3]}, {"tokens": rows[3:], "loss_weights": weights[3:]}]
+
+  def teacher(tokens):  # a deterministic stand-in for the prompted model: ids and log-probs from the tokens
+    t = np.asarray(tokens)
+    return (np.stack([t, t + 1], -1), -np.stack([t, t], -1).astype(np.float32) / 100, -t.astype(np.float32))
+
+  done = teacher_files.write_split(str(tmp_path), "validation", batches, teacher)
+  assert done["examples"] == 4
+  c = ml_collections.ConfigDict(dict(seed=0, objective=dict(teacher_dir=str(tmp_path)), train=dict(batch_size=4),
+                                     data=dict(shuffle=False)))
+  (got,) = list(teacher_files.read_batches(c, split="validation", start_batch=0, train=False))
+  keep = rows[[0, 1, 3, 4]]
+  np.testing.assert_array_equal(got["tokens"], keep)
+  np.testing.assert_array_equal(got["topk_ids"], np.stack([keep, keep + 1], -1))
+  np.testing.assert_array_equal(got["remainder_logprob"], -keep.astype(np.float32))
+  assert got["topk_ids"].shape == (4, L, k)
+  assert teacher_files.write_split(str(tmp_path), "train", batches, teacher, max_examples=1)["examples"] == 1

@@ -9,8 +9,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from hhh import sharding
-from hhh.eval import calibration, examples, hhh as hhh_eval, run, scoring
+from hhh import checkpoint as ckpt_lib, sharding
+from hhh import metrics, scoring
+from hhh.eval import examples, hhh as hhh_eval, run
 from hhh.models.transformer import Transformer, TransformerConfig
 
 V = 32
@@ -31,7 +32,7 @@ def _mesh_scorer(model, params, prefix=None):
                                             rules=[list(r) for r in sharding.DEFAULT_RULES]))
   mesh = sharding.make_mesh(mesh_cfg)
   rules = sharding.rules_from_config(mesh_cfg.rules)
-  ms = run.build_model(ml_collections.ConfigDict(dict(vars(model.cfg))), mesh_cfg)
+  ms = ckpt_lib.build_model(ml_collections.ConfigDict(dict(vars(model.cfg))), mesh_cfg)
   return scoring.Scorer(model, params, mesh, rules, ms.shardings, prefix_tokens=prefix)
 
 
@@ -132,39 +133,58 @@ def test_choice_ties_go_to_first_choice_and_mc2_normalisation():
   valid = np.ones((3, 3))
   target = np.array([[0, 1, 0], [1, 0, 0], [0, 1, 0]], float)
   scores = np.array([[2.0, 2.0, 1.0], [2.0, 2.0, 1.0], [0.0, 1.0, 5.0]])
-  assert scoring.choose(scores, valid).tolist() == [0, 0, 2]
-  assert scoring.tied(scores, valid).tolist() == [1.0, 1.0, 0.0]
-  assert scoring.choice_correct(scores, target, valid).tolist() == [0.0, 1.0, 0.0]
+  assert metrics.choose(scores, valid).tolist() == [0, 0, 2]
+  assert metrics.tied(scores, valid).tolist() == [1.0, 1.0, 0.0]
+  assert metrics.choice_correct(scores, target, valid).tolist() == [0.0, 1.0, 0.0]
   # An invalid (padding) choice never wins, whatever its score.
   v2 = valid.copy()
   v2[2, 2] = 0
-  assert scoring.choose(scores, v2)[2] == 1
+  assert metrics.choose(scores, v2)[2] == 1
   lp = np.log(np.array([[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]]))
   t = np.array([[0, 1, 0], [1, 1, 0]], float)
-  np.testing.assert_allclose(scoring.mc2(lp, t, np.ones((2, 3))), [0.3, 0.2])
+  np.testing.assert_allclose(metrics.mc2(lp, t, np.ones((2, 3))), [0.3, 0.2])
   # MC2 renormalises over the valid choices only: 0.3 / (0.2 + 0.3).
-  np.testing.assert_allclose(scoring.mc2(lp[:1], t[:1], np.array([[1, 1, 0]])), [0.6])
+  np.testing.assert_allclose(metrics.mc2(lp[:1], t[:1], np.array([[1, 1, 0]])), [0.6])
   # Large log-probs do not overflow.
-  np.testing.assert_allclose(scoring.mc2(np.array([[-1000.0, -1000.0]]), np.array([[1, 0]]), np.ones((1, 2))), [0.5])
+  np.testing.assert_allclose(metrics.mc2(np.array([[-1000.0, -1000.0]]), np.array([[1, 0]]), np.ones((1, 2))), [0.5])
 
 
 def test_pairwise_accuracy_counts_only_differently_scored_pairs():
   pred = np.array([[3.0, 2.0, 1.0, 1.0], [1.0, 1.0, 0.0, 9.0]])
   score = np.array([[3.0, 2.0, 1.0, 1.0], [2.0, 1.0, 1.0, 0.0]])
   valid = np.array([[1, 1, 1, 1], [1, 1, 1, 0]], float)
-  correct, pairs = scoring.pairwise_correct(pred, score, valid)
+  correct, pairs = metrics.pairwise_correct(pred, score, valid)
   assert pairs.tolist() == [5.0, 2.0]  # row 1: (0,1), (0,2); the tie (2,3) and the padding response give no pair
   assert correct.tolist() == [5.0, 1.5]  # (0,1) predicted tie: half a pair, as the trainer's accuracy
 
 
+def test_one_definition_of_pairwise_accuracy_and_ece_for_training_and_evaluation():
+  """The trainer's jnp metrics (inside jit) and the evaluator's numpy ones are the same functions: equal on random
+  ranked comparisons with ties, padding and predicted ties, including probabilities on bin edges."""
+  rng = np.random.default_rng(0)
+  pred = np.round(rng.normal(size=(6, 4)), 1)
+  score = rng.integers(0, 3, (6, 4)).astype(float)
+  valid = (rng.random((6, 4)) > 0.2).astype(float)
+  st = jax.jit(metrics.pair_stats)(jnp.asarray(pred, jnp.float32), jnp.asarray(score), jnp.asarray(valid))
+  correct, pairs = metrics.pairwise_correct(pred, score, valid)
+  assert float(st["pairs"]) == pairs.sum() and float(st["correct"]) == pytest.approx(correct.sum())
+  ece_jit = float(jax.jit(metrics.pairwise_ece)(jnp.asarray(pred, jnp.float32), jnp.asarray(score),
+                                                  jnp.asarray(valid)))
+  assert ece_jit == pytest.approx(metrics.pairwise_preference(pred, score, valid)["ece"], abs=1e-6)
+  edges = np.array([0.0, 0.1, 0.3, 0.7, 1.0])  # exact bin edges land in the same bin in both
+  out = np.array([0.0, 1.0, 1.0, 0.0, 1.0])
+  assert float(metrics.ece(jnp.asarray(edges), jnp.asarray(out))) == pytest.approx(
+      metrics.reliability(edges, out)["ece"], abs=1e-7)
+
+
 def test_calibration_ece_by_hand():
-  r = calibration.reliability([0.05, 0.15, 0.95, 0.95], [0, 1, 1, 0], bins=10)
+  r = metrics.reliability([0.05, 0.15, 0.95, 0.95], [0, 1, 1, 0], bins=10)
   # bins: [0,.1): p .05 freq 0 -> .05; [.1,.2): p .15 freq 1 -> .85; [.9,1]: p .95 freq .5 -> .45 (2 of 4)
   np.testing.assert_allclose(r["ece"], 0.25 * 0.05 + 0.25 * 0.85 + 0.5 * 0.45)
   assert r["count"][0] == 1 and r["count"][9] == 2
-  perfect = calibration.pairwise_preference(np.array([[5.0, -5.0]]), np.array([[1.0, 0.0]]), np.ones((1, 2)))
+  perfect = metrics.pairwise_preference(np.array([[5.0, -5.0]]), np.array([[1.0, 0.0]]), np.ones((1, 2)))
   assert perfect["n"] == 2 and perfect["ece"] < 1e-3
-  mc = calibration.multiple_choice(np.array([[0.0, 0.0]]), np.array([[0.0, 1.0]]), np.ones((1, 2)))
+  mc = metrics.multiple_choice_calibration(np.array([[0.0, 0.0]]), np.array([[0.0, 1.0]]), np.ones((1, 2)))
   np.testing.assert_allclose(mc["ece"], 0.5)  # picks the first (wrong) choice with confidence 0.5
 
 
@@ -194,13 +214,13 @@ def _save_params(path, params):
 def test_eval_job_is_deterministic_and_writes_outputs(tmp_path):
   from configs import eval as eval_cfg
   config = eval_cfg.get_config("tiny")
-  ms = run.build_model(config.model, config.mesh)
+  ms = ckpt_lib.build_model(config.model, config.mesh)
   lm = ms.model.init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
   lm = jax.tree.map(lambda p: getattr(p, "value", p), lm, is_leaf=lambda p: hasattr(p, "value"))
   _save_params(tmp_path / "lm", lm)
   pm_cfg = ml_collections.ConfigDict(config.model.to_dict())
   pm_cfg.score_head = True
-  pm = run.build_model(pm_cfg, config.mesh).model.init(jax.random.key(1), jnp.zeros((1, 8), jnp.int32))["params"]
+  pm = ckpt_lib.build_model(pm_cfg, config.mesh).model.init(jax.random.key(1), jnp.zeros((1, 8), jnp.int32))["params"]
   pm = jax.tree.map(lambda p: getattr(p, "value", p), pm, is_leaf=lambda p: hasattr(p, "value"))
   pm["score_head"]["kernel"] = jax.random.normal(jax.random.key(2), pm["score_head"]["kernel"].shape)
   _save_params(tmp_path / "pm", pm)
@@ -259,7 +279,7 @@ def test_alignment_tax_on_mock_tfds(tmp_path):
   import tensorflow_datasets as tfds
   from configs import eval as eval_cfg
   config = eval_cfg.get_config("tiny")
-  ms = run.build_model(config.model, config.mesh)
+  ms = ckpt_lib.build_model(config.model, config.mesh)
   lm = ms.model.init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
   lm = jax.tree.map(lambda p: getattr(p, "value", p), lm, is_leaf=lambda p: hasattr(p, "value"))
   _save_params(tmp_path / "lm", lm)

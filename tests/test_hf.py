@@ -69,8 +69,8 @@ def _hf_logits(model, tokens, mask):
 
 def _hhh_logits(run_dir, tokens, mesh_cfg=None, devices=None):
   m = hc.model_config(str(run_dir))
-  ms = ckpt_lib.build_model(m, mesh_cfg or hc.base_config("tiny").mesh, devices)
-  params = ckpt_lib.load_model_params(ms, str(run_dir), what="checkpoint")
+  ms, params = ckpt_lib.model_from_run(m, mesh_cfg or hc.base_config("tiny").mesh, str(run_dir), what="checkpoint",
+                                       devices=devices)
   from hhh import sharding
   with sharding.activate(ms.mesh, ms.rules):
     return np.asarray(jax.jit(lambda p, t: ms.model.apply({"params": p}, t)["logits"])(params, jnp.asarray(tokens)))
@@ -149,7 +149,8 @@ def test_unsupported_checkpoints_fail_naming_the_problem(tmp_path):
 def test_per_choice_logprobs_match_pytorch_with_the_bigbench_convention(tmp_path):
   """hhh.eval's scorer on an imported model: the summed log-prob of each continuation " {choice}" after
   "\\nHuman: {q}\\nAssistant:" equals PyTorch's on the same token ids."""
-  from hhh.eval import examples, scoring
+  from hhh import scoring
+  from hhh.eval import examples
   model = _make_hf("gpt_neox", tmp_path / "hf", seed=3)
   hf_convert.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "run"), log=lambda s: None)
   try:
@@ -157,9 +158,8 @@ def test_per_choice_logprobs_match_pytorch_with_the_bigbench_convention(tmp_path
   except Exception as e:  # pylint: disable=broad-except
     pytest.skip(f"BIG-bench hhh_alignment not available: {e}")
   m = hc.model_config(str(tmp_path / "run"))
-  ms = ckpt_lib.build_model(m, hc.base_config("tiny").mesh)
-  params = ckpt_lib.load_model_params(ms, str(tmp_path / "run"), what="checkpoint")
-  scorer = scoring.Scorer(ms.model, params, ms.mesh, ms.rules, ms.shardings)
+  ms, params = ckpt_lib.model_from_run(m, hc.base_config("tiny").mesh, str(tmp_path / "run"), what="checkpoint")
+  scorer = scoring.Scorer.of(ms, params)
   got = scoring.score_lm(scorer, ex, batch_size=4)["sum"]
   for i in range(len(ex)):
     for j in range(2):
@@ -204,8 +204,8 @@ def test_import_train_a_preference_step_export_and_score_in_pytorch(tmp_path):
   eoc = np.asarray([len(ids) - 1, len(ids) - 6], np.int32)
   m = hc.model_config(str(tmp_path / "runs" / "pm"))
   m.score_head = True
-  ms = ckpt_lib.build_model(m, hc.base_config("tiny").mesh)
-  params = ckpt_lib.load_model_params(ms, str(tmp_path / "runs" / "pm"), what="checkpoint")
+  ms, params = ckpt_lib.model_from_run(m, hc.base_config("tiny").mesh, str(tmp_path / "runs" / "pm"),
+                                       what="checkpoint")
   ours = np.asarray(ms.model.apply({"params": params}, jnp.asarray(rows), score_index=jnp.asarray(eoc),
                                    return_logits=False)["score"])
   with torch.no_grad():
@@ -252,5 +252,4 @@ def test_exported_classifier_absorbs_the_score_bias_or_records_it(arch, tmp_path
 
 def _load_lm(run_dir):
   m = hc.model_config(str(run_dir))
-  ms = ckpt_lib.build_model(m, hc.base_config("tiny").mesh)
-  return ckpt_lib.load_model_params(ms, str(run_dir), what="checkpoint")
+  return ckpt_lib.model_from_run(m, hc.base_config("tiny").mesh, str(run_dir), what="checkpoint")[1]

@@ -2,6 +2,8 @@
 import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -179,11 +181,7 @@ def test_smoke_preset_end_to_end(tmp_path, monkeypatch):
 
 
 def test_plot_tool_merges_sweeps(tmp_path):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("plot_tool", os.path.join(os.path.dirname(__file__), "..", "tools",
-                                                                          "plot.py"))
-  tool = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(tool)
+  from hhh.eval import plots
   a = {"sizes": {"a": 10}, "objectives": {"a": {"IL": .5}}, "pmp": {"pmp": {"16": .6}},
        "tax": {"a": {"n": 5, "conditions": {"plain": {"accuracy": .2}, "prompt": {"accuracy": .4}}}}}
   b = {"sizes": {"b": 100}, "objectives": {"a": {"PM": .7}, "b": {"PM": .8}}, "pmp": {"no_pmp": {"16": .5}}}
@@ -191,11 +189,12 @@ def test_plot_tool_merges_sweeps(tmp_path):
   for name, r in (("a.json", a), ("b.json", b)):
     (tmp_path / name).write_text(json.dumps(r))
     paths.append(str(tmp_path / name))
-  merged = tool.merge([json.loads(open(p).read()) for p in paths])
+  merged = plots.merge_results([json.loads(open(p).read()) for p in paths])
   assert merged["objectives"] == {"a": {"IL": .5, "PM": .7}, "b": {"PM": .8}}
   assert merged["pmp"] == {"pmp": {"16": .6}, "no_pmp": {"16": .5}}
-  made = tool.main(paths + ["--out", str(tmp_path / "out")])
-  assert sorted(os.path.basename(m) for m in made) == ["objectives.png", "pmp.png", "tax.png"]
+  subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "tools", "plot.py"), *paths,
+                  "--out", str(tmp_path / "out")], check=True)
+  assert sorted(os.listdir(tmp_path / "out")) == ["objectives.png", "pmp.png", "tax.png"]
 
 
 def test_seeds_run_every_stage_per_seed_and_report_the_spread(tmp_path, monkeypatch):

@@ -10,7 +10,8 @@ import pytest
 
 from hhh import objectives
 from hhh.models.transformer import Transformer, TransformerConfig, init_inputs
-from hhh.objectives import binary, preference, ranking
+from hhh import metrics, scoring
+from hhh.objectives import binary, preference
 
 V = 260  # byte vocabulary; the end-of-context token is V - 1
 
@@ -78,7 +79,7 @@ def test_pairwise_ece_by_hand():
   batch, r = cmp_batch([[0.5, 0.0], [0.0, 0.5]], [[1.0, 0.0], [1.0, 0.0]], [[1, 1], [1, 1]])
   _, m = preference.loss_from_scores(r, batch, cfg())
   np.testing.assert_allclose(m["ece"], abs(p - 0.5), rtol=1e-5)
-  np.testing.assert_allclose(ranking.ece(np.array([0.05, 0.95]), np.array([0.0, 1.0])), 0.05, rtol=1e-6)
+  np.testing.assert_allclose(metrics.ece(np.array([0.05, 0.95]), np.array([0.0, 1.0])), 0.05, rtol=1e-6)
 
 
 def test_fully_padded_comparisons_give_zero_loss():
@@ -103,12 +104,12 @@ def test_sequence_logprobs_by_hand():
   for t in range(L):
     logits[0, t, (t + 1) % 3] = lp_hi
   tokens = np.array([[0, 1, 2, 1, 1, 2]])  # token t=1,2 follow the favoured pattern, 3 does not (1 != 0)
-  s, mean, n = ranking.sequence_logprobs_from_logits(jnp.asarray(logits), jnp.asarray(tokens),
+  s, mean, n = scoring.sequence_logprobs_from_logits(jnp.asarray(logits), jnp.asarray(tokens),
                                                      jnp.array([1]), jnp.array([5]))
   # response = positions 1..4: tokens 1 (hi), 2 (hi), 1 (lo: favoured 0), 1 (lo: favoured 1? t=3 favours 1 -> hi)
   expect = [lp_hi, lp_hi, lp_lo, lp_hi]
   np.testing.assert_allclose([s[0], mean[0], n[0]], [sum(expect), sum(expect) / 4, 4], rtol=1e-6)
-  s, mean, n = ranking.sequence_logprobs_from_logits(jnp.asarray(logits), jnp.asarray(tokens), jnp.array([0]),
+  s, mean, n = scoring.sequence_logprobs_from_logits(jnp.asarray(logits), jnp.asarray(tokens), jnp.array([0]),
                                                      jnp.array([0]))
   assert (float(s[0]), float(mean[0]), float(n[0])) == (0.0, 0.0, 0.0)
 
@@ -129,7 +130,7 @@ def test_sequence_logprobs_matches_model_loop(tiny):
   rng = np.random.default_rng(0)
   tokens = jnp.asarray(rng.integers(2, 250, (2, 3, 12)), jnp.int32)
   rs, eoc = jnp.array([[3, 5, 11], [1, 2, 4]]), jnp.array([[7, 11, 11], [2, 9, 11]])
-  s, mean, n = ranking.sequence_logprobs(model, params, tokens, rs, eoc)
+  s, mean, n = scoring.sequence_logprobs(model, params, tokens, rs, eoc)
   logp = np.asarray(jax.nn.log_softmax(model.apply({"params": params}, tokens)["logits"], -1))
   for b in range(2):
     for k in range(3):

@@ -4,53 +4,47 @@ Held-out accuracy is pairwise accuracy on the validation split of `lab_compare` 
 and must beat chance by 3 binomial standard errors.
 """
 
-import importlib
 import json
 import math
 import os
+import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 
+from hhh import config as hc
 from hhh import train as train_lib
-from hhh.objectives import ranking
+from hhh import scoring
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "tools"))
 
 pytestmark = pytest.mark.slow
 
 
 def config(name, arg="tiny", **overrides):
-  c = importlib.import_module(f"configs.{name}").get_config(arg)
+  c = hc.load(f"{name}:{arg}")
   c.unlock()
   c.train.update(dict(batch_size=16, log_every=10, eval_every=0, checkpoint_every=1000, async_checkpoints=False))
-  for k, v in overrides.items():
-    node = c
-    *path, leaf = k.split(".")
-    for p in path:
-      node = node[p]
-    node[leaf] = v
+  hc.override(c, overrides)
   c.lock()
   return c
 
 
 def trained_params(cfg, workdir):
-  import teacher_logits  # tools/teacher_logits.py: the params a run starts from, here the run's last checkpoint
+  # the params a run starts from, here (init_from) the run's last checkpoint
   c = cfg.copy_and_resolve_references()
   c.unlock()
   c.init_from = workdir
-  return teacher_logits.initial_params(c)
+  return train_lib.starting_params(c)
 
 
 def held_out_accuracy(setup, params, scorer, batches=10):
   from hhh.data import pipeline
   it = pipeline.make_iterator("lab_compare", split="validation", family="comparison", seq_len=128, batch_size=16,
                               vocab="byte", seed=0, shuffle=False, repeat=False, k=4)
-  res = ranking.comparison_accuracy(setup.model, params, it, scorer, max_batches=batches)
+  res = scoring.comparison_accuracy(setup.model, params, it, scorer, max_batches=batches)
   return res, 0.5 + 3 * math.sqrt(0.25 / res["pairs"])
 
 
@@ -90,11 +84,13 @@ def test_online_distillation_reduces_held_out_kl(tmp_path, lm_run):
 
 
 def test_offline_distillation_reduces_held_out_kl(tmp_path, lm_run):
-  import teacher_logits
   base = dict(**{"init_from": lm_run, "optim.lr": 1e-3})
   teacher_dir = str(tmp_path / "teacher")
-  meta = teacher_logits.store(config("distill", "tiny,offline", **base), teacher_dir, ["train", "validation"],
-                              max_examples=96)
+  subprocess.run([sys.executable, os.path.join(REPO, "tools", "teacher_logits.py"),
+                  "--config=configs/distill.py:tiny,offline", f"--config.init_from={lm_run}", f"--out={teacher_dir}",
+                  "--max_examples=96"], cwd=REPO, check=True)
+  with open(os.path.join(teacher_dir, "meta.json")) as f:
+    meta = json.load(f)
   assert meta["k"] == 50 and meta["splits"]["train"]["examples"] == 96
   with np.load(os.path.join(teacher_dir, "train.npz")) as f:
     np.testing.assert_allclose(np.exp(f["topk_logprobs"]).sum(-1) + np.exp(f["remainder_logprob"]), 1, atol=1e-4)

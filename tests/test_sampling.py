@@ -19,7 +19,7 @@ import pytest
 
 from hhh import checkpoint as ckpt_lib
 from hhh import config as hc
-from hhh import sampling
+from hhh import sampling, sharding
 from hhh.data import vocab as vocab_lib
 from hhh.errors import ConfigError
 from hhh.models.transformer import Transformer, TransformerConfig, init_inputs, unrolled_params
@@ -172,7 +172,7 @@ def make_sampler(mesh_shape=(1, 1, 1), *, prefix_len=24, batch_size=8, eos_id=No
     mesh_cfg = ml_collections.ConfigDict(c.mesh.to_dict())
     mesh_cfg.shape = ml_collections.ConfigDict(dict(zip(("data", "fsdp", "tensor"), mesh_shape)))
     ms = ckpt_lib.build_model(c.model, mesh_cfg, jax.devices()[:n])
-    with jax.set_mesh(ms.mesh), nn.logical_axis_rules(ms.rules):
+    with sharding.activate(ms.mesh, ms.rules):
       params = jax.jit(lambda r: nn.meta.unbox(ms.model.init(r, init_inputs(ms.model.cfg))["params"]),
                        out_shardings=ms.shardings)(jax.random.key(3))
     _MODELS[mesh_shape] = ms, params
@@ -340,11 +340,7 @@ def test_bad_input_is_a_clear_error(tmp_path):
 
 
 def _sample_config(size):
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location("sample_config", REPO / "configs" / "sample.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(size)
+  return hc.load(f"configs/sample.py:{size}")
 
 
 def test_sample_config_is_locked_and_sized():

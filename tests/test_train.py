@@ -12,7 +12,7 @@ import pytest
 
 from hhh import checkpoint as ckpt_lib
 from hhh import config as hc
-from hhh import sharding
+from hhh import optimizer, sharding
 from hhh import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,11 +64,9 @@ def test_sharded_step_equals_single_device_step():
     state = train.init_state(setup, jax.random.key(0))
     batch = train.global_batch(setup, batch_np)
     step = train.jit_train_step(setup, batch)
-    with jax.set_mesh(setup.mesh):
-      from flax import linen as nn
-      with nn.logical_axis_rules(setup.rules):
-        for _ in range(2):
-          state, metrics = step(state, batch, jax.random.key(1), None)
+    with sharding.activate(setup.mesh, setup.rules):
+      for _ in range(2):
+        state, metrics = step(state, batch, jax.random.key(1), None)
     results.append((jax.device_get(state.params), jax.device_get(metrics)))
     if len(devices) == 8:  # the parameters really are sharded over fsdp and tensor
       spec = state.params["layers"]["mlp"]["wi"]["kernel"].sharding.spec
@@ -89,8 +87,7 @@ def test_gradient_accumulation_matches_one_big_batch():
     setup = train.build(c, jax.devices()[:2])
     state = train.init_state(setup, jax.random.key(0))
     batch = train.global_batch(setup, next(lm_batches()()))
-    from flax import linen as nn
-    with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
+    with sharding.activate(setup.mesh, setup.rules):
       state, metrics = train.jit_train_step(setup, batch)(state, batch, jax.random.key(1), None)
     outs.append((jax.device_get(state.params), float(metrics["loss"])))
   assert outs[0][1] == pytest.approx(outs[1][1], rel=1e-5)
@@ -187,14 +184,14 @@ def test_unknown_config_key_fails_on_the_command_line_naming_the_key(tmp_path):
 def test_learning_rate_schedule_warms_up_and_decays():
   c = tiny_config()
   c.optim.update(dict(lr=1.0, warmup_steps=10, end_lr_fraction=0.1, schedule="linear"))
-  sched = train.learning_rate_schedule(c.optim, 110)
+  sched = optimizer.learning_rate_schedule(c.optim, 110)
   assert float(sched(0)) == 0.0
   assert float(sched(5)) == pytest.approx(0.5)
   assert float(sched(10)) == pytest.approx(1.0)
   assert float(sched(60)) == pytest.approx(0.55)
   assert float(sched(110)) == pytest.approx(0.1)
   c.optim.schedule = "cosine"
-  sched = train.learning_rate_schedule(c.optim, 110)
+  sched = optimizer.learning_rate_schedule(c.optim, 110)
   assert float(sched(60)) == pytest.approx(0.1 + 0.9 * 0.5, rel=1e-5)
 
 
@@ -229,3 +226,40 @@ def test_tiny_lm_loss_falls_on_the_embedded_corpus(tmp_path):
   train.train(c, str(tmp_path))
   losses = [m["train/loss"] for m in read_metrics(str(tmp_path)) if "train/loss" in m]
   assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_held_out_metrics_pool_unequal_batches_by_their_tokens():
+  """Two held-out batches, one with 1/8 of the other's loss tokens: the held-out loss and token accuracy are those
+  of all their tokens together (one batch of both), not the mean of the two batch means."""
+  setup = train.build(tiny_config(), jax.devices()[:1])
+  params = train.init_state(setup, jax.random.key(0)).params
+  gen = lm_batches()()
+  full, sparse = next(gen), next(gen)
+  sparse["decoder_loss_weights"] = np.zeros_like(sparse["decoder_loss_weights"])
+  sparse["decoder_loss_weights"][0, :L // 8 * 8] = 1.0  # 32 tokens vs 256
+  step = train.jit_eval_step(setup, train.global_batch(setup, full))
+  with sharding.activate(setup.mesh, setup.rules):
+    pooled = train.evaluate(setup, params, step, [full, sparse], jax.random.key(1))
+    per = [jax.device_get(step(params, train.global_batch(setup, b), jax.random.key(1), None)) for b in (full, sparse)]
+  assert per[0]["tokens"] == 256 and per[1]["tokens"] == 32
+  want = (per[0]["loss"] * 256 + per[1]["loss"] * 32) / 288
+  assert pooled["loss"] == pytest.approx(float(want), rel=1e-6)
+  assert pooled["loss"] != pytest.approx((float(per[0]["loss"]) + float(per[1]["loss"])) / 2, rel=1e-4)
+  # the same tokens scored as one batch give the same numbers
+  both = {k: np.concatenate([full[k], sparse[k]]) for k in full}
+  setup2 = train.build(tiny_config(batch_size=16), jax.devices()[:1])
+  with sharding.activate(setup2.mesh, setup2.rules):
+    one = jax.device_get(train.jit_eval_step(setup2, train.global_batch(setup2, both))(
+        params, train.global_batch(setup2, both), jax.random.key(1), None))
+  assert pooled["loss"] == pytest.approx(float(one["loss"]), rel=1e-5)
+  assert pooled["token_accuracy"] == pytest.approx(float(one["token_accuracy"]), rel=1e-5)
+  assert pooled["tokens"] == 144  # a count is averaged per batch
+
+
+def test_pool_batch_metrics_by_hand():
+  got = train.pool_batch_metrics([{"accuracy": 1.0, "pairs": 3.0, "ece": 0.2}, {"accuracy": 0.0, "pairs": 1.0,
+                                                                                 "ece": 0.4}], {"accuracy": "pairs"})
+  assert got == pytest.approx({"accuracy": 0.75, "pairs": 2.0, "ece": 0.3})
+  assert train.pool_batch_metrics([{"accuracy": 0.0, "pairs": 0.0}], {"accuracy": "pairs"}) == {"accuracy": 0.0,
+                                                                                                  "pairs": 0.0}
+  assert train.pool_batch_metrics([], {}) == {}

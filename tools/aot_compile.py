@@ -16,7 +16,6 @@ or config).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -48,38 +47,10 @@ _MIN_PARAMS = flags.DEFINE_float("replication_check_min_params", 1e9, "Parameter
 flags.mark_flags_as_required(["config", "topology"])
 
 
-def run(config, topology: str, num_slices: int = 1, *, mfu: float = 0.4, json_path: str | None = None,
-        max_replicated_fraction: float = 0.01, replication_check_min_params: float = 1e9, out=print) -> int:
-  """The tool as a function (tests call it): returns the exit code."""
-  from hhh import aot, sharding  # pylint: disable=g-import-not-at-top
-
-  try:
-    if int(config.mesh.slices) not in (1, num_slices):
-      raise sharding.MeshError(f"config.mesh.slices={config.mesh.slices} but --num_slices={num_slices}")
-    if int(config.mesh.slices) != num_slices:
-      config.mesh.slices = num_slices
-    devices = aot.tpu_devices(topology, num_slices)
-    report = aot.compile_train_step(config, devices, mfu=mfu, topology=topology, num_slices=num_slices)
-  except (aot.TopologyError, sharding.MeshError, ValueError) as e:
-    out(f"error: {e}")
-    return 2
-  out(aot.format_report(report))
-  problems = aot.check_report(report, max_replicated_fraction=max_replicated_fraction,
-                              min_params_for_check=replication_check_min_params)
-  if json_path:
-    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
-    with open(json_path, "w") as f:
-      json.dump(dict(report.as_dict(), problems=problems, ok=not problems), f, indent=2)
-  for p in problems:
-    out(f"FAIL: {p}")
-  if not problems:
-    out("OK: the train step fits this slice")
-  return 1 if problems else 0
-
-
 def main(_):
   logging.getLogger("absl").setLevel(logging.WARNING)
-  sys.exit(run(_CONFIG.value, _TOPOLOGY.value, _NUM_SLICES.value, mfu=_MFU.value, json_path=_JSON.value,
+  from hhh import aot  # pylint: disable=g-import-not-at-top
+  sys.exit(aot.compile_and_check(_CONFIG.value, _TOPOLOGY.value, _NUM_SLICES.value, mfu=_MFU.value, json_path=_JSON.value,
                max_replicated_fraction=_MAX_REPL.value, replication_check_min_params=_MIN_PARAMS.value))
 
 

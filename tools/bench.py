@@ -97,8 +97,8 @@ class Variant:
 
   def run(self, steps: int) -> float:
     import jax  # pylint: disable=g-import-not-at-top
-    import flax.linen as nn  # pylint: disable=g-import-not-at-top
-    with jax.set_mesh(self.setup.mesh), nn.logical_axis_rules(self.setup.rules):
+    from hhh import sharding  # pylint: disable=g-import-not-at-top
+    with sharding.activate(self.setup.mesh, self.setup.rules):
       if self.compile_s is None:
         t0 = time.perf_counter()
         self.state, m = self.step(self.state, self.batch, self.rng, self.aux)
@@ -230,7 +230,7 @@ def main(_):
           + (f"; PyTorch reference {torch_tps:,.0f} tokens/s -> {result['vs_torch']:.2f}x" if torch_tps else ""))
     print(f"  achieved {achieved / 1e9:.1f} GFLOP/s (analytic), MFU {100 * result['mfu']:.1f}% of "
           f"{peak / 1e9:.1f} GFLOP/s x {jax.device_count()} ({result['peak_source']})")
-    print(f"  peak memory: " + (f"device {mem:.2f} GiB; " if mem is not None else "")
+    print("  peak memory: " + (f"device {mem:.2f} GiB; " if mem is not None else "")
           + f"process max RSS {result['peak_rss_gib']:.2f} GiB")
   if torch_rounds:
     print(f"PyTorch reference ({torch_rounds[0]['impl']}, {torch_rounds[0]['device']}, torch "

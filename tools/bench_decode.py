@@ -74,6 +74,7 @@ def _tree_bytes(tree) -> int:
 
 def main(_):
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  from hhh import sharding  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
@@ -93,7 +94,7 @@ def main(_):
 
   ms = ckpt_lib.build_model(config.model, config.mesh)
   cfg = ms.model.cfg
-  with jax.set_mesh(ms.mesh), nn.logical_axis_rules(ms.rules):
+  with sharding.activate(ms.mesh, ms.rules):
     params = jax.jit(lambda r: nn.meta.unbox(ms.model.init(r, init_inputs(cfg))["params"]),
                      out_shardings=ms.shardings)(jax.random.key(0))
   param_bytes = _tree_bytes(params)

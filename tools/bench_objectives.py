@@ -52,6 +52,7 @@ def bench_distill(size, prompt_tokens, batch, reps):
   import numpy as np
   from configs import distill as distill_cfg
   from hhh import train as train_lib
+  from hhh import scoring
   from hhh.objectives import distill
 
   c = distill_cfg.get_config(size)
@@ -65,7 +66,7 @@ def bench_distill(size, prompt_tokens, batch, reps):
   ptok = jnp.asarray(distill.prompt_tokens(c.objective))
   P = int(ptok.shape[0])
   texts = jnp.asarray(np.random.default_rng(0).integers(3, 250, (batch, L)), jnp.int32)
-  cache_fn = jax.jit(lambda p: distill.prompt_cache(model, p, ptok))
+  cache_fn = jax.jit(lambda p: scoring.prompt_cache(model, p, ptok))
   cache = cache_fn(params)
   reused = jax.jit(lambda p, cch, x: model.apply({"params": p}, x, prefix_cache=cch)["logits"])
   full = jax.jit(lambda p, x: model.apply({"params": p}, jnp.concatenate(
@@ -88,7 +89,7 @@ def bench_pm(size, batch, k, reps):
   from configs import preference as pref_cfg
   from hhh import train as train_lib
   from hhh.data import pipeline
-  from hhh.objectives import ranking
+  from hhh import metrics
 
   c = pref_cfg.get_config(size)
   c.unlock()
@@ -100,7 +101,7 @@ def bench_pm(size, batch, k, reps):
   it = pipeline.make_iterator(task, split="train", family="comparison", seq_len=int(c.data.seq_len),
                               batch_size=batch, vocab="byte", seed=0, shuffle=True, repeat=True, k=k)
   batches = [next(it) for _ in range(reps + 1)]
-  pairs = [float(np.asarray(ranking.pair_mask(b["score"], b["valid"])).sum()) for b in batches]
+  pairs = [float(np.asarray(metrics.pair_mask(b["score"], b["valid"])).sum()) for b in batches]
   with jax.set_mesh(setup.mesh):
     gb = [train_lib.global_batch(setup, b) for b in batches]
     step = train_lib.jit_train_step(setup, gb[0])

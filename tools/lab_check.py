@@ -21,7 +21,6 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "tools"))
 
 from absl import flags  # noqa: E402
 from hhh import cli  # noqa: E402
@@ -42,15 +41,14 @@ FAMILIES = ("arith", "code", "hhh")
 
 
 def run_one(objective: str, size: str, steps: int, sequences: int, workdir: str, seed: int = 0) -> dict:
-  import importlib
   import math
+  from hhh import config as hc
   from hhh import train as train_lib
   from hhh.data import pipeline
-  from hhh.objectives import ranking
-  import teacher_logits
+  from hhh import scoring
 
   mod, mult, scorer = OBJECTIVES[objective]
-  c = importlib.import_module(f"configs.{mod}").get_config(size)
+  c = hc.load(f"{mod}:{size}")
   c.unlock()
   c.seed = seed
   c.train.update(dict(steps=steps, batch_size=int(sequences * mult), eval_every=0, log_every=25,
@@ -63,7 +61,7 @@ def run_one(objective: str, size: str, steps: int, sequences: int, workdir: str,
   rc = c.copy_and_resolve_references()
   rc.unlock()
   rc.init_from = workdir
-  setup, params = teacher_logits.initial_params(rc)
+  setup, params = train_lib.starting_params(rc)
   out = {"objective": objective, "size": size, "steps": steps, "batch_size": int(c.train.batch_size),
          "train_seconds": train_s, "final_train_loss": last.get("loss"), "scorer": scorer}
   total_pairs = total_correct = 0.0
@@ -71,7 +69,7 @@ def run_one(objective: str, size: str, steps: int, sequences: int, workdir: str,
     it = pipeline.make_iterator(f"lab_compare_{fam}", split="validation", family="comparison",
                                 seq_len=int(c.data.seq_len), batch_size=16, vocab=c.data.vocab, seed=0,
                                 shuffle=False, repeat=False, k=4)
-    res = ranking.comparison_accuracy(setup.model, params, it, scorer, max_batches=_EVAL.value)
+    res = scoring.comparison_accuracy(setup.model, params, it, scorer, max_batches=_EVAL.value)
     out[f"accuracy_{fam}"] = res["accuracy"]
     out[f"pairs_{fam}"] = res["pairs"]
     total_pairs += res["pairs"]

@@ -18,29 +18,13 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def merge(results: list) -> dict:
-  out = {"sizes": {}, "objectives": {}, "hhh": {}, "tax": {}, "pmp": {}, "calibration": {}, "toxicity": {}}
-  for r in results:
-    out["sizes"].update(r.get("sizes", {}))
-    for s, accs in r.get("objectives", {}).items():
-      out["objectives"].setdefault(s, {}).update(accs)
-    out["hhh"].update(r.get("hhh", {}))
-    out["tax"].update(r.get("tax", {}))
-    out["calibration"].update(r.get("calibration", {}))
-    for s, conds in r.get("toxicity", {}).items():
-      out["toxicity"].setdefault(s, {}).update(conds)
-    for label, curve in r.get("pmp", {}).items():  # series "pmp" / "no_pmp" (lab) or a sweep's --label
-      out["pmp"].setdefault(label, {}).update(curve)
-  return out
-
-
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("inputs", nargs="+", help="lab.json or sweep.json files")
   ap.add_argument("--out", default="plots", help="output directory")
   args = ap.parse_args(argv)
   from hhh.eval import plots  # pylint: disable=g-import-not-at-top
-  res = merge([json.load(open(p)) for p in args.inputs])
+  res = plots.merge_results([json.load(open(p)) for p in args.inputs])
   os.makedirs(args.out, exist_ok=True)
   made = []
   if res["objectives"]:

@@ -18,7 +18,6 @@ Extra `--config.*` overrides after `--` apply to every run.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -50,30 +49,16 @@ flags.DEFINE_string("workdir", None, "Sweep directory.")
 flags.mark_flag_as_required("workdir")
 
 
-def load_config(path: str, arg: str):
-  spec = importlib.util.spec_from_file_location("sweep_config", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
-
-
 def apply_overrides(c, overrides):
-  """--config.a.b=v pairs after `--` (values parsed as JSON when possible)."""
+  """--config.a.b=v pairs after `--` (hhh.config.override: JSON values, unknown keys fail)."""
+  from hhh import config as hc  # pylint: disable=g-import-not-at-top
+  pairs = {}
   for o in overrides:
     if not o.startswith("--config.") or "=" not in o:
       raise ValueError(f"unexpected argument {o!r}; overrides look like --config.train.steps=10")
     key, val = o[len("--config."):].split("=", 1)
-    try:
-      val = json.loads(val)
-    except json.JSONDecodeError:
-      pass
-    node = c
-    *parents, leaf = key.split(".")
-    for k in parents:
-      node = node[k]
-    if leaf not in node:
-      raise KeyError(f"unknown config key {key!r}")
-    node[leaf] = type(node[leaf])(val) if node[leaf] is not None else val
+    pairs[key] = val
+  hc.override(c, pairs)
 
 
 def evaluate(size, workdir, suites, *, checkpoint="", pm="", distilled=""):
@@ -117,7 +102,7 @@ def main(argv):
       collect(size, res)
       continue
     for n in ([int(e) for e in FLAGS.examples] or [0]):
-      c = load_config(FLAGS.config, size + FLAGS.arg)
+      c = hc.load(f"{FLAGS.config}:{size}{FLAGS.arg}")
       with c.unlocked():
         apply_overrides(c, overrides)
         if FLAGS.batch_size:

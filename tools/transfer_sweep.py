@@ -30,7 +30,6 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "tools"))
 
 from absl import flags  # noqa: E402
 from hhh import cli  # noqa: E402
@@ -52,15 +51,11 @@ _TASK = flags.DEFINE_string("task", "lab_compare_hhh", "finetuning / test task (
 
 
 def _config(name, arg, **kv):
-  c = importlib.import_module(f"configs.{name}").get_config(arg)
+  from hhh import config as hc
+  c = hc.load(f"{name}:{arg}")
   c.unlock()
   c.train.update(dict(eval_every=0, log_every=50, checkpoint_every=10 ** 9, async_checkpoints=False))
-  for k, v in kv.items():
-    node = c
-    *path, leaf = k.split(".")
-    for p in path:
-      node = node[p]
-    node[leaf] = v
+  hc.override(c, kv)
   c.lock()
   return c
 
@@ -103,19 +98,19 @@ def _cycle(rows, batch, seed):
 
 
 def _params_of(cfg, workdir):
-  import teacher_logits
+  from hhh import train as train_lib
   rc = cfg.copy_and_resolve_references()
   rc.unlock()
   rc.init_from = workdir
-  return teacher_logits.initial_params(rc)
+  return train_lib.starting_params(rc)
 
 
 def _accuracy(cfg, workdir, test_rows, eval_batches):
-  from hhh.objectives import ranking
+  from hhh import scoring
   setup, params = _params_of(cfg, workdir)
   batches = [{k: v[i * 16:(i + 1) * 16] for k, v in test_rows.items()} for i in range(eval_batches)]
   batches = [b for b in batches if len(b["tokens"]) == 16]
-  return ranking.comparison_accuracy(setup.model, params, batches, "score")
+  return scoring.comparison_accuracy(setup.model, params, batches, "score")
 
 
 def main(_):
@@ -167,8 +162,8 @@ def main(_):
 
 def ranking_pairs(rows):
   import numpy as np
-  from hhh.objectives import ranking
-  return float(np.asarray(ranking.pair_mask(rows["score"], rows["valid"])).sum())
+  from hhh import metrics
+  return float(np.asarray(metrics.pair_mask(rows["score"], rows["valid"])).sum())
 
 
 def plot(results, path, size, task):

@@ -14,7 +14,7 @@ Mistral) do at that boundary is spelled out in hhh/data/vocab.py.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence, Tuple
+from typing import Iterable, Tuple
 
 HUMAN = "Human:"
 ASSISTANT = "Assistant:"
@@ -63,13 +63,3 @@ def pretraining_as_dialogue(text: str) -> str:
   """Pretraining-style text placed after "Human:" so it reads as a new conversation (context distillation)."""
   return turn("human", text)
 
-
-def label_prefix(label: str, text: str) -> str:
-  """Binary PMP: "GOOD:" + A / "BAD:" + A."""
-  if label not in ("GOOD:", "BAD:"):
-    raise ValueError(label)
-  return label + text
-
-
-def join_turns(parts: Sequence[str]) -> str:
-  return "".join(parts)

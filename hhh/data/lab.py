@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import zlib
-from typing import List, Sequence, Tuple
+from typing import List, Tuple
 
 import numpy as np
 

@@ -22,7 +22,7 @@ import atexit
 import collections
 import gc
 import weakref
-from typing import Dict, Iterator, Optional
+from typing import Dict
 
 import numpy as np
 

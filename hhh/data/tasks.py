@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import zlib
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 import numpy as np
 import seqio
@@ -274,6 +274,11 @@ def parsed(task: str, split: str) -> sources.ParseResult:
     _report(task, split, res)
     _PARSED[key] = res
   return _PARSED[key]
+
+
+def has_file_parser(task: str) -> bool:
+  """Whether `task` reads a source file through a parser (so `parsed`, `bad_records` and record ids apply)."""
+  return task in _PARSERS
 
 
 def bad_records(task: str, split: str) -> List[tuple]:

@@ -37,7 +37,7 @@ def record_ids(task: str, split: str) -> Optional[List[str]]:
   """Ids of the task's records in source order, when the task has them (file tasks and the lab's comparisons)."""
   from hhh.data import lab, tasks  # pylint: disable=g-import-not-at-top
   base = task.split("#")[0]
-  if base in tasks._PARSERS:  # pylint: disable=protected-access
+  if tasks.has_file_parser(base):
     return [r["id"] for r in tasks.parsed(base, split).records]
   if base == "tax_lab_lambada":
     return [r["id"] for r in tasks.lab_last_word(split)]

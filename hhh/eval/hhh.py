@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hhh.eval import intervals, scoring
+from hhh import metrics
+from hhh.eval import intervals
 
 SUBSETS = ("harmless", "helpful", "honest", "other")
 LM_METHODS = ("sum", "mean", "mi")
@@ -25,11 +26,11 @@ def subset_of(record_id: str) -> str:
 def accuracy_table(scores: np.ndarray, ex) -> dict:
   """{"overall": acc, "overall_ci": [lo, hi], "n": N, "<subset>": acc, "<subset>_ci": [lo, hi], "n_<subset>": count,
   "correct": per-example 0/1} for one way of scoring responses (95% bootstrap intervals, hhh.eval.intervals)."""
-  correct = scoring.choice_correct(scores, ex.label, ex.valid)
+  correct = metrics.choice_correct(scores, ex.label, ex.valid)
   # BIG-bench lists the better response first in every one of the 221 examples, so "ties to the first choice"
   # counts every tie as correct: `ties` says how many decisions were ties.
   out = {"overall": float(correct.mean()), "overall_ci": intervals.bootstrap(correct), "n": int(len(correct)),
-         "ties": int(scoring.tied(scores, ex.valid).sum()), "correct": correct.astype(float).tolist()}
+         "ties": int(metrics.tied(scores, ex.valid).sum()), "correct": correct.astype(float).tolist()}
   if ex.ids is not None:
     subs = np.array([subset_of(i) for i in ex.ids])
     for s in SUBSETS:

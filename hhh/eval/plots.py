@@ -195,3 +195,20 @@ def lab_figures(res: dict, outdir: str) -> dict:
   if res.get("toxicity"):
     out["toxicity"] = toxicity(res, os.path.join(outdir, "toxicity.png"))
   return out
+
+
+def merge_results(results: list) -> dict:
+  """lab.json / sweep.json results merged for one set of plots (tools/plot.py): later files add sizes and series."""
+  out = {"sizes": {}, "objectives": {}, "hhh": {}, "tax": {}, "pmp": {}, "calibration": {}, "toxicity": {}}
+  for r in results:
+    out["sizes"].update(r.get("sizes", {}))
+    for s, accs in r.get("objectives", {}).items():
+      out["objectives"].setdefault(s, {}).update(accs)
+    out["hhh"].update(r.get("hhh", {}))
+    out["tax"].update(r.get("tax", {}))
+    out["calibration"].update(r.get("calibration", {}))
+    for s, conds in r.get("toxicity", {}).items():
+      out["toxicity"].setdefault(s, {}).update(conds)
+    for label, curve in r.get("pmp", {}).items():  # series "pmp" / "no_pmp" (lab) or a sweep's --label
+      out["pmp"].setdefault(label, {}).update(curve)
+  return out

@@ -35,9 +35,10 @@ import ml_collections
 import numpy as np
 
 from hhh import checkpoint as ckpt_lib
-from hhh import metrics as metrics_lib
+from hhh import metric_writer
 from hhh import paths
-from hhh.eval import calibration, examples, hhh as hhh_eval, intervals, scoring, tax as tax_eval, toxicity, truthfulqa
+from hhh import metrics, prompts, scoring
+from hhh.eval import examples, hhh as hhh_eval, intervals, tax as tax_eval, toxicity, truthfulqa
 
 LM_CONDITIONS = ("plain", "prompt", "distilled")
 SUITES = ("hhh", "truthfulqa", "compare", "tax", "toxicity")
@@ -45,15 +46,10 @@ NULL_CONTEXT = {"paper": "\n\nAssistant:", "bigbench": "\nAssistant:"}
 HHH_TASK = {"paper": "hhh_alignment_mc", "bigbench": "hhh_alignment_bigbench_mc"}
 
 
-# The model and its parameters on the mesh: the one loader shared with hhh.sample / hhh.chat (hhh.checkpoint).
-ModelSetup = ckpt_lib.ModelSetup
-build_model = ckpt_lib.build_model
-
-
-def load_params(ms: ModelSetup, path: str, *, what: str):
-  """Parameters of the checkpoint at `path` on their shardings (hhh.checkpoint.load_model_params)."""
-  return ckpt_lib.load_model_params(ms, path, what=what, score_head_hint=(
-      f"Pass it as --config.pm_checkpoint, and an LM run as --config.{what}."))
+def _model_from_run(model_cfg, config, path: str, *, what: str, devices, setup=None):
+  """The model and its parameters on the mesh (hhh.checkpoint.model_from_run, shared with hhh.sample / hhh.chat)."""
+  return ckpt_lib.model_from_run(model_cfg, config.mesh, path, what=what, devices=devices, setup=setup,
+                                 score_head_hint=f"Pass it as --config.pm_checkpoint, and an LM run as --config.{what}.")
 
 
 def checkpoint_step(path: str) -> int:
@@ -72,13 +68,8 @@ def checkpoint_step(path: str) -> int:
 
 def prompt_ids(spec: str, vocab: str, budget: int) -> tuple[np.ndarray, dict]:
   """Token ids of the HHH prompt (`spec`: a text file, "" = the project's hhh/prompts/hhh_prompt.txt), keeping the
-  preamble and as many whole example dialogues as fit in `budget` tokens (hhh.prompts.fit, as distillation does)."""
-  from hhh import prompts  # pylint: disable=g-import-not-at-top
-  from hhh.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
-  text = prompts.read(os.path.expanduser(spec) if spec else "")
-  encode = vocab_lib.get_vocabulary(vocab).encode
-  ids = np.asarray(prompts.fit(text, encode, budget), np.int32)
-  full = len(encode(text))
+  preamble and as many whole example dialogues as fit in `budget` tokens (hhh.prompts.token_ids, as distillation)."""
+  ids, full = prompts.token_ids(spec, vocab, budget)
   return ids, {"prompt_tokens": int(full), "prompt_tokens_used": int(len(ids))}
 
 
@@ -108,8 +99,7 @@ def make_conditions(config, devices=None, log: Callable[[str], None] = print) ->
   conds, info = [], {"skipped": {}}
   lm_setup = None
   if config.checkpoint and ({"plain", "prompt"} & set(wanted)):
-    lm_setup = build_model(config.model, config.mesh, devices)
-    params = load_params(lm_setup, config.checkpoint, what="checkpoint")
+    lm_setup, params = _model_from_run(config.model, config, config.checkpoint, what="checkpoint", devices=devices)
     prefix = None
     if "prompt" in wanted:
       budget = int(config.model.max_len) - int(ev.seq_len)
@@ -120,8 +110,7 @@ def make_conditions(config, devices=None, log: Callable[[str], None] = print) ->
         info.update(pinfo)
       except (ImportError, ValueError, OSError) as e:
         info["skipped"]["prompt"] = f"no HHH prompt: {e}"
-    scorer = scoring.Scorer(lm_setup.model, params, lm_setup.mesh, lm_setup.rules, lm_setup.shardings,
-                            prefix_tokens=prefix)
+    scorer = scoring.Scorer.of(lm_setup, params, prefix_tokens=prefix)
     if "plain" in wanted:
       conds.append(Condition("plain", scorer, kind="lm"))
     if "prompt" in wanted and prefix is not None:
@@ -130,19 +119,17 @@ def make_conditions(config, devices=None, log: Callable[[str], None] = print) ->
     info["skipped"]["plain/prompt"] = "no --config.checkpoint"
   if "distilled" in wanted:
     if config.distilled_checkpoint:
-      ms = lm_setup or build_model(config.model, config.mesh, devices)
-      params = load_params(ms, config.distilled_checkpoint, what="distilled_checkpoint")
-      conds.append(Condition("distilled", scoring.Scorer(ms.model, params, ms.mesh, ms.rules, ms.shardings),
-                             kind="lm"))
+      ms, params = _model_from_run(config.model, config, config.distilled_checkpoint, what="distilled_checkpoint",
+                                   devices=devices, setup=lm_setup)
+      conds.append(Condition("distilled", scoring.Scorer.of(ms, params), kind="lm"))
     else:
       info["skipped"]["distilled"] = "no --config.distilled_checkpoint"
   if "pm" in wanted:
     if config.pm_checkpoint:
       pm_model = ml_collections.ConfigDict(config.model.to_dict())
       pm_model.score_head = True
-      ms = build_model(pm_model, config.mesh, devices)
-      params = load_params(ms, config.pm_checkpoint, what="pm_checkpoint")
-      conds.append(Condition("pm", scoring.Scorer(ms.model, params, ms.mesh, ms.rules, ms.shardings), kind="pm"))
+      ms, params = _model_from_run(pm_model, config, config.pm_checkpoint, what="pm_checkpoint", devices=devices)
+      conds.append(Condition("pm", scoring.Scorer.of(ms, params), kind="pm"))
     else:
       info["skipped"]["pm"] = "no --config.pm_checkpoint"
   for name, why in info["skipped"].items():
@@ -210,8 +197,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
         out["conditions"][c.name] = hhh_eval.evaluate(s, ex)
         key = "score" if c.kind == "pm" else "sum"
         if c.kind == "pm":
-          res["calibration"]["hhh/pm_pairs"] = calibration.pairwise_preference(s["score"], ex.label, ex.valid, bins)
-        res["calibration"][f"hhh/{c.name}"] = calibration.multiple_choice(s[key], ex.label, ex.valid, bins)
+          res["calibration"]["hhh/pm_pairs"] = metrics.pairwise_preference(s["score"], ex.label, ex.valid, bins)
+        res["calibration"][f"hhh/{c.name}"] = metrics.multiple_choice_calibration(s[key], ex.label, ex.valid, bins)
         log(f"hhh.eval: hhh_alignment {c.name}: " + ", ".join(
             f"{m} {intervals.fmt(v['overall'], v['overall_ci'])}%" for m, v in out["conditions"][c.name].items()) +
             f" ({timing[f'hhh/{c.name}']:.1f}s)")
@@ -229,7 +216,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
         timing[f"truthfulqa/{c.name}"] = time.perf_counter() - t
         out["conditions"][c.name] = truthfulqa.evaluate(s, ex)
         key = "score" if c.kind == "pm" else "sum"
-        res["calibration"][f"truthfulqa/{c.name}"] = calibration.multiple_choice(s[key], ex.label, ex.valid, bins)
+        res["calibration"][f"truthfulqa/{c.name}"] = metrics.multiple_choice_calibration(s[key], ex.label, ex.valid, bins)
         log(f"hhh.eval: truthful_qa_mc {c.name}: " + ", ".join(
             f"{m} {100 * v:.1f}%" for m, v in out["conditions"][c.name].items() if m != "n"))
       res["truthfulqa"] = out
@@ -250,7 +237,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
         accs, per = {}, {}
         for m in ("score", "sum", "mean", "mi"):
           if m in s:
-            correct, pairs = scoring.pairwise_correct(s[m], ex.label, ex.valid)
+            correct, pairs = metrics.pairwise_correct(s[m], ex.label, ex.valid)
             accs[m] = float(correct.sum() / max(pairs.sum(), 1))
             accs[f"{m}_ci"] = intervals.bootstrap(correct, pairs)
             per[m], per["pairs"] = correct.tolist(), pairs.tolist()
@@ -258,7 +245,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
         accs["per_example"] = per  # correct pairs and pairs per example (paired bootstraps in the lab report)
         out["conditions"][c.name] = accs
         if c.kind == "pm":
-          res["calibration"][f"{task}/pm_pairs"] = calibration.pairwise_preference(s["score"], ex.label, ex.valid,
+          res["calibration"][f"{task}/pm_pairs"] = metrics.pairwise_preference(s["score"], ex.label, ex.valid,
                                                                                    bins)
         log(f"hhh.eval: {task} {c.name}: " + ", ".join(f"{m} {intervals.fmt(accs[m], accs[m + '_ci'])}%"
                                                         for m in ("score", "sum", "mean", "mi") if m in accs))
@@ -409,7 +396,7 @@ def write_outputs(res: dict, workdir: str, step: int = 0) -> None:
     json.dump(res, f, indent=1, sort_keys=True, default=float)
   with open(os.path.join(workdir, "eval.md"), "w") as f:
     f.write(markdown(res))
-  writer = metrics_lib.MetricWriter(workdir)
+  writer = metric_writer.MetricWriter(workdir)
   writer.write(step, flat_scalars(res), prefix="eval/")
   writer.close()
 

@@ -9,7 +9,8 @@ checkpoint) minus the same evaluation without it.
 """
 from __future__ import annotations
 
-from hhh.eval import intervals, scoring
+from hhh import metrics
+from hhh.eval import intervals
 
 LAST_WORD = ("tax_lambada", "tax_lab_lambada")
 
@@ -22,9 +23,9 @@ def capability(task: str, scores: dict, ex) -> dict:
     return {"accuracy": float(correct.mean()), "accuracy_ci": intervals.bootstrap(correct),
             "word_logprob": float(lp.mean()), "word_logprob_ci": intervals.bootstrap(lp), "n": len(ex),
             "correct": correct.tolist()}
-  correct = scoring.choice_correct(scores["sum"], ex.label, ex.valid).astype(float)
+  correct = metrics.choice_correct(scores["sum"], ex.label, ex.valid).astype(float)
   return {"accuracy": float(correct.mean()), "accuracy_ci": intervals.bootstrap(correct),
-          "accuracy_mean": float(scoring.choice_correct(scores["mean"], ex.label, ex.valid).mean()), "n": len(ex),
+          "accuracy_mean": float(metrics.choice_correct(scores["mean"], ex.label, ex.valid).mean()), "n": len(ex),
           "correct": correct.tolist()}
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hhh.eval import intervals, scoring
+from hhh import metrics
+from hhh.eval import intervals
 
 MAX_CHOICES = 5
 
@@ -18,11 +19,11 @@ def evaluate(scores_by_method: dict, ex) -> dict:
   mc1_sum / mc1_mean / mc2 (an LM) and mc1_score (a PM)."""
   per = {}
   if "sum" in scores_by_method:
-    per["mc1_sum"] = scoring.choice_correct(scores_by_method["sum"], ex.label, ex.valid)
-    per["mc1_mean"] = scoring.choice_correct(scores_by_method["mean"], ex.label, ex.valid)
-    per["mc2"] = scoring.mc2(scores_by_method["sum"], ex.label, ex.valid)
+    per["mc1_sum"] = metrics.choice_correct(scores_by_method["sum"], ex.label, ex.valid)
+    per["mc1_mean"] = metrics.choice_correct(scores_by_method["mean"], ex.label, ex.valid)
+    per["mc2"] = metrics.mc2(scores_by_method["sum"], ex.label, ex.valid)
   if "score" in scores_by_method:
-    per["mc1_score"] = scoring.choice_correct(scores_by_method["score"], ex.label, ex.valid)
+    per["mc1_score"] = metrics.choice_correct(scores_by_method["score"], ex.label, ex.valid)
   out = {"n": len(ex)}
   for k, v in per.items():
     v = np.asarray(v, np.float64)

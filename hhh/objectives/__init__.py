@@ -2,6 +2,10 @@
 
 Each module defines `FAMILY` (the feature family of docs/contracts.md it consumes) and
 `loss_fn(params, batch, *, model, config, rng) -> (loss, metrics)`; `config` is the run's `config.objective`.
+A module also declares `METRIC_WEIGHTS`: for each metric that is a mean over a batch's units (tokens, samples,
+pairs, positions), the name of the metric that counts those units ("loss" included). Held-out evaluation pools
+such metrics over batches as sum(mean x count) / sum(count), so a batch counts by its units, not as one; metrics
+not listed (counts, per-batch ECE) are averaged per batch.
 
 An objective that needs frozen inputs besides the trained parameters (context distillation: the frozen initial
 model and its prompt keys/values) also defines `init_aux(initial_params, *, model, config) -> pytree`. The trainer
@@ -35,6 +39,7 @@ class Objective:
   loss_fn: Callable
   init_aux: Callable | None = None
   batches: Callable | None = None
+  metric_weights: dict = dataclasses.field(default_factory=dict)
 
 
 def register(name: str, module: str) -> None:
@@ -51,4 +56,4 @@ def get(name: str) -> Objective:
     raise ConfigError(f"unknown objective {name!r}; registered objectives: {names()}")
   mod = importlib.import_module(_MODULES[name])
   return Objective(name=name, family=mod.FAMILY, loss_fn=mod.loss_fn, init_aux=getattr(mod, "init_aux", None),
-                   batches=getattr(mod, "batches", None))
+                   batches=getattr(mod, "batches", None), metric_weights=dict(getattr(mod, "METRIC_WEIGHTS", {})))

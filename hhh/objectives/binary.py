@@ -1,5 +1,5 @@
 """Binary discrimination: each sample (context + response + end-of-context token) is classified good (1) or bad (0)
-on its own by a logistic loss on the score head at the end-of-context token. As a ranker (hhh.objectives.ranking)
+on its own by a logistic loss on the score head at the end-of-context token. As a ranker (hhh.scoring.comparison_scores)
 the two samples of a comparison are compared by their scores.
 
 Loss: mean over valid samples of -[y log sigmoid(r) + (1 - y) log sigmoid(-r)].
@@ -11,7 +11,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from hhh import scoring
+
 FAMILY = "binary"
+METRIC_WEIGHTS = {"loss": "samples", "accuracy": "samples"}
 
 
 def loss_from_scores(scores, batch):
@@ -30,6 +33,5 @@ def loss_from_scores(scores, batch):
 
 def loss_fn(params, batch, *, model, config, rng=None):
   del config, rng
-  scores = model.apply({"params": params}, batch["tokens"], score_index=batch["eoc_index"],
-                       return_logits=False)["score"]  # [B]
+  scores = scoring.eoc_scores(model, params, batch["tokens"], batch["eoc_index"])  # [B]
   return loss_from_scores(scores, batch)

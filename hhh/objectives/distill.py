@@ -11,7 +11,7 @@ Modes (config.objective.mode):
     recomputed per example. KL over the full vocabulary.
   * offline: tools/teacher_logits.py stored the teacher's top-k log-probs per position plus one bucket for the
     remaining mass ({teacher_dir}/{split}.npz); training reads them (the trainer's data comes from these files, see
-    `stored_batches`) and the loss is the (k+1)-way KL between the stored distribution and the student's
+    `hhh.data.teacher_files`) and the loss is the (k+1)-way KL between the stored distribution and the student's
     distribution coarsened to the same buckets.
 
 config.objective: mode, prompt_file ("" = hhh/prompts/hhh_prompt.txt), prompt_max_tokens (0 = whole prompt; else
@@ -26,30 +26,24 @@ at once, and the per-position KL equals the whole-sequence computation.
 
 from __future__ import annotations
 
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from hhh import prompts
+from hhh import scoring
+from hhh.data import teacher_files
 from hhh.models import transformer
 
 FAMILY = "distill"
-OFFLINE_KEYS = ("topk_ids", "topk_logprobs", "remainder_logprob")
+METRIC_WEIGHTS = {"loss": "positions", "kl": "positions"}
+OFFLINE_KEYS = teacher_files.TEACHER_KEYS
 
 
 def prompt_tokens(config) -> np.ndarray:
-  from hhh.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
-  voc = vocab_lib.get_vocabulary(config.get("vocab", "byte"))
-  ids = prompts.fit(prompts.read(config.get("prompt_file", "")), voc.encode, int(config.get("prompt_max_tokens", 0)))
-  return np.asarray(ids, np.int32)
-
-
-def prompt_cache(model, params, tokens):
-  """Keys/values of the prompt [layers, P, heads, head_dim] (one sequence), for `prefix_cache`."""
-  out = model.apply({"params": params}, jnp.asarray(tokens)[None], return_logits=False, return_cache=True)
-  return jax.tree.map(lambda c: c[:, 0], out["cache"])
+  return prompts.token_ids(config.get("prompt_file", ""), config.get("vocab", "byte"),
+                           int(config.get("prompt_max_tokens", 0)))[0]
 
 
 def init_aux(initial_params, *, model, config):
@@ -57,7 +51,7 @@ def init_aux(initial_params, *, model, config):
     return None
   # `+ 0` makes the teacher a separate buffer: the trainer donates (deletes) the trained parameters every step.
   teacher = jax.tree.map(lambda p: p + 0, initial_params)
-  return {"teacher": teacher, "prompt": prompt_cache(model, initial_params, prompt_tokens(config))}
+  return {"teacher": teacher, "prompt": scoring.prompt_cache(model, initial_params, prompt_tokens(config))}
 
 
 def teacher_logits(model, aux, tokens):
@@ -112,7 +106,7 @@ def loss_fn(params, batch, *, model, config, rng=None, aux=None):
   w = batch["loss_weights"].astype(jnp.float32)
   student_prefix = None
   if config.get("student_sees_prompt", False):
-    student_prefix = prompt_cache(model, params, prompt_tokens(config))
+    student_prefix = scoring.prompt_cache(model, params, prompt_tokens(config))
   student = model.apply({"params": params}, tokens, prefix_cache=student_prefix, return_logits=False,
                         return_hidden=True)["hidden"]
   cfg = model.cfg
@@ -136,61 +130,8 @@ def loss_fn(params, batch, *, model, config, rng=None, aux=None):
 # ----------------------------------------------------------------------------------------------- offline files
 
 
-def teacher_file(teacher_dir: str, split: str) -> str:
-  return os.path.join(teacher_dir, f"{split}.npz")
-
-
 def batches(config, *, split: str, start_batch: int, train: bool):
   """The trainer's data hook: stored teacher files in offline mode, else None (the seqio pipeline)."""
   if not config.objective.get("teacher_dir"):
     return None
-  return stored_batches(config, split=split, start_batch=start_batch, train=train)
-
-
-def stored_batches(config, *, split: str, start_batch: int, train: bool):
-  """Batches of the stored teacher file: tokens, loss_weights and the teacher's top-k features.
-
-  Per host: rows i with i % process_count == process_index. Training repeats the file with a fresh permutation
-  per epoch (seeded by config.seed; none when data.shuffle is False) and resumes exactly at `start_batch`;
-  evaluation makes one pass and pads the last batch with rows of weight 0.
-  """
-  path = teacher_file(config.objective.teacher_dir, split)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} not found: write it with `python tools/teacher_logits.py "
-                            f"--config=... --out={config.objective.teacher_dir} --splits={split}`")
-  with np.load(path) as f:
-    data = {k: f[k] for k in ("tokens", "loss_weights") + OFFLINE_KEYS}
-  data["loss_weights"] = data["loss_weights"].astype(np.float32)
-  n_proc, idx = jax.process_count(), jax.process_index()
-  data = {k: v[idx::n_proc] for k, v in data.items()}
-  n = len(data["tokens"])
-  b = int(config.train.batch_size) // n_proc
-  if n == 0:
-    raise ValueError(f"{path} holds no examples for process {idx}")
-
-  def rows(epoch):
-    if train and bool(config.data.shuffle):
-      return np.random.default_rng([int(config.seed), epoch]).permutation(n)
-    return np.arange(n)
-
-  def gen():
-    if not train:
-      for s in range(0, n, b):
-        sel = np.arange(s, min(s + b, n))
-        out = {k: v[sel] for k, v in data.items()}
-        if len(sel) < b:
-          out = {k: np.concatenate([v, np.zeros((b - len(sel),) + v.shape[1:], v.dtype)]) for k, v in out.items()}
-        yield out
-      return
-    # Training drops the incomplete last batch of an epoch (like the seqio pipeline's drop_remainder).
-    per_epoch = n // b
-    if per_epoch == 0:
-      raise ValueError(f"{path}: {n} examples per process is less than one batch of {b}")
-    i = start_batch
-    while True:
-      epoch, j = divmod(i, per_epoch)
-      sel = rows(epoch)[j * b:(j + 1) * b]
-      yield {k: v[sel] for k, v in data.items()}
-      i += 1
-
-  return gen()
+  return teacher_files.read_batches(config, split=split, start_batch=start_batch, train=train)

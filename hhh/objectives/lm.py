@@ -13,6 +13,7 @@ import optax
 from hhh.models import transformer
 
 FAMILY = "lm"
+METRIC_WEIGHTS = {"loss": "tokens", "token_accuracy": "tokens"}
 
 
 def token_losses(logits, targets):

@@ -16,14 +16,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from hhh.objectives import ranking
+from hhh import metrics, scoring
 
 FAMILY = "comparison"
+METRIC_WEIGHTS = {k: "pairs" for k in ("loss", "accuracy", "mean_better", "mean_worse", "mean_margin")}
 
 
 def pair_losses(scores, rank_scores, valid, margin: float = 0.0, margin_mode: str = "constant"):
   """(losses [..., K, K], pair mask [..., K, K]): loss of pair (i better, j worse) at [i, j]."""
-  mask = ranking.pair_mask(rank_scores, valid)
+  mask = metrics.pair_mask(rank_scores, valid)
   d = scores[..., :, None] - scores[..., None, :]
   if margin_mode == "constant":
     m = margin
@@ -40,16 +41,14 @@ def loss_from_scores(scores, batch, config):
   losses, mask = pair_losses(scores, batch["score"], batch["valid"], margin, mode)
   n = mask.sum()
   loss = (losses * mask).sum() / jnp.maximum(n, 1.0)
-  st = ranking.pair_stats(scores, batch["score"], batch["valid"])
+  st = metrics.pair_stats(scores, batch["score"], batch["valid"])
   d = jnp.maximum(st["pairs"], 1.0)
-  metrics = {"accuracy": st["correct"] / d, "mean_better": st["better"] / d, "mean_worse": st["worse"] / d,
-             "mean_margin": st["margin"] / d, "ece": ranking.pairwise_ece(scores, batch["score"], batch["valid"]),
-             "pairs": st["pairs"]}
-  return loss, metrics
+  return loss, {"accuracy": st["correct"] / d, "mean_better": st["better"] / d, "mean_worse": st["worse"] / d,
+                "mean_margin": st["margin"] / d, "ece": metrics.pairwise_ece(scores, batch["score"], batch["valid"]),
+                "pairs": st["pairs"]}
 
 
 def loss_fn(params, batch, *, model, config, rng=None):
   del rng
-  scores = model.apply({"params": params}, batch["tokens"], score_index=batch["eoc_index"],
-                       return_logits=False)["score"]  # [B, K]
+  scores = scoring.eoc_scores(model, params, batch["tokens"], batch["eoc_index"])  # [B, K]
   return loss_from_scores(scores, batch, config)

@@ -1,21 +1,24 @@
-"""Scoring responses with a language model or a preference model, batched and sharded like training.
+"""Scoring with a model: log-probabilities of responses, the score at the end-of-context token, and a prompt's
+keys/values computed once; the one place objectives, evaluation, best-of-n and tools get numbers from a model.
 
-A batch of the comparison or multiple-choice family (docs/contracts.md) holds, for every example and every response
-(choice), `tokens` = context + response + end-of-context token, `response_start` and `eoc_index`. From one
-forward pass we read
+A sample of the comparison / multiple-choice / binary families (docs/contracts.md) is `tokens` = context + response
++ end-of-context token, with `response_start` and `eoc_index`. From one forward pass we read
 
 * an LM's log-probability of the response tokens `tokens[response_start:eoc_index]` given everything before them
-  (summed, and the token count so the mean is sum / count), optionally after a fixed prefix (the HHH prompt) whose
-  keys/values are computed once and shared by every row (`prefix_cache`);
-* a preference (or binary) model's score, read at the end-of-context token.
+  (summed, mean and token count), optionally after a fixed prefix (the HHH prompt) whose keys/values
+  (`prompt_cache`) are shared by every row; the vocabulary head runs in chunks of `model.logits_chunk` positions, so
+  [..., L, V] f32 logits are never live at once;
+* a preference (or binary) model's score, read at the end-of-context token (`eoc_scores`).
 
 The mutual-information score of the paper, log P(a|q) - log P(a), needs log P(a) with the query removed; the response
 cannot be scored from nothing (the first token needs a context), so P(a) is P(a | null context) with a short
 configurable null context (default "\\n\\nAssistant:", the assistant turn marker without the human's query).
 `unconditional_batch` builds those rows on the host from the same batch.
 
-`Scorer` owns the jitted functions. Batches are trimmed to a bucketed length (a multiple of 64 covering every
-end-of-context token) so that short examples do not pay for the longest one; buckets bound recompilation.
+Pure functions (for jit: objectives, evaluation) come first; then `Scorer`, which jits them for host batches on a
+mesh: batches are trimmed to a bucketed length (a multiple of 64 covering every end-of-context token) so that short
+examples do not pay for the longest one; buckets bound recompilation. Set-level metrics of the scores (pairwise
+accuracy, MC1/MC2, calibration) are in hhh.metrics.
 """
 from __future__ import annotations
 
@@ -26,10 +29,84 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hhh import metrics
 from hhh import sharding
-from hhh.objectives import ranking
+from hhh.models import transformer
 
 BUCKET = 64
+
+
+# ----------------------------------------------------------------------------------------------- pure functions
+
+
+def sequence_logprobs(model, params, tokens, response_start, eoc_index):
+  """(sum, mean, count) of log p(response token | everything before it), per sample.
+
+  tokens [..., L] = context + response + end-of-context token; response tokens are positions
+  response_start .. eoc_index-1 (the end-of-context token itself is not part of the response). Samples with no
+  response tokens (padding responses) get sum = mean = count = 0. The vocabulary head runs in chunks of
+  `model.logits_chunk` positions (`next_token_logprobs`).
+  """
+  hidden = model.apply({"params": params}, tokens, return_logits=False, return_hidden=True)["hidden"]
+  nxt, _ = next_token_logprobs(params, hidden, tokens, model.cfg)
+  return sequence_logprobs_from_token_logprobs(nxt, tokens, response_start, eoc_index)
+
+
+def next_token_logprobs(params, hidden, tokens, cfg):
+  """(log p(x_{t+1} | x_<=t), x_{t+1} == argmax) for t < L-1 from final hidden states [..., L, D] -> 2 x [..., L-1],
+  computed by chunks of `cfg.logits_chunk` positions (the [..., L, V] f32 logits are never live at once)."""
+  lead, length = tokens.shape[:-1], tokens.shape[-1]
+  flat_t = tokens.reshape(-1, length)
+  targets = jnp.concatenate([flat_t[:, 1:], jnp.zeros_like(flat_t[:, :1])], axis=1)  # position t predicts t+1
+
+  def per_chunk(h, t):
+    logits = transformer.unembed(params, h, cfg)
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return jnp.take_along_axis(logp, t[..., None], axis=-1)[..., 0], jnp.argmax(logits, axis=-1) == t
+
+  nxt, hit = transformer.per_position(per_chunk, (hidden.reshape(flat_t.shape + hidden.shape[-1:]), targets),
+                                      cfg.logits_chunk)
+  return nxt[:, :-1].reshape(lead + (length - 1,)), hit[:, :-1].reshape(lead + (length - 1,))
+
+
+def sequence_logprobs_from_logits(logits, tokens, response_start, eoc_index):
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)  # [..., L, V]; position t predicts t+1
+  nxt = jnp.take_along_axis(logp[..., :-1, :], tokens[..., 1:, None], axis=-1)[..., 0]  # [..., L-1]: log p(x_{t+1})
+  return sequence_logprobs_from_token_logprobs(nxt, tokens, response_start, eoc_index)
+
+
+def sequence_logprobs_from_token_logprobs(nxt, tokens, response_start, eoc_index):
+  """(sum, mean, count) over the response of next-token log-probs nxt [..., L-1] (nxt[t] = log p(x_{t+1}))."""
+  t = jnp.arange(1, tokens.shape[-1])  # index of the predicted token
+  mask = (t >= response_start[..., None]) & (t < eoc_index[..., None])
+  mask = mask.astype(jnp.float32)
+  count = mask.sum(-1)
+  total = (nxt * mask).sum(-1)
+  return total, total / jnp.maximum(count, 1.0), count
+
+
+def eoc_scores(model, params, tokens, eoc_index):
+  """[..., L] rows -> the score head read at each row's end-of-context token [...]."""
+  return model.apply({"params": params}, tokens, score_index=eoc_index, return_logits=False)["score"]
+
+
+def prompt_cache(model, params, tokens):
+  """Keys/values of a prompt [layers, P, heads, head_dim] (one sequence), for the model's `prefix_cache`."""
+  out = model.apply({"params": params}, jnp.asarray(tokens)[None], return_logits=False, return_cache=True)
+  return jax.tree.map(lambda c: c[:, 0], out["cache"])
+
+
+def comparison_scores(model, params, batch, scorer: str):
+  """Model scores [B, K] of a comparison batch: scorer 'score' (score head at the end-of-context token) or
+  'mean_logprob' / 'sum_logprob' (the LM as a ranker)."""
+  if scorer == "score":
+    return eoc_scores(model, params, batch["tokens"], batch["eoc_index"])
+  total, mean, _ = sequence_logprobs(model, params, batch["tokens"], batch["response_start"], batch["eoc_index"])
+  if scorer == "mean_logprob":
+    return mean
+  if scorer == "sum_logprob":
+    return total
+  raise ValueError(f"unknown scorer {scorer!r}; choose score, mean_logprob or sum_logprob")
 
 
 def response_logprobs(logits, tokens, response_start, eoc_index):
@@ -51,23 +128,44 @@ def lm_forward(model, params, tokens, response_start, eoc_index, prefix_cache=No
   The vocabulary head runs in chunks of `model.logits_chunk` positions: the [N, L, V] f32 logits of a long
   (prompted) evaluation batch are never live at once."""
   out = model.apply({"params": params}, tokens, prefix_cache=prefix_cache, return_logits=False, return_hidden=True)
-  nxt, hit = ranking.next_token_logprobs(params, out["hidden"], tokens, model.cfg)
+  nxt, hit = next_token_logprobs(params, out["hidden"], tokens, model.cfg)
   return _response_stats(nxt, hit, tokens, response_start, eoc_index)
 
 
 def _response_stats(nxt, hit, tokens, response_start, eoc_index):
   """response_logprobs from next-token log-probs and argmax hits [N, L-1]."""
-  total, _, count = ranking.sequence_logprobs_from_token_logprobs(nxt, tokens, response_start, eoc_index)
+  total, _, count = sequence_logprobs_from_token_logprobs(nxt, tokens, response_start, eoc_index)
   pos = jnp.arange(1, tokens.shape[1])[None]
   mask = (pos >= response_start[:, None]) & (pos < eoc_index[:, None])
   greedy = jnp.all(hit | ~mask, axis=1).astype(jnp.float32)
   return total, count, greedy
 
 
-def pm_forward(model, params, tokens, eoc_index):
-  """[N, L] rows -> the score at each row's end-of-context token."""
-  out = model.apply({"params": params}, tokens, score_index=eoc_index, return_logits=False)
-  return out["score"]
+def comparison_accuracy(model, params, batches, scorer: str, max_batches: int | None = None) -> dict:
+  """Pairwise accuracy (hhh.metrics.pair_stats; and pairwise ECE for score-head models) of `scorer` over an iterable
+  of comparison batches: every (better, worse) pair with different ranks; chance is 0.5."""
+  fn = jax.jit(lambda p, b: comparison_scores(model, p, b, scorer))
+  scores, ranks, valid = [], [], []
+  for i, b in enumerate(batches):
+    if max_batches is not None and i >= max_batches:
+      break
+    b = {k: jnp.asarray(v) for k, v in b.items()}
+    scores.append(np.asarray(fn(params, b), np.float32))
+    ranks.append(np.asarray(b["score"]))
+    valid.append(np.asarray(b["valid"]))
+  if not scores:
+    return {"accuracy": 0.0, "pairs": 0.0, "mean_better": 0.0, "mean_worse": 0.0, "mean_margin": 0.0}
+  s, r, v = (np.concatenate([x.reshape((-1,) + x.shape[-1:]) for x in a]) for a in (scores, ranks, valid))
+  st = {k: float(x) for k, x in metrics.pair_stats(s, r, v).items()}
+  n = max(st["pairs"], 1.0)
+  out = {"accuracy": st["correct"] / n, "pairs": st["pairs"], "mean_better": st["better"] / n,
+         "mean_worse": st["worse"] / n, "mean_margin": st["margin"] / n}
+  if scorer == "score":
+    out["ece"] = float(metrics.pairwise_ece(s, r, v))
+  return out
+
+
+# ----------------------------------------------------------------------------------------------- host batches
 
 
 def bucket_length(eoc_index: np.ndarray, valid: np.ndarray, seq_len: int, bucket: int = BUCKET) -> int:
@@ -114,16 +212,18 @@ class Scorer:
       self.prefix_cache = self._prefix_cache(np.asarray(prefix_tokens, np.int32))
       self.prefix_len = int(len(prefix_tokens))
 
+  @classmethod
+  def of(cls, ms, params, **kwargs) -> "Scorer":
+    """A scorer of `params` on a hhh.checkpoint.ModelSetup's model and mesh."""
+    return cls(ms.model, params, ms.mesh, ms.rules, ms.shardings, **kwargs)
+
   def _ctx(self):
     return sharding.activate(self.mesh, self.rules)
 
   def _prefix_cache(self, prefix):
-    def fn(p, t):
-      out = self.model.apply({"params": p}, t[None], return_logits=False, return_cache=True)
-      return jax.tree.map(lambda c: c[:, 0], out["cache"])  # [layers, P, heads, head_dim]
     with self._ctx():
-      return jax.jit(fn, in_shardings=(self.param_shardings, self._repl), out_shardings=self._repl)(
-          self.params, jnp.asarray(prefix))
+      return jax.jit(lambda p, t: prompt_cache(self.model, p, t), in_shardings=(self.param_shardings, self._repl),
+                     out_shardings=self._repl)(self.params, jnp.asarray(prefix))
 
   def _rows(self, x, n_pad):
     x = np.asarray(x)
@@ -172,7 +272,8 @@ _JIT_CACHE: dict = {}
 
 
 def _jitted(model, mesh, rules, param_shardings):
-  """One set of jitted functions per (model config, mesh, rules): repeated evaluations reuse compilations."""
+  """One set of jitted functions per (model config, mesh, rules): the lab's many evaluations of one model size
+  reuse compilations (a new jax.jit of a new closure would compile again)."""
   key = (model.cfg, mesh, rules)
   if key not in _JIT_CACHE:
     row, col, repl = sharding.batch_sharding(mesh, 2), sharding.batch_sharding(mesh, 1), sharding.replicated(mesh)
@@ -180,7 +281,7 @@ def _jitted(model, mesh, rules, param_shardings):
                  in_shardings=(param_shardings, row, col, col), out_shardings=(col, col, col))
     lm_prefix = jax.jit(lambda p, t, s, e, c: lm_forward(model, p, t, s, e, prefix_cache=c),
                         in_shardings=(param_shardings, row, col, col, repl), out_shardings=(col, col, col))
-    pm = jax.jit(lambda p, t, e: pm_forward(model, p, t, e), in_shardings=(param_shardings, row, col),
+    pm = jax.jit(lambda p, t, e: eoc_scores(model, p, t, e), in_shardings=(param_shardings, row, col),
                  out_shardings=col)
     _JIT_CACHE[key] = (lm, lm_prefix, pm)
   return _JIT_CACHE[key]
@@ -196,55 +297,6 @@ def _to_host(x: Any) -> np.ndarray:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
   return np.asarray(jax.device_get(x))
-
-
-# ----------------------------------------------------------------------------------------------- choice metrics
-
-
-def choose(scores, valid):
-  """Index of the highest-scoring valid choice per row; ties go to the first choice (np.argmax order)."""
-  s = np.where(np.asarray(valid) > 0, np.asarray(scores, np.float64), -np.inf)
-  return np.argmax(s, axis=-1)
-
-
-def tied(scores, valid):
-  """Per row: 1 if the top score is shared by two or more valid choices (then the first of them is chosen)."""
-  s = np.where(np.asarray(valid) > 0, np.asarray(scores, np.float64), -np.inf)
-  return ((s == s.max(-1, keepdims=True)).sum(-1) > 1).astype(np.float64)
-
-
-def choice_correct(scores, target, valid):
-  """Per row: 1 if the chosen choice has the highest target among the valid choices (MC1 / HHH accuracy)."""
-  target = np.asarray(target, np.float64)
-  pick = choose(scores, valid)
-  best = np.where(np.asarray(valid) > 0, target, -np.inf).max(axis=-1)
-  return (np.take_along_axis(target, pick[:, None], axis=-1)[:, 0] == best).astype(np.float64)
-
-
-def mc2(logprob_sums, target, valid):
-  """Per row: normalised probability mass on the true choices, sum_{true} P(a) / sum_{all} P(a) with P(a) =
-  exp(summed log-prob) (TruthfulQA MC2)."""
-  lp = np.where(np.asarray(valid) > 0, np.asarray(logprob_sums, np.float64), -np.inf)
-  m = lp.max(axis=-1, keepdims=True)
-  p = np.exp(lp - m)
-  true = (np.asarray(target) > 0) & (np.asarray(valid) > 0)
-  return (p * true).sum(-1) / p.sum(-1)
-
-
-def pairwise_correct(pred, score, valid):
-  """For ranked comparisons: (correct, pairs) per row over response pairs with different true scores; a pair is
-  correct when the prediction orders it the same way, 0.5 on a predicted tie (as hhh.objectives.ranking.pair_stats,
-  so the evaluator and the trainer's held-out accuracy agree)."""
-  pred, score, valid = (np.asarray(a, np.float64) for a in (pred, score, valid))
-  k = pred.shape[-1]
-  correct = np.zeros(pred.shape[0])
-  pairs = np.zeros(pred.shape[0])
-  for i in range(k):
-    for j in range(k):
-      ok = (valid[:, i] > 0) & (valid[:, j] > 0) & (score[:, i] > score[:, j])
-      pairs += ok
-      correct += ok * ((pred[:, i] > pred[:, j]) + 0.5 * (pred[:, i] == pred[:, j]))
-  return correct, pairs
 
 
 # ----------------------------------------------------------------------------------------------- whole sets
