@@ -250,7 +250,8 @@ def test_eval_job_is_deterministic_and_writes_outputs(tmp_path):
 @pytest.mark.slow
 def test_pm_accuracy_matches_trainer_held_out_metric(tmp_path):
   """A preference model trained on lab_compare, evaluated on the same held-out comparisons: the evaluator's pairwise
-  accuracy equals the trainer's held-out `accuracy` (one eval batch, so the trainer's batch mean is the global one)."""
+  accuracy equals the trainer's held-out `accuracy` over five batches with different pair counts (the trainer pools
+  by pairs, METRIC_WEIGHTS; a mean of batch means would differ)."""
   from configs import eval as eval_cfg
   from configs import preference as pref_cfg
   from hhh import train as train_lib
@@ -259,10 +260,13 @@ def test_pm_accuracy_matches_trainer_held_out_metric(tmp_path):
   c = pref_cfg.get_config("tiny")
   with c.unlocked():
     c.train.steps, c.train.batch_size, c.data.seq_len, c.train.eval_every = 4, 8, seq, 4
-    c.train.log_every, c.train.async_checkpoints, c.data.shuffle = 4, False, False
+    c.train.log_every, c.train.async_checkpoints, c.data.shuffle, c.train.eval_batches = 4, False, False, 5
   held_out = next(pipeline.make_iterator("lab_compare", split="validation", family="comparison", seq_len=seq,
                                          batch_size=n, vocab="byte", seed=0, shuffle=False, repeat=False, k=4))
-  out = train_lib.train(c, str(tmp_path / "pm"), eval_batches=lambda: iter([held_out]))
+  batches = [{k: v[i:i + 8] for k, v in held_out.items()} for i in range(0, n, 8)]
+  pairs = [float(metrics.pair_mask(b["score"], b["valid"]).sum()) for b in batches]
+  assert len(set(pairs)) > 1, pairs  # unequal batches: pooling matters
+  out = train_lib.train(c, str(tmp_path / "pm"), eval_batches=lambda: iter(batches))
   e = eval_cfg.get_config("tiny")
   with e.unlocked():
     e.pm_checkpoint = str(tmp_path / "pm")
@@ -326,3 +330,28 @@ def test_lab_last_word_task_is_lambada_format_on_held_out_corpus():
   word = recs[0]["choices"][0].encode()
   i, j = ex.response_start[0, 0], ex.eoc_index[0, 0]
   assert (ex.tokens[0, 0, i:j] - 3).tolist() == list(word)
+
+
+@pytest.mark.slow
+def test_truthfulqa_suite_on_real_data(tmp_path, bigbench_dir):
+  """The TruthfulQA suite end to end on the BIG-bench file (299 questions): MC1/MC2 with intervals for an LM and MC1
+  for a PM, its log line, eval.md table and TensorBoard tags."""
+  from configs import eval as eval_cfg
+  config = eval_cfg.get_config("tiny")
+  ms = ckpt_lib.build_model(config.model, config.mesh)
+  lm = ms.model.init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
+  _save_params(tmp_path / "lm", jax.tree.map(lambda p: getattr(p, "value", p), lm, is_leaf=lambda p: hasattr(p, "value")))
+  with config.unlocked():
+    config.checkpoint = str(tmp_path / "lm")
+    config.eval.suites, config.eval.conditions, config.eval.seq_len = "truthfulqa", "plain", 256
+  lines = []
+  res = run.evaluate(config, str(tmp_path / "e"), log=lines.append)
+  t = res["truthfulqa"]
+  assert t["n"] == 299
+  v = t["conditions"]["plain"]
+  assert set(v) >= {"mc1_sum", "mc1_mean", "mc2", "mc1_sum_ci", "per_example"}
+  assert len(v["per_example"]["mc2"]) == 299 and 0 < v["mc2"] < 1
+  assert v["mc1_sum_ci"][0] <= v["mc1_sum"] <= v["mc1_sum_ci"][1]
+  assert any(line.startswith("hhh.eval: truthful_qa_mc plain: mc1_sum ") for line in lines)
+  assert "## TruthfulQA MC (299 questions)" in (tmp_path / "e" / "eval.md").read_text()
+  assert "truthfulqa/plain/mc2" in run.flat_scalars(res)

@@ -16,6 +16,9 @@ lab's held-out `lab_compare`), tax (lambada and TFDS multiple choice, with and w
 toxicity classifier; hhh.eval.toxicity, docs/toxicity.md), and calibration for whatever ran (preference pairs,
 multiple-choice answers).
 
+Adding a suite: one module in hhh/eval/ with NAME, run(ctx), scalars(results) and table(results), listed in
+SUITE_MODULES below; configs/eval.py's eval.suites selects which run.
+
 The model runs on the same (slice, data, fsdp, tensor) mesh and logical rules as training; parameters are loaded
 straight onto their shardings. Outputs in DIR: eval.json (everything, reliability bins included), eval.md (readable
 tables), TensorBoard scalars (eval/...) and metrics.jsonl. The same checkpoint gives the same numbers every time
@@ -23,6 +26,7 @@ tables), TensorBoard scalars (eval/...) and metrics.jsonl. The same checkpoint g
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -37,13 +41,16 @@ import numpy as np
 from hhh import checkpoint as ckpt_lib
 from hhh import metric_writer
 from hhh import paths
-from hhh import metrics, prompts, scoring
-from hhh.eval import examples, hhh as hhh_eval, intervals, tax as tax_eval, toxicity, truthfulqa
+from hhh import prompts, scoring
+from hhh.eval import compare, examples, hhh as hhh_eval, tax as tax_eval, toxicity, truthfulqa
 
 LM_CONDITIONS = ("plain", "prompt", "distilled")
-SUITES = ("hhh", "truthfulqa", "compare", "tax", "toxicity")
+# The evaluation suites, in report order. Each is one module with NAME, run(ctx) -> its results (None: no data),
+# scalars(results) -> {TensorBoard tag: number} and table(results) -> markdown lines; `Context` is what run() gets.
+SUITE_MODULES = (hhh_eval, truthfulqa, compare, tax_eval, toxicity)
+SUITES = tuple(m.NAME for m in SUITE_MODULES)
 NULL_CONTEXT = {"paper": "\n\nAssistant:", "bigbench": "\nAssistant:"}
-HHH_TASK = {"paper": "hhh_alignment_mc", "bigbench": "hhh_alignment_bigbench_mc"}
+HHH_TASK = hhh_eval.TASK
 
 
 def _model_from_run(model_cfg, config, path: str, *, what: str, devices, setup=None):
@@ -74,6 +81,26 @@ def prompt_ids(spec: str, vocab: str, budget: int) -> tuple[np.ndarray, dict]:
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
+
+
+@dataclasses.dataclass
+class Context:
+  """What a suite's run() gets: the config, the conditions (each scores an Examples set), `load(task, k, split,
+  max_examples)` (-> Examples, or None when the data is missing: recorded and logged), and where to put timings,
+  calibration diagrams and missing data."""
+  config: ml_collections.ConfigDict
+  conditions: list
+  load: Callable
+  log: Callable[[str], None]
+  workdir: str
+  convention: str
+  batch_size: int
+  null_ids: np.ndarray
+  eoc_id: int
+  bins: int
+  timing: dict
+  calibration: dict
+  missing: dict
 
 
 class Condition:
@@ -160,7 +187,6 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
   res: dict = {"size": config.size, "checkpoint": config.checkpoint, "distilled_checkpoint": config.distilled_checkpoint,
                "pm_checkpoint": config.pm_checkpoint, "convention": conv, "seq_len": seq_len,
                "conditions": [c.name for c in conds], **info, "timing_s": {}, "calibration": {}}
-  timing = res["timing_s"]
   suites = _suites(config)
   unknown = sorted(set(suites) - set(SUITES))
   if unknown:
@@ -185,98 +211,16 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
         return None
       raise
 
-  if "hhh" in suites:
-    ex = load(HHH_TASK[conv], 2)
-    if ex is not None:
-      out = {"task": ex.task, "n": len(ex), "conditions": {}}
-      for c in conds:
-        log(f"hhh.eval: hhh_alignment {c.name}: scoring {len(ex)} comparisons ...")
-        t = time.perf_counter()
-        s = c.score(ex, batch_size=bs, null_ids=null, eoc_id=eoc)
-        timing[f"hhh/{c.name}"] = time.perf_counter() - t
-        out["conditions"][c.name] = hhh_eval.evaluate(s, ex)
-        key = "score" if c.kind == "pm" else "sum"
-        if c.kind == "pm":
-          res["calibration"]["hhh/pm_pairs"] = metrics.pairwise_preference(s["score"], ex.label, ex.valid, bins)
-        res["calibration"][f"hhh/{c.name}"] = metrics.multiple_choice_calibration(s[key], ex.label, ex.valid, bins)
-        log(f"hhh.eval: hhh_alignment {c.name}: " + ", ".join(
-            f"{m} {intervals.fmt(v['overall'], v['overall_ci'])}%" for m, v in out["conditions"][c.name].items()) +
-            f" ({timing[f'hhh/{c.name}']:.1f}s)")
-      timing["hhh/total"] = sum(v for k, v in timing.items() if k.startswith("hhh/"))
-      res["hhh"] = out
-
-  if "truthfulqa" in suites:
-    ex = load("truthful_qa_mc", truthfulqa.MAX_CHOICES)
-    if ex is not None:
-      out = {"n": len(ex), "conditions": {}}
-      for c in conds:
-        log(f"hhh.eval: truthful_qa_mc {c.name}: scoring {len(ex)} questions ...")
-        t = time.perf_counter()
-        s = c.score(ex, batch_size=bs)
-        timing[f"truthfulqa/{c.name}"] = time.perf_counter() - t
-        out["conditions"][c.name] = truthfulqa.evaluate(s, ex)
-        key = "score" if c.kind == "pm" else "sum"
-        res["calibration"][f"truthfulqa/{c.name}"] = metrics.multiple_choice_calibration(s[key], ex.label, ex.valid, bins)
-        log(f"hhh.eval: truthful_qa_mc {c.name}: " + ", ".join(
-            f"{m} {100 * v:.1f}%" for m, v in out["conditions"][c.name].items() if m != "n"))
-      res["truthfulqa"] = out
-
-  if "compare" in suites:
-    res["compare"] = {}
-    for task in [t.strip() for t in ev.compare_tasks.split(",") if t.strip()]:
-      ex = load(task, int(ev.compare_k), split=ev.compare_split, max_examples=int(ev.max_examples))
-      if ex is None:
-        continue
-      out = {"n": len(ex), "conditions": {}}
-      only = [x.strip() for x in ev.compare_conditions.split(",") if x.strip()]
-      for c in conds:
-        if only and c.name not in only:
-          continue
-        log(f"hhh.eval: {task} {c.name}: scoring {len(ex)} comparisons ...")
-        s = c.score(ex, batch_size=bs, null_ids=None if c.kind == "pm" or not ev.compare_mi else null, eoc_id=eoc)
-        accs, per = {}, {}
-        for m in ("score", "sum", "mean", "mi"):
-          if m in s:
-            correct, pairs = metrics.pairwise_correct(s[m], ex.label, ex.valid)
-            accs[m] = float(correct.sum() / max(pairs.sum(), 1))
-            accs[f"{m}_ci"] = intervals.bootstrap(correct, pairs)
-            per[m], per["pairs"] = correct.tolist(), pairs.tolist()
-        accs["pairs"] = int(sum(per["pairs"]))
-        accs["per_example"] = per  # correct pairs and pairs per example (paired bootstraps in the lab report)
-        out["conditions"][c.name] = accs
-        if c.kind == "pm":
-          res["calibration"][f"{task}/pm_pairs"] = metrics.pairwise_preference(s["score"], ex.label, ex.valid,
-                                                                                   bins)
-        log(f"hhh.eval: {task} {c.name}: " + ", ".join(f"{m} {intervals.fmt(accs[m], accs[m + '_ci'])}%"
-                                                        for m in ("score", "sum", "mean", "mi") if m in accs))
-      res["compare"][task] = out
-
-  if "tax" in suites:
-    res["tax"] = {}
-    lm_conds = [c for c in conds if c.kind == "lm"]
-    for task in [t.strip() for t in ev.tax_tasks.split(",") if t.strip()]:
-      ex = load(task, int(ev.tax_k), split=ev.tax_split, max_examples=int(ev.max_examples))
-      if ex is None:
-        continue
-      out = {"n": len(ex), "conditions": {}}
-      for c in lm_conds:
-        log(f"hhh.eval: {task} {c.name}: scoring {len(ex)} examples ...")
-        out["conditions"][c.name] = tax_eval.capability(task, c.score(ex, batch_size=bs), ex)
-      base = out["conditions"].get("plain")
-      if base:
-        out["tax"] = {c: tax_eval.tax(base, out["conditions"][c]) for c in ("prompt", "distilled")
-                      if c in out["conditions"]}
-      log(f"hhh.eval: {task}: " + ", ".join(f"{c} {100 * v['accuracy']:.1f}%"
-                                            for c, v in out["conditions"].items()))
-      res["tax"][task] = out
-
-  if "toxicity" in suites:
-    from hhh.data import sources  # pylint: disable=g-import-not-at-top
-    try:
-      res["toxicity"] = toxicity.run_suite(config, conds, workdir=workdir, log=log, timing=timing)
-    except sources.MissingData as e:
-      res.setdefault("missing", {})["toxicity"] = str(e)
-      log(f"hhh.eval: toxicity unavailable: {e}")
+  ctx = Context(config=config, conditions=conds, load=load, log=log, workdir=workdir, convention=conv,
+                batch_size=bs, null_ids=null, eoc_id=eoc, bins=bins, timing=res["timing_s"],
+                calibration=res["calibration"], missing=res.setdefault("missing", {}))
+  for suite in SUITE_MODULES:
+    if suite.NAME in suites:
+      out = suite.run(ctx)
+      if out is not None:
+        res[suite.NAME] = out
+  if not res["missing"]:
+    del res["missing"]
 
   res["ece"] = {k: v["ece"] for k, v in res["calibration"].items()}
   res["wall_time_s"] = time.perf_counter() - t0
@@ -292,84 +236,24 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
 def flat_scalars(res: dict) -> dict:
   """The numbers worth a TensorBoard curve: eval/<suite>/<condition>/<metric>."""
   out = {}
-  for cond, methods in res.get("hhh", {}).get("conditions", {}).items():
-    for m, table in methods.items():
-      for k, v in table.items():
-        if not k.startswith("n") and k != "ties":
-          out[f"hhh/{cond}/{m}/{k}"] = v
-  for cond, table in res.get("truthfulqa", {}).get("conditions", {}).items():
-    for k, v in table.items():
-      if k != "n":
-        out[f"truthfulqa/{cond}/{k}"] = v
-  for task, t in res.get("compare", {}).items():
-    for cond, table in t["conditions"].items():
-      for k, v in table.items():
-        if k != "pairs":
-          out[f"compare/{task}/{cond}/{k}"] = v
-  for task, t in res.get("tax", {}).items():
-    for cond, table in t["conditions"].items():
-      out[f"tax/{task}/{cond}/accuracy"] = table["accuracy"]
-    for cond, d in t.get("tax", {}).items():
-      for k, v in d.items():
-        out[f"tax/{task}/tax_{cond}/{k}"] = v
-  for cond, by_subset in res.get("toxicity", {}).get("conditions", {}).items():
-    for subset, table in by_subset.items():
-      for k in toxicity.METRICS:
-        out[f"toxicity/{cond}/{subset}/{k}"] = table[k]
+  for suite in SUITE_MODULES:
+    if suite.NAME in res:
+      out.update(suite.scalars(res[suite.NAME]))
   for k, v in res.get("ece", {}).items():
     out[f"ece/{k}"] = v
   return {k: float(v) for k, v in out.items() if isinstance(v, (int, float)) and math.isfinite(float(v))}
 
 
-def _pct(v) -> str:
-  return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
-
-
 def markdown(res: dict) -> str:
-  """Readable tables (accuracies in %)."""
+  """Readable tables (accuracies in %): each suite's table, then calibration, data and wall time."""
   lines = [f"# Evaluation ({res.get('size')}, convention {res.get('convention')})", ""]
   if res.get("skipped"):
     lines += ["Skipped conditions: " + "; ".join(f"{k} ({v})" for k, v in res["skipped"].items()), ""]
   if res.get("missing"):
     lines += ["Missing data: " + "; ".join(f"{k}: {v}" for k, v in res["missing"].items()), ""]
-  if "hhh" in res:
-    h = res["hhh"]
-    lines += [f"## HHH evaluations ({h['task']}, {h['n']} comparisons), accuracy %", "",
-              "| condition | method | overall | harmless | helpful | honest | other | ties |",
-              "|---|---|---|---|---|---|---|---|"]
-    for cond, methods in h["conditions"].items():
-      for m, t in methods.items():
-        lines.append(f"| {cond} | {m} | {intervals.fmt(t['overall'], t.get('overall_ci'))} | " + " | ".join(
-            f"{_pct(t.get(s))} (n={t.get('n_' + s, '-')})" for s in hhh_eval.SUBSETS) + f" | {t.get('ties', '-')} |")
-    lines += ["", "Overall: accuracy with its 95% bootstrap interval over the comparisons (chance: 50%). "
-              "Ties go to the first response (BIG-bench / lm-evaluation-harness), which in this data is always the "
-              "better one: a tie counts as correct.", ""]
-    lines.append("")
-  if "truthfulqa" in res:
-    t = res["truthfulqa"]
-    lines += [f"## TruthfulQA MC ({t['n']} questions), %", "", "| condition | MC1 (sum) | MC1 (mean) | MC2 | MC1 (score) |",
-              "|---|---|---|---|---|"]
-    for cond, v in t["conditions"].items():
-      lines.append(f"| {cond} | " + " | ".join(intervals.fmt(v.get(m), v.get(m + "_ci"))
-                                               for m in ("mc1_sum", "mc1_mean", "mc2", "mc1_score")) + " |")
-    lines.append("")
-  if res.get("compare"):
-    lines += ["## Ranked comparisons: pairwise accuracy %", "", "| task | condition | score | sum | mean | mi | pairs |",
-              "|---|---|---|---|---|---|---|"]
-    for task, t in res["compare"].items():
-      for cond, v in t["conditions"].items():
-        lines.append(f"| {task} | {cond} | " + " | ".join(intervals.fmt(v.get(m), v.get(m + "_ci"))
-                                                          for m in ("score", "sum", "mean", "mi")) + f" | {v['pairs']} |")
-    lines += ["", "95% bootstrap intervals over the comparisons in brackets; chance: 50%.", ""]
-  if res.get("tax"):
-    lines += ["## Alignment tax (capability accuracy %, last-word tasks: the word's log-prob in brackets; tax = with - "
-              "without intervention, points (nats))", "",
-              "| task | n | plain | prompt | distilled | tax (prompt) | tax (distilled) |", "|---|---|---|---|---|---|---|"]
-    for task, t in res["tax"].items():
-      lines.append(f"| {task} | {t['n']} | " + " | ".join(tax_eval.table_cells(t)) + " |")
-    lines.append("")
-  if res.get("toxicity"):
-    lines += toxicity.table(res["toxicity"])
+  for suite in SUITE_MODULES:
+    if res.get(suite.NAME):
+      lines += suite.table(res[suite.NAME])
   if res.get("ece"):
     lines += ["## Calibration (expected calibration error)", "", "| what | ECE | n |", "|---|---|---|"]
     for k, v in res["ece"].items():

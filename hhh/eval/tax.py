@@ -12,6 +12,7 @@ from __future__ import annotations
 from hhh import metrics
 from hhh.eval import intervals
 
+NAME = "tax"
 LAST_WORD = ("tax_lambada", "tax_lab_lambada")
 
 
@@ -50,7 +51,6 @@ def tax(base: dict, with_intervention: dict) -> dict:
   return out
 
 
-
 def table_cells(result: dict) -> list:
   """Markdown cells of one task's result: accuracy % per condition (plain, prompt, distilled; the word's log-prob in
   brackets where measured), then the tax of the prompt and of distillation in points (nats)."""
@@ -68,3 +68,49 @@ def table_cells(result: dict) -> list:
 
   return ([cell(c.get(k, {}), False) for k in ("plain", "prompt", "distilled")]
           + [cell(tx.get(k, {}), True) for k in ("prompt", "distilled")])
+
+
+# ----------------------------------------------------------------------------------------------- the suite
+
+
+def run(ctx) -> dict:
+  ev = ctx.config.eval
+  res = {}
+  lm_conds = [c for c in ctx.conditions if c.kind == "lm"]
+  for task in [t.strip() for t in ev.tax_tasks.split(",") if t.strip()]:
+    ex = ctx.load(task, int(ev.tax_k), split=ev.tax_split, max_examples=int(ev.max_examples))
+    if ex is None:
+      continue
+    out = {"n": len(ex), "conditions": {}}
+    for c in lm_conds:
+      ctx.log(f"hhh.eval: {task} {c.name}: scoring {len(ex)} examples ...")
+      out["conditions"][c.name] = capability(task, c.score(ex, batch_size=ctx.batch_size), ex)
+    base = out["conditions"].get("plain")
+    if base:
+      out["tax"] = {c: tax(base, out["conditions"][c]) for c in ("prompt", "distilled") if c in out["conditions"]}
+    ctx.log(f"hhh.eval: {task}: " + ", ".join(f"{c} {100 * v['accuracy']:.1f}%" for c, v in out["conditions"].items()))
+    res[task] = out
+  return res
+
+
+def scalars(res: dict) -> dict:
+  out = {}
+  for task, t in res.items():
+    for cond, table_ in t["conditions"].items():
+      out[f"tax/{task}/{cond}/accuracy"] = table_["accuracy"]
+    for cond, d in t.get("tax", {}).items():
+      for k, v in d.items():
+        out[f"tax/{task}/tax_{cond}/{k}"] = v
+  return out
+
+
+def table(res: dict) -> list:
+  if not res:
+    return []
+  lines = ["## Alignment tax (capability accuracy %, last-word tasks: the word's log-prob in brackets; tax = with - "
+           "without intervention, points (nats))", "",
+           "| task | n | plain | prompt | distilled | tax (prompt) | tax (distilled) |", "|---|---|---|---|---|---|---|"]
+  for task, t in res.items():
+    lines.append(f"| {task} | {t['n']} | " + " | ".join(table_cells(t)) + " |")
+  lines.append("")
+  return lines

@@ -6,11 +6,14 @@ answer, as in this file, it is that answer's share).
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from hhh import metrics
 from hhh.eval import intervals
 
+NAME = "truthfulqa"
 MAX_CHOICES = 5
 
 
@@ -30,3 +33,41 @@ def evaluate(scores_by_method: dict, ex) -> dict:
     out[k], out[f"{k}_ci"] = float(v.mean()), intervals.bootstrap(v)
   out["per_example"] = {k: np.asarray(v, np.float64).tolist() for k, v in per.items()}
   return out
+
+
+# ----------------------------------------------------------------------------------------------- the suite
+
+
+def run(ctx) -> dict | None:
+  ex = ctx.load("truthful_qa_mc", MAX_CHOICES)
+  if ex is None:
+    return None
+  out = {"n": len(ex), "conditions": {}}
+  for c in ctx.conditions:
+    ctx.log(f"hhh.eval: truthful_qa_mc {c.name}: scoring {len(ex)} questions ...")
+    t = time.perf_counter()
+    s = c.score(ex, batch_size=ctx.batch_size)
+    ctx.timing[f"truthfulqa/{c.name}"] = time.perf_counter() - t
+    out["conditions"][c.name] = evaluate(s, ex)
+    key = "score" if c.kind == "pm" else "sum"
+    ctx.calibration[f"truthfulqa/{c.name}"] = metrics.multiple_choice_calibration(s[key], ex.label, ex.valid,
+                                                                                  ctx.bins)
+    v = out["conditions"][c.name]
+    ctx.log(f"hhh.eval: truthful_qa_mc {c.name}: " + ", ".join(
+        f"{m} {intervals.fmt(v[m], v[m + '_ci'])}%" for m in ("mc1_sum", "mc1_mean", "mc2", "mc1_score") if m in v))
+  return out
+
+
+def scalars(out: dict) -> dict:
+  return {f"truthfulqa/{cond}/{k}": v for cond, table_ in out.get("conditions", {}).items()
+          for k, v in table_.items() if k != "n"}
+
+
+def table(t: dict) -> list:
+  lines = [f"## TruthfulQA MC ({t['n']} questions), %", "", "| condition | MC1 (sum) | MC1 (mean) | MC2 | MC1 (score) |",
+           "|---|---|---|---|---|"]
+  for cond, v in t["conditions"].items():
+    lines.append(f"| {cond} | " + " | ".join(intervals.fmt(v.get(m), v.get(m + "_ci"))
+                                             for m in ("mc1_sum", "mc1_mean", "mc2", "mc1_score")) + " |")
+  lines.append("")
+  return lines
