@@ -36,46 +36,28 @@ import ml_collections
 
 from hhh import paths
 
-PRESETS = {
-    # Three sizes; lab_l (3.1M parameters, ~1.3 s per step of 16 x 128 tokens on this 2-core CPU) is left to
-    # --config.sizes=lab_s,lab_m,lab_l, which takes ~40 min here (measured step times).
-    # PMP -> finetuning runs at lab_s (a third of lab_m's cost); distillation at the largest size.
-    # TruthfulQA (--config.truthfulqa=1: at the largest size, ~1.5 min more here) is left out of the default.
-    "default": dict(sizes="tiny,lab_s,lab_m", batch_size=16, seq_len=128, pretrain_steps=150, objective_steps=30,
-                    pmp_size="lab_s", pmp_steps=30, finetune_examples="32,256", distill_steps=30,
-                    compare_examples=160, prompt_tokens=512, eval_seq_len=512, hhh=True, truthfulqa=False,
-                    toxicity_prompts=40, toxicity_samples=4, toxicity_tokens=32, dialogues=3,
-                    finetune_eval_examples=400, finetune_lr_factors="1,10"),
-    # CI: one small size, a few steps each, every stage and the report still exercised.
-    "smoke": dict(sizes="tiny", batch_size=8, seq_len=64, pretrain_steps=12, objective_steps=6, pmp_size="",
-                  pmp_steps=6, finetune_examples="16", distill_steps=4, compare_examples=24, prompt_tokens=512,
-                  eval_seq_len=128, hhh=True, truthfulqa=False, toxicity_prompts=6, toxicity_samples=2, toxicity_tokens=8,
-                  dialogues=1, finetune_eval_examples=24, finetune_lr_factors="1,10"),
-}
+def default_config(preset: str = "default") -> ml_collections.ConfigDict:
+  """The lab's settings of `preset` (configs/lab.py:PRESET); `--config.preset=smoke` on the command line picks it."""
+  from hhh import config as hc  # pylint: disable=g-import-not-at-top
+  return hc.load(f"lab:{preset}")
 
 
-def default_config() -> ml_collections.ConfigDict:
-  """Fields left at 0 / "" take the preset's value."""
-  return ml_collections.ConfigDict(dict(
-      preset="default", sizes="", batch_size=0, seq_len=0, pretrain_steps=0, objective_steps=0, pmp_size="",
-      pmp_steps=0,
-      finetune_examples="", distill_steps=0, compare_examples=0, prompt_tokens=0, eval_seq_len=0, hhh=-1, truthfulqa=-1,
-      toxicity_prompts=0, toxicity_samples=0, toxicity_tokens=0, dialogues=0, finetune_eval_examples=0,
-      finetune_lr_factors="", seed=0,
-      seeds=1))
+def preset_from_argv(argv) -> str:
+  """The preset named by --config.preset=X (or --config.preset X) among command-line arguments ("default" if none),
+  read before the flags are parsed so that every other --config.* override applies on top of that preset."""
+  for i, a in enumerate(argv):
+    if a.startswith("--config.preset="):
+      return a.split("=", 1)[1]
+    if a == "--config.preset" and i + 1 < len(argv):
+      return argv[i + 1]
+  return "default"
 
 
 def resolve(config: ml_collections.ConfigDict) -> dict:
-  if config.preset not in PRESETS:
-    raise ValueError(f"unknown lab preset {config.preset!r}; choose one of {sorted(PRESETS)}")
-  out = dict(PRESETS[config.preset])
-  for k in out:
-    v = config[k]
-    if isinstance(out[k], bool):  # switches: -1 = the preset's, 0 = off, 1 = on
-      if v != -1:
-        out[k] = bool(v)
-    elif v not in (0, ""):
-      out[k] = v
+  """The settings as run_lab uses them: lists parsed, switches (0/1) as booleans, pmp_size checked against sizes."""
+  out = config.to_dict()
+  for k in ("hhh", "truthfulqa"):
+    out[k] = bool(out[k])
   out["sizes"] = [s.strip() for s in out["sizes"].split(",") if s.strip()]
   out["finetune_examples"] = [int(n) for n in str(out["finetune_examples"]).split(",") if n.strip()]
   out["finetune_lr_factors"] = [float(f) for f in str(out["finetune_lr_factors"]).split(",") if f.strip()]
@@ -584,9 +566,17 @@ def main(argv=None):
 
   from hhh import cli  # pylint: disable=g-import-not-at-top
 
-  defaults = default_config()
-  defaults.lock()  # a typo in an override fails and names the key
-  config_flag = config_flags.DEFINE_config_dict("config", defaults, "Lab settings, e.g. --config.preset=smoke")
+  import sys  # pylint: disable=g-import-not-at-top
+  try:
+    defaults = default_config(preset_from_argv(sys.argv if argv is None else argv))
+  except ValueError as e:
+    sys.exit(f"error: {e}")
+  try:  # ml_collections applies --config.* overrides here: an unknown setting is a usage error, not a traceback
+    config_flag = config_flags.DEFINE_config_dict("config", defaults, "Lab settings (configs/lab.py), e.g. "
+                                                  "--config.preset=smoke --config.sizes=tiny,lab_s")
+  except (AttributeError, KeyError) as e:
+    key, _, hint = str(e).replace("\\n", " ").replace("\\", "").replace("'", "").partition(" ")
+    sys.exit(f"error: unknown lab setting --config.{key}. {hint} (the settings: configs/lab.py)")
   flags.DEFINE_string("workdir", None, "Where runs/, eval/, plots/, lab.json and report.md go (rerun = resume).")
   flags.mark_flags_as_required(["workdir"])
 

@@ -12,20 +12,24 @@ from hhh.eval import plots
 
 
 def test_presets_resolve_and_overrides_win():
-  c = lab.default_config()
-  p = lab.resolve(c)
+  p = lab.resolve(lab.default_config())
   assert p["sizes"] == ["tiny", "lab_s", "lab_m"] and p["finetune_examples"] == [32, 256] and not p["truthfulqa"]
-  assert p["pmp_size"] == "lab_s"
-  c.preset, c.pretrain_steps, c.sizes, c.hhh = "smoke", 3, "tiny,lab_s", 0
+  assert p["pmp_size"] == "lab_s" and p["hhh"] is True and p["preset"] == "default"
+  c = lab.default_config("smoke")
+  c.pretrain_steps, c.sizes, c.hhh = 3, "tiny,lab_s", 0
   p = lab.resolve(c)
   assert p["pretrain_steps"] == 3 and p["sizes"] == ["tiny", "lab_s"] and p["objective_steps"] == 6
   assert p["pmp_size"] == "lab_s"  # the smoke preset's "" = the largest size
   c.pmp_size = "lab_m"  # not in the ladder: no LM to start from, so the largest size again
   assert lab.resolve(c)["pmp_size"] == "lab_s"
-  assert p["hhh"] is False  # 0 switches it off (only -1 means "the preset's")
-  c.preset = "huge"
-  with pytest.raises(ValueError, match="unknown lab preset"):
-    lab.resolve(c)
+  assert p["hhh"] is False and p["preset"] == "smoke"
+  with pytest.raises(ValueError, match="unknown lab preset 'huge'"):
+    lab.default_config("huge")
+  with pytest.raises(AttributeError):
+    c.pretrain_stepz = 1  # the preset's config is locked: a typo names the key
+  assert lab.preset_from_argv(["x", "--workdir=d", "--config.preset=smoke", "--config.sizes=tiny"]) == "smoke"
+  assert lab.preset_from_argv(["x", "--config.preset", "smoke"]) == "smoke"
+  assert lab.preset_from_argv(["x", "--workdir=d"]) == "default"
 
 
 def test_lab_configs_load_from_any_directory(tmp_path, monkeypatch):
@@ -126,8 +130,7 @@ def test_missing_bigbench_says_how_to_get_it(monkeypatch, tmp_path):
 def test_smoke_preset_end_to_end(tmp_path, monkeypatch):
   # As the README runs it: a relative workdir (orbax needs absolute paths: the lab must resolve it).
   monkeypatch.chdir(tmp_path)
-  c = lab.default_config()
-  c.preset = "smoke"
+  c = lab.default_config("smoke")
   res = lab.run_lab(c, "runs/lab", log=lambda s: None)
   tmp_path = tmp_path / "runs" / "lab"
   md = (tmp_path / "report.md").read_text()
@@ -280,3 +283,13 @@ def test_time_left_weights_stages_by_cost_and_skips_reused_ones(tmp_path, monkey
   # 3 sizes x 4 trainings, PMP, 2 set sizes x 2 arms x 2 rates x (finetune + its evaluation), distillation, 3 x 2
   # evaluations, dialogues, report
   assert len(costs) == 12 + 1 + 16 + 1 + 6 + 2
+
+
+def test_lab_command_names_a_bad_preset_or_setting_without_a_traceback(tmp_path):
+  for arg, want in (("--config.preset=huge", "unknown lab preset 'huge'"),
+                    ("--config.pretrain_stepz=3", 'unknown lab setting --config.pretrain_stepz. Did you mean '
+                                                  '"pretrain_steps"')):
+    r = subprocess.run([sys.executable, "-m", "hhh.lab", f"--workdir={tmp_path / 'w'}", arg], capture_output=True,
+                       text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert r.returncode != 0 and want in r.stderr and "Traceback" not in r.stderr, r.stderr
+  assert not (tmp_path / "w").exists()
