@@ -280,7 +280,7 @@ def _run_seed(p: dict, workdir: str, log: Callable[[str], None], *, label: str =
     prog.end(name, f"(loss {out.get('loss', float('nan')):.3f})", reused=reused)
     return os.path.join(runs, name)
 
-  def evaluate(name, ec, what):
+  def run_eval(name, ec, what):
     """hhh.eval in DIR/eval/<name> (stage eval_<name>), reused when an earlier run evaluated the same checkpoints
     with the same config."""
     prog.start(f"eval_{name}", what)
@@ -338,7 +338,7 @@ def _run_seed(p: dict, workdir: str, log: Callable[[str], None], *, label: str =
         with ec.unlocked():
           ec.eval.compare_tasks, ec.eval.compare_split = FINETUNE_TASK, FINETUNE_SPLIT
           ec.eval.max_examples = p["finetune_eval_examples"]
-        out = evaluate(name, ec, f"score the finetuned PM on held-out {FINETUNE_TASK} ({FINETUNE_SPLIT})")
+        out = run_eval(name, ec, f"score the finetuned PM on held-out {FINETUNE_TASK} ({FINETUNE_SPLIT})")
         cond = out["compare"].get(FINETUNE_TASK, {}).get("conditions", {}).get("pm")
         if cond:
           grid[factor] = {"validation": res["train"][name].get("eval/accuracy"), "test": cond["score"],
@@ -369,7 +369,7 @@ def _run_seed(p: dict, workdir: str, log: Callable[[str], None], *, label: str =
     own = [x for x in suites if x != "truthfulqa" or s == big]
     ec = _eval_config(s, p, checkpoint=lm[s], pm=objs[(s, "preference")],
                       distilled=distilled if s == big else "", suites=",".join(own))
-    out = evaluate(s, ec, f"evaluate LM (plain, prompt{', distilled' if s == big else ''}) and PM: {', '.join(own)}")
+    out = run_eval(s, ec, f"evaluate LM (plain, prompt{', distilled' if s == big else ''}) and PM: {', '.join(own)}")
     if "hhh" in out:
       res["hhh"][s] = out["hhh"]["conditions"]
       res["hhh_n"] = out["hhh"]["n"]
@@ -398,7 +398,7 @@ def _run_seed(p: dict, workdir: str, log: Callable[[str], None], *, label: str =
 
     ec = _eval_config(s, p, checkpoint=objs[(s, "imitation")], pm=objs[(s, "binary")], suites="compare",
                       conditions="plain,pm")
-    out = evaluate(f"objectives_{s}", ec, "evaluate the imitation and binary models on held-out lab comparisons")
+    out = run_eval(f"objectives_{s}", ec, "evaluate the imitation and binary models on held-out lab comparisons")
     cmp = out["compare"].get("lab_compare", {}).get("conditions", {})
     take(s, "imitation (mean log-prob)", cmp.get("plain"), "mean")
     take(s, "binary", cmp.get("pm"), "score")
@@ -498,11 +498,11 @@ def sample_dialogues(size: str, p: dict, *, lm: str, distilled: str, out_dir: st
   """Samples one response per held-out lab question (the first p["dialogues"] hhh-family test contexts) from the
   LM plain, after the HHH prompt, and distilled (hhh.sample; JSONL in out_dir); returns the records."""
   from hhh import sample as sample_lib  # pylint: disable=g-import-not-at-top
-  from hhh.data import lab as lab_data  # pylint: disable=g-import-not-at-top
+  from hhh.data import lab_corpus  # pylint: disable=g-import-not-at-top
   n = int(p["dialogues"])
   if n <= 0:
     return []
-  questions = [c.context for c in lab_data.comparisons("test", families=("hhh",))[:n]]
+  questions = [c.context for c in lab_corpus.comparisons("test", families=("hhh",))[:n]]
   os.makedirs(out_dir, exist_ok=True)
   prompts_file = os.path.join(out_dir, "questions.jsonl")
   with open(prompts_file, "w", encoding="utf-8") as f:

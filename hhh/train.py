@@ -335,7 +335,7 @@ class _FiniteGuard:
       raise NonFiniteError(f"non-finite {what} {where}; stopped without saving. {resume}.")
 
 
-def evaluate(setup: Setup, params, eval_step, batches, rng, aux=None) -> dict:
+def held_out_metrics(setup: Setup, params, eval_step, batches, rng, aux=None) -> dict:
   """Held-out metrics over `batches`: a metric the objective declares a mean over units (METRIC_WEIGHTS) is pooled,
   sum(mean x units) / sum(units), so unequal batches (packing, ties, the padded last batch) weigh by their units;
   the others are averaged per batch."""
@@ -509,7 +509,7 @@ def _train_locked(config, workdir, setup, checkpointer, primary, *, train_batche
     if held_out:
       if "eval" not in jitted:
         jitted["eval"] = jit_eval_step(setup, global_batch(setup, held_out[0]), aux)
-      ev = evaluate(setup, state.params, jitted["eval"], held_out, eval_rng, aux)
+      ev = held_out_metrics(setup, state.params, jitted["eval"], held_out, eval_rng, aux)
       writer.write(step, ev, prefix="eval/")
       writer.console("eval " + writer.progress_line(step, steps, ev, None, order=("loss",)))
       last.update({f"eval/{k}": v for k, v in ev.items()})

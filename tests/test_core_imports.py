@@ -44,6 +44,7 @@ _CORE = _BLOCKER + textwrap.dedent("""
     import hhh.objectives.lm, hhh.objectives.imitation, hhh.objectives.binary
     import hhh.objectives.preference, hhh.objectives.distill
     from hhh import config as hc
+    from hhh import sharding
     from hhh.data.specs import family_spec
 
     L, B = 32, 8

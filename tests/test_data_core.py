@@ -4,7 +4,7 @@ import re
 import numpy as np
 import pytest
 
-from hhh.data import dialogue, lab, pipeline
+from hhh.data import dialogue, lab_corpus, pipeline
 from hhh.data import vocab as V
 
 
@@ -43,18 +43,18 @@ def test_dialogue_format_exact():
 
 
 def test_lab_is_deterministic_and_splits_are_disjoint():
-  a = lab.comparisons("validation", seed=3, size=90)
-  assert a == lab.comparisons.__wrapped__("validation", seed=3, size=90)
-  assert a != lab.comparisons("validation", seed=4, size=90)
-  assert len(a) == 90 and {r.family for r in a} == set(lab.FAMILIES)
-  tr = {r.context for r in lab.comparisons("train", seed=3, size=600)}
-  te = {r.context for r in lab.comparisons("test", seed=3, size=90)}
+  a = lab_corpus.comparisons("validation", seed=3, size=90)
+  assert a == lab_corpus.comparisons.__wrapped__("validation", seed=3, size=90)
+  assert a != lab_corpus.comparisons("validation", seed=4, size=90)
+  assert len(a) == 90 and {r.family for r in a} == set(lab_corpus.FAMILIES)
+  tr = {r.context for r in lab_corpus.comparisons("train", seed=3, size=600)}
+  te = {r.context for r in lab_corpus.comparisons("test", seed=3, size=90)}
   assert not tr & {r.context for r in a} and not tr & te
-  assert all(lab.split_of(c) == "train" for c in tr)
+  assert all(lab_corpus.split_of(c) == "train" for c in tr)
 
 
 def test_lab_ground_truth_arithmetic_and_code():
-  recs = lab.comparisons("validation", seed=0, size=300)
+  recs = lab_corpus.comparisons("validation", seed=0, size=300)
   n_arith = n_code = 0
   for r in recs:
     best = r.responses[int(np.argmax(r.scores))]
@@ -128,7 +128,7 @@ def test_packing_never_lets_a_token_see_another_document():
   L = 256
   v = V.get_vocabulary("byte")
   pieces = set()
-  for d in lab.lm_documents("validation"):
+  for d in lab_corpus.lm_documents("validation"):
     ids = v.encode(d) + [1]
     pieces.update(tuple(ids[i:i + L]) for i in range(0, len(ids), L))
   it = _lm(seq_len=L, shuffle=False, repeat=False)

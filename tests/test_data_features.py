@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from hhh.data import features as F
-from hhh.data import lab, pipeline, tasks
+from hhh.data import lab_corpus, pipeline, tasks
 from hhh.data import vocab as V
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,7 +83,7 @@ def test_imitation_loss_only_on_responses_and_eos():
                               vocab="byte", seed=0, shuffle=False, repeat=False)
   b = next(it)
   v = V.get_vocabulary("byte")
-  first = lab.imitation_pairs("validation")[0]
+  first = lab_corpus.imitation_pairs("validation")[0]
   seg = b["decoder_segment_ids"][0]
   idx = np.flatnonzero(seg == 1)
   tgt, w = b["decoder_target_tokens"][0][idx], b["decoder_loss_weights"][0][idx]
@@ -97,7 +97,7 @@ def test_lab_compare_batches():
                               vocab="byte", seed=0, shuffle=False, repeat=False, k=4)
   b = next(it)
   v = V.get_vocabulary("byte")
-  rec = lab.comparisons("validation")[0]
+  rec = lab_corpus.comparisons("validation")[0]
   for j in range(4):
     toks = b["tokens"][0, j]
     e, s = b["eoc_index"][0, j], b["response_start"][0, j]
@@ -170,7 +170,7 @@ def test_local_files_mixture_is_about_90_10(tmp_path, monkeypatch):
 
 def test_spm_vocab_round_trips_dialogue_and_feeds_the_pipeline(tmp_path):
   corpus = tmp_path / "corpus.txt"
-  corpus.write_text("\n".join(lab.lm_documents("validation")))
+  corpus.write_text("\n".join(lab_corpus.lm_documents("validation")))
   out = subprocess.run([sys.executable, os.path.join(REPO, "tools", "train_vocab.py"), f"--input={corpus}",
                         "--vocab_size=700", f"--output={tmp_path / 'v'}"], capture_output=True, text=True)
   assert out.returncode == 0, out.stderr[-2000:]
@@ -182,7 +182,7 @@ def test_spm_vocab_round_trips_dialogue_and_feeds_the_pipeline(tmp_path):
   it = pipeline.make_iterator("lab_compare_pair", split="validation", family="comparison", seq_len=128,
                               batch_size=4, vocab=name, seed=0, shuffle=False, repeat=False)
   b = next(it)
-  rec = lab.pairs("validation")[0]
+  rec = lab_corpus.pairs("validation")[0]
   s0, e0 = b["response_start"][0, 0], b["eoc_index"][0, 0]
   assert b["tokens"][0, 0, e0] == V.eoc_id(v)
   assert v.decode(b["tokens"][0, 0, s0:e0].tolist()) == rec.responses[0]
@@ -193,7 +193,7 @@ def test_lab_compare_binary_is_the_good_bad_transformation():
   recs = seqio.get_mixture_or_task("lab_compare_binary").get_dataset(None, split="validation", shuffle=False)
   a, b = list(recs.take(2).as_numpy_iterator())
   v = V.get_vocabulary("byte")
-  pair = lab.pairs("validation")[0]
+  pair = lab_corpus.pairs("validation")[0]
   assert [v.decode(r.tolist()) for r in a["responses"]] == ["GOOD:" + pair.responses[0], "BAD:" + pair.responses[0]]
   assert [v.decode(r.tolist()) for r in b["responses"]] == ["BAD:" + pair.responses[1], "GOOD:" + pair.responses[1]]
   assert a["scores"].tolist() == b["scores"].tolist() == [1.0, 0.0]

@@ -315,8 +315,8 @@ def test_alignment_tax_on_mock_tfds(tmp_path):
 
 
 def test_lab_last_word_task_is_lambada_format_on_held_out_corpus():
-  from hhh.data import lab, tasks
-  docs = lab.lm_documents("test")
+  from hhh.data import lab_corpus, tasks
+  docs = lab_corpus.lm_documents("test")
   recs = tasks.lab_last_word("test")
   assert len(recs) == len(docs) == 1200  # every held-out document has a context and a last word
   for d, r in zip(docs[:50], recs[:50]):

@@ -27,7 +27,7 @@ from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
 import tensorflow as tf  # noqa: E402
 
-from hhh.data import dialogue, lab, pipeline  # noqa: E402
+from hhh.data import dialogue, lab_corpus, pipeline  # noqa: E402
 from hhh.data import features as F  # noqa: E402
 from hhh.data import tokenize as tok_lib  # noqa: E402
 from hhh.data import vocab as V  # noqa: E402
@@ -46,7 +46,7 @@ DIALOGUES = [
 
 
 def _corpus():
-  return lab.lm_documents("validation")[:300] + [r for c in lab.comparisons("validation")[:50] for r in c.responses]
+  return lab_corpus.lm_documents("validation")[:300] + [r for c in lab_corpus.comparisons("validation")[:50] for r in c.responses]
 
 
 def _byte_level(specials_first, specials_last):
@@ -227,7 +227,7 @@ def test_context_is_a_prefix_of_context_plus_response(toks, name):
   is exactly the joint tokenisation."""
   path, _, _ = toks[name]
   v = V.get_vocabulary(f"hf:{path}")
-  recs = list(lab.comparisons("validation")[:200]) + list(lab.pairs("validation")[:50])
+  recs = list(lab_corpus.comparisons("validation")[:200]) + list(lab_corpus.pairs("validation")[:50])
   n = 0
   for rec in recs:
     assert rec.context.endswith(dialogue.ASSISTANT)
@@ -304,7 +304,7 @@ def test_comparison_batches_end_with_eoc(toks, name):
                               vocab=vname, seed=0, shuffle=False, repeat=False, k=4)
   b = next(it)
   it.close()
-  recs = lab.comparisons("validation")[:8]
+  recs = lab_corpus.comparisons("validation")[:8]
   for i, rec in enumerate(recs):
     for j in range(4):
       toks_ij = b["tokens"][i, j]
@@ -325,7 +325,7 @@ def test_comparison_batches_with_a_dummy_prefix_vocabulary(toks):
                               batch_size=4, vocab=vname, seed=0, shuffle=False, repeat=False)
   b = next(it)
   it.close()
-  rec = lab.pairs("validation")[0]
+  rec = lab_corpus.pairs("validation")[0]
   e, s = b["eoc_index"][0, 0], b["response_start"][0, 0]
   assert b["tokens"][0, 0, e] == V.eoc_id(v)
   assert v.decode(b["tokens"][0, 0, s:e].tolist()) == rec.responses[0]
@@ -338,7 +338,7 @@ def test_lm_batches_end_documents_with_the_tokenizers_eos(toks, name):
   path, _, want = toks[name]
   vname = f"hf:{path}"
   v = V.get_vocabulary(vname)
-  docs = lab.lm_documents("validation")
+  docs = lab_corpus.lm_documents("validation")
   it = pipeline.make_iterator("lab_lm", split="validation", family="lm", seq_len=256, batch_size=8, vocab=vname,
                               seed=0, shuffle=False, repeat=False)
   n_docs = zeros = 0
@@ -371,7 +371,7 @@ def test_imitation_batches_with_hf_vocabulary(toks):
                               vocab=vname, seed=0, shuffle=False, repeat=False)
   b = next(it)
   it.close()
-  first = lab.imitation_pairs("validation")[0]
+  first = lab_corpus.imitation_pairs("validation")[0]
   seg = b["decoder_segment_ids"][0]
   idx = np.flatnonzero(seg == 1)
   tgt, w, inp = (b[k][0][idx] for k in ("decoder_target_tokens", "decoder_loss_weights", "decoder_input_tokens"))

@@ -239,7 +239,7 @@ def test_held_out_metrics_pool_unequal_batches_by_their_tokens():
   sparse["decoder_loss_weights"][0, :L // 8 * 8] = 1.0  # 32 tokens vs 256
   step = train.jit_eval_step(setup, train.global_batch(setup, full))
   with sharding.activate(setup.mesh, setup.rules):
-    pooled = train.evaluate(setup, params, step, [full, sparse], jax.random.key(1))
+    pooled = train.held_out_metrics(setup, params, step, [full, sparse], jax.random.key(1))
     per = [jax.device_get(step(params, train.global_batch(setup, b), jax.random.key(1), None)) for b in (full, sparse)]
   assert per[0]["tokens"] == 256 and per[1]["tokens"] == 32
   want = (per[0]["loss"] * 256 + per[1]["loss"] * 32) / 288

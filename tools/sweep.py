@@ -61,7 +61,7 @@ def apply_overrides(c, overrides):
   hc.override(c, pairs)
 
 
-def evaluate(size, workdir, suites, *, checkpoint="", pm="", distilled=""):
+def run_eval(size, workdir, suites, *, checkpoint="", pm="", distilled=""):
   from configs import eval as eval_cfg  # pylint: disable=g-import-not-at-top
   from hhh.eval import run  # pylint: disable=g-import-not-at-top
   c = eval_cfg.get_config(size)
@@ -95,7 +95,7 @@ def main(argv):
   for size in FLAGS.sizes:
     out["sizes"][size] = TransformerConfig.from_config(hc.model_config(size)).non_embedding_params()
     if FLAGS.eval_only:
-      res = evaluate(size, os.path.join(FLAGS.workdir, f"eval_{size}"), FLAGS.eval or ["hhh"],
+      res = run_eval(size, os.path.join(FLAGS.workdir, f"eval_{size}"), FLAGS.eval or ["hhh"],
                      checkpoint=FLAGS.checkpoint.format(size=size), pm=FLAGS.pm_checkpoint.format(size=size),
                      distilled=FLAGS.distilled_checkpoint.format(size=size))
       out["runs"].append({"size": size, "eval": res})
@@ -121,7 +121,7 @@ def main(argv):
       acc = metrics.get("eval/accuracy")
       if FLAGS.eval:
         pm = bool(c.model.score_head)
-        res = evaluate(size, os.path.join(FLAGS.workdir, f"eval_{name}"), FLAGS.eval,
+        res = run_eval(size, os.path.join(FLAGS.workdir, f"eval_{name}"), FLAGS.eval,
                        checkpoint="" if pm else os.path.join(FLAGS.workdir, name),
                        pm=os.path.join(FLAGS.workdir, name) if pm else "")
         run_out["eval"] = res

@@ -16,7 +16,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from hhh.data import lab
+from hhh.data import lab_corpus
 from hhh.data import tokenize as tok
 from hhh.data import vocab as vocab_lib
 from hhh.data.specs import KIND_TO_FAMILY  # also read as tasks.KIND_TO_FAMILY
@@ -148,9 +148,9 @@ def sources_binary_pmp(pair):
 
 
 # -----------------------------------------------------------------------------------------------------------------
-# The embedded laboratory (hhh/data/lab.py): always available, no downloads.
+# The embedded laboratory (hhh/data/lab_corpus.py): always available, no downloads.
 
-LAB_SPLITS = lab.SPLITS
+LAB_SPLITS = lab_corpus.SPLITS
 
 
 def _lab_source(records_fn):
@@ -158,37 +158,37 @@ def _lab_source(records_fn):
 
 
 def _lab_lm(split):
-  return [{"targets": d} for d in lab.lm_documents(split)]
+  return [{"targets": d} for d in lab_corpus.lm_documents(split)]
 
 
 def _lab_imitation(split):
-  return [{"id": i, "inputs": c, "targets": r} for i, c, r in lab.imitation_pairs(split)]
+  return [{"id": i, "inputs": c, "targets": r} for i, c, r in lab_corpus.imitation_pairs(split)]
 
 
-def _cmp_record(c: lab.Comparison) -> dict:
+def _cmp_record(c: lab_corpus.Comparison) -> dict:
   return {"id": c.id, "context": c.context, "responses": list(c.responses), "scores": [float(s) for s in c.scores]}
 
 
 def _lab_compare(split, family=None):
-  return [_cmp_record(c) for c in lab.comparisons(split) if family is None or c.family == family]
+  return [_cmp_record(c) for c in lab_corpus.comparisons(split) if family is None or c.family == family]
 
 
 def _lab_compare_pair(split):
-  return [_cmp_record(c) for c in lab.pairs(split)]
+  return [_cmp_record(c) for c in lab_corpus.pairs(split)]
 
 
 def _lab_binary(split):
-  return [{"id": i, "context": c, "response": r, "label": float(y)} for i, c, r, y in lab.binary_samples(split)]
+  return [{"id": i, "context": c, "response": r, "label": float(y)} for i, c, r, y in lab_corpus.binary_samples(split)]
 
 
 def _lab_distill(split):
-  return [{"id": i, "text": t} for i, t in lab.distill_texts(split)]
+  return [{"id": i, "text": t} for i, t in lab_corpus.distill_texts(split)]
 
 
 define_task("lab_lm", "lm", _lab_source(_lab_lm))
 define_task("lab_imitation", "imitation", _lab_source(_lab_imitation))
 define_task("lab_compare", "comparison", _lab_source(_lab_compare))
-for _fam in lab.FAMILIES:
+for _fam in lab_corpus.FAMILIES:
   define_task(f"lab_compare_{_fam}", "comparison", _lab_source(functools.partial(_lab_compare, family=_fam)))
 define_task("lab_compare_pair", "comparison", _lab_source(_lab_compare_pair))
 define_task("lab_binary", "binary", _lab_source(_lab_binary))
@@ -203,7 +203,7 @@ def lab_last_word(split) -> List[dict]:
   punctuation removed, as LAMBADA's targets are words) the one choice, correct when greedy decoding reproduces it.
   Documents whose last word is only punctuation are left out (none in the generated corpus; tested)."""
   out = []
-  for i, doc in enumerate(lab.lm_documents(split)):
+  for i, doc in enumerate(lab_corpus.lm_documents(split)):
     head, _, word = doc.rstrip().rpartition(" ")
     word = word.rstrip(".,;:!?\"')")  # LAMBADA's targets are words: the passage ends at the word
     if head.strip() and word:

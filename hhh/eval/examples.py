@@ -35,15 +35,15 @@ class Examples:
 
 def record_ids(task: str, split: str) -> Optional[List[str]]:
   """Ids of the task's records in source order, when the task has them (file tasks and the lab's comparisons)."""
-  from hhh.data import lab, tasks  # pylint: disable=g-import-not-at-top
+  from hhh.data import lab_corpus, tasks  # pylint: disable=g-import-not-at-top
   base = task.split("#")[0]
   if tasks.has_file_parser(base):
     return [r["id"] for r in tasks.parsed(base, split).records]
   if base == "tax_lab_lambada":
     return [r["id"] for r in tasks.lab_last_word(split)]
-  if base == "lab_compare" or base.startswith("lab_compare_") and base[len("lab_compare_"):] in lab.FAMILIES:
+  if base == "lab_compare" or base.startswith("lab_compare_") and base[len("lab_compare_"):] in lab_corpus.FAMILIES:
     fam = None if base == "lab_compare" else base[len("lab_compare_"):]
-    return [c.id for c in lab.comparisons(split) if fam is None or c.family == fam]
+    return [c.id for c in lab_corpus.comparisons(split) if fam is None or c.family == fam]
   return None
 
 

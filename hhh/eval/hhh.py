@@ -45,7 +45,7 @@ def accuracy_table(scores: np.ndarray, ex) -> dict:
   return out
 
 
-def evaluate(scores_by_method: dict, ex) -> dict:
+def accuracies(scores_by_method: dict, ex) -> dict:
   """{method: accuracy_table} for every method present ("sum", "mean", "mi" for an LM, "score" for a PM)."""
   return {m: accuracy_table(scores_by_method[m], ex) for m in ("sum", "mean", "mi", "score") if m in scores_by_method}
 
@@ -64,7 +64,7 @@ def run(ctx) -> dict | None:
     t = time.perf_counter()
     s = c.score(ex, batch_size=ctx.batch_size, null_ids=ctx.null_ids, eoc_id=ctx.eoc_id)
     ctx.timing[f"hhh/{c.name}"] = time.perf_counter() - t
-    out["conditions"][c.name] = evaluate(s, ex)
+    out["conditions"][c.name] = accuracies(s, ex)
     key = "score" if c.kind == "pm" else "sum"
     if c.kind == "pm":
       ctx.calibration["hhh/pm_pairs"] = metrics.pairwise_preference(s["score"], ex.label, ex.valid, ctx.bins)

@@ -34,7 +34,7 @@ MIN_CORRECT = 5  # fewer right answers than this everywhere: accuracy (and its t
 
 
 def most_correct(results: dict) -> int:
-  """The most examples any condition got right over `results` ({name: a task's result, as evaluate() keeps it under
+  """The most examples any condition got right over `results` ({name: a task's result, as hhh.eval.run keeps it under
   "tax"}): below MIN_CORRECT the accuracy panel and the tax on accuracy say nothing."""
   return int(max((round(float(c.get("accuracy", 0.0)) * float(c.get("n") or t.get("n") or 0))
                   for t in results.values() for c in t.get("conditions", {}).values()), default=0))

@@ -17,7 +17,7 @@ NAME = "truthfulqa"
 MAX_CHOICES = 5
 
 
-def evaluate(scores_by_method: dict, ex) -> dict:
+def mc_metrics(scores_by_method: dict, ex) -> dict:
   """{"n", metric: value, metric + "_ci": 95% bootstrap interval, "per_example": {metric: per-question values}} for
   mc1_sum / mc1_mean / mc2 (an LM) and mc1_score (a PM)."""
   per = {}
@@ -48,7 +48,7 @@ def run(ctx) -> dict | None:
     t = time.perf_counter()
     s = c.score(ex, batch_size=ctx.batch_size)
     ctx.timing[f"truthfulqa/{c.name}"] = time.perf_counter() - t
-    out["conditions"][c.name] = evaluate(s, ex)
+    out["conditions"][c.name] = mc_metrics(s, ex)
     key = "score" if c.kind == "pm" else "sum"
     ctx.calibration[f"truthfulqa/{c.name}"] = metrics.multiple_choice_calibration(s[key], ex.label, ex.valid,
                                                                                   ctx.bins)
