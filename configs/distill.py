@@ -13,9 +13,8 @@ the prompt keeps its preamble and as many whole dialogues as fit in max_len - se
 2048: ~1.9k tokens, 4 dialogues of the byte-level project prompt); the paper sizes take the whole prompt.
 """
 
-import ml_collections
-
 from hhh import config as hc
+from hhh import objectives
 
 DISTILL_LR_FACTOR = 0.05
 
@@ -29,8 +28,8 @@ def get_config(arg=None):
   small = size in hc.CPU_SIZES
   if small:  # rotary positions: max_len is only a bound, so the CPU sizes can take a longer prompt than they train on
     c.model.max_len = max(int(c.model.max_len), 2048)
-  c.objective = ml_collections.ConfigDict(dict(
-      name="distill", mode=rest[0] if rest else "online", prompt_file="",
-      prompt_max_tokens=int(c.model.max_len) - int(c.data.seq_len) if small else 0,
-      vocab=c.data.get_ref("vocab"), teacher_dir="", top_k=50, student_sees_prompt=False))
+  c.objective = objectives.default_config("distill")
+  c.objective.mode = rest[0] if rest else "online"
+  c.objective.prompt_max_tokens = int(c.model.max_len) - int(c.data.seq_len) if small else 0
+  c.objective.vocab = c.data.get_ref("vocab")
   return hc.finalize(c)

@@ -10,6 +10,7 @@ tools/transfer_sweep.py overrides the rate).
 """
 
 from hhh import config as hc
+from hhh import objectives
 
 FINETUNE_LR_FACTOR = 0.01
 
@@ -17,7 +18,7 @@ FINETUNE_LR_FACTOR = 0.01
 def get_config(arg=None):
   size, rest = hc.size_and_variants(arg, "configs/finetune.py:SIZE[,lab]", ([], ["lab"]))
   c = hc.base_config(size)
-  c.objective = hc.preference_objective()
+  c.objective = objectives.default_config("preference")
   c.model.score_head = True
   c.optim.lr = c.optim.lr * FINETUNE_LR_FACTOR
   if rest == ["lab"]:

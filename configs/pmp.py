@@ -11,6 +11,7 @@ with configs/finetune.py from this run at 0.01x.
 """
 
 from hhh import config as hc
+from hhh import objectives
 
 PMP_LR_FACTOR = 0.1
 
@@ -20,7 +21,7 @@ def get_config(arg=None):
                                      ([], ["ranked"], ["binary"], ["ranked", "lab"], ["binary", "lab"]))
   variant, rest = (parts[0] if parts else "binary"), parts[1:]
   c = hc.base_config(size)
-  c.objective = hc.preference_objective()
+  c.objective = objectives.default_config("preference")
   c.model.score_head = True
   c.optim.lr = c.optim.lr * PMP_LR_FACTOR
   c.data.num_responses = 2

@@ -7,14 +7,12 @@ Default data: the embedded lab comparisons (`lab_compare`, K=4 ranked responses 
 """
 
 from hhh import config as hc
-
-
-preference_objective = hc.preference_objective  # (kept importable under its old name)
+from hhh import objectives
 
 
 def get_config(arg=None):
   c = hc.base_config(hc.parse_arg(arg))
-  c.objective = preference_objective()
+  c.objective = objectives.default_config("preference")
   c.model.score_head = True
   c.data.task = "lab_compare"
   c.data.num_responses = 4

@@ -165,12 +165,6 @@ def _non_embedding(model_cfg) -> int:
   return TransformerConfig.from_config(model_cfg).non_embedding_params()
 
 
-def preference_objective() -> ml_collections.ConfigDict:
-  """The ranked preference objective's settings (configs/preference.py, pmp.py and finetune.py share them; config files
-  import only from `hhh`, so each loads by path from any current directory)."""
-  return ml_collections.ConfigDict(dict(name="preference", margin=0.0, margin_mode="constant"))
-
-
 def parse_arg(arg: str | None) -> str:
   """The config string's argument is the size, e.g. `configs/pretrain.py:13m` (default: tiny)."""
   return (arg or "tiny").strip()

@@ -37,6 +37,7 @@ from hhh import optimizer
 from hhh import paths
 from hhh import rundir
 from hhh import sharding
+from hhh.data import specs
 from hhh.errors import ConfigError, UserError
 from hhh.models.transformer import Transformer, TransformerConfig, init_inputs
 
@@ -185,11 +186,10 @@ def make_train_step(setup: Setup):
 
   def train_step(state: TrainState, batch, rng, aux=None):
     rng = jax.random.fold_in(rng, state.step)
-    extra = {} if objective.init_aux is None else {"aux": aux}
 
     def loss_and_grads(mb):
       def loss(params):
-        return objective.loss_fn(params, mb, model=model, config=obj_cfg, rng=rng, **extra)
+        return objective.loss_fn(params, mb, model=model, config=obj_cfg, rng=rng, aux=aux)
       (l, metrics), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
       return l, metrics, grads
 
@@ -209,8 +209,7 @@ def make_eval_step(setup: Setup):
   objective, model, obj_cfg = setup.objective, setup.model, setup.config.objective
 
   def eval_step(params, batch, rng, aux=None):
-    extra = {} if objective.init_aux is None else {"aux": aux}
-    l, metrics = objective.loss_fn(params, batch, model=model, config=obj_cfg, rng=rng, **extra)
+    l, metrics = objective.loss_fn(params, batch, model=model, config=obj_cfg, rng=rng, aux=aux)
     return dict(metrics, loss=l)
 
   return eval_step
@@ -257,14 +256,14 @@ def global_batch(setup: Setup, local_batch: dict):
 
 
 def flops_per_example(setup: Setup) -> tuple[float, int]:
-  """(analytic training FLOPs per example, tokens per example) for MFU."""
+  """(analytic training FLOPs per example, tokens per example) for MFU: tokens from the feature family's spec, the
+  output head the vocabulary for an LM and one score for a score-head model."""
   mc, cfg = setup.model_config, setup.config
   seq = int(cfg.data.seq_len)
-  head = mc.vocab_size if setup.objective.family in ("lm", "distill") else 1
+  head = 1 if mc.score_head else mc.vocab_size
   per_token = flops_lib.train_flops_per_token(mc.non_embedding_params(), mc.n_layers, mc.d_model, seq, head,
                                               attn_width=mc.n_heads * mc.d_head)
-  responses = int(cfg.data.num_responses) if setup.objective.family == "comparison" else 1
-  tokens = seq * responses
+  tokens = specs.tokens_per_example(setup.objective.family, seq, k=int(cfg.data.num_responses))
   return per_token * tokens, tokens
 
 

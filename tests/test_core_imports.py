@@ -68,7 +68,9 @@ _CORE = _BLOCKER + textwrap.dedent("""
       state, metrics = step(state, batch, jax.random.key(1), None)
     loss = float(metrics["loss"])
 
-    prompt = hhh.objectives.distill.prompt_tokens({"vocab": "byte", "prompt_max_tokens": 1000})
+    oc = hhh.objectives.default_config("distill")
+    oc.prompt_max_tokens = 1000
+    prompt = hhh.objectives.distill.prompt_tokens(oc)
     print(json.dumps({"loss": loss, "step": int(state.step), "prompt": prompt.tolist(),
                       "vocab": type(hhh.data.vocab.get_vocabulary("byte")).__name__,
                       "attempts": sorted(set(ATTEMPTS)),
@@ -97,8 +99,11 @@ def test_model_objectives_and_a_train_step_run_without_tensorflow_or_seqio():
   # seqio's does (the only blocked import the core attempts is that one, and it falls back).
   assert out["vocab"] == "PyByteVocabulary"
   assert set(out["attempts"]) <= {"seqio"}, out["attempts"]
+  from hhh import objectives
   from hhh.objectives import distill
-  assert out["prompt"] == distill.prompt_tokens({"vocab": "byte", "prompt_max_tokens": 1000}).tolist()
+  oc = objectives.default_config("distill")
+  oc.prompt_max_tokens = 1000
+  assert out["prompt"] == distill.prompt_tokens(oc).tolist()
 
 
 def test_data_package_imports_nothing_heavy():

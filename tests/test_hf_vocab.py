@@ -458,7 +458,10 @@ def test_hf_vocabulary_without_tensorflow(toks):
       from hhh.data import vocab as V
       from hhh.objectives import distill
       v = V.get_vocabulary("hf:" + {path!r})
-      prompt = distill.prompt_tokens({{"vocab": "hf:" + {path!r}, "prompt_max_tokens": 300}})
+      from hhh import objectives
+      oc = objectives.default_config("distill")
+      oc.vocab, oc.prompt_max_tokens = "hf:" + {path!r}, 300
+      prompt = distill.prompt_tokens(oc)
       print(json.dumps({{"type": type(v).__name__, "ids": v.encode({DIALOGUES[2]!r}), "eos": V.eos_id(v),
                         "pad": V.pad_id(v), "eoc": V.eoc_id(v), "size": V.vocab_size(v), "prompt": prompt.tolist(),
                         "loaded": sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "seqio"))}}))
@@ -471,8 +474,11 @@ def test_hf_vocabulary_without_tensorflow(toks):
   assert out["type"] == "PyHFTokenizerVocabulary" and out["loaded"] == []
   assert out["ids"] == list(v.encode(DIALOGUES[2]))
   assert (out["eos"], out["pad"], out["eoc"], out["size"]) == (0, 1, 600, 601)
+  from hhh import objectives
   from hhh.objectives import distill
-  assert out["prompt"] == distill.prompt_tokens({"vocab": f"hf:{path}", "prompt_max_tokens": 300}).tolist()
+  oc = objectives.default_config("distill")
+  oc.vocab, oc.prompt_max_tokens = f"hf:{path}", 300
+  assert out["prompt"] == distill.prompt_tokens(oc).tolist()
   assert 0 < len(out["prompt"]) <= 300
 
 

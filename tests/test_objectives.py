@@ -192,3 +192,17 @@ def test_gradients_finite_including_masked_rows(tiny, name):
   (loss0, _), grads0 = f(params, {k: jnp.asarray(v) for k, v in _zero_weights(batch).items()})
   assert float(loss0) == 0.0
   assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads0))
+
+
+def test_objectives_own_their_settings_and_read_them_as_attributes():
+  """config.objective comes from the objective module's DEFAULTS; a setting the loss reads but the config lacks
+  (a typo in a hand-built config) is an error, not a silent default."""
+  assert dict(objectives.default_config("preference")) == {"name": "preference", "margin": 0.0,
+                                                           "margin_mode": "constant"}
+  assert objectives.default_config("distill").top_k == 50 and dict(objectives.default_config("lm")) == {"name": "lm"}
+  scores = jnp.array([[1.0, 0.0]])
+  batch = {"score": jnp.array([[1.0, 0.0]]), "valid": jnp.ones((1, 2))}
+  preference.loss_from_scores(scores, batch, objectives.default_config("preference"))
+  typo = ml_collections.ConfigDict(dict(name="preference", margin=0.0, margin_mod="score_gap"))
+  with pytest.raises(AttributeError, match="margin_mod"):
+    preference.loss_from_scores(scores, batch, typo)

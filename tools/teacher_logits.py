@@ -37,7 +37,7 @@ def store(config, out: str, splits, max_examples: int = 0, top_k: int = 0, batch
 
   out = paths.resolve(out)
   paths.resolve_config(config)
-  k = int(top_k or config.objective.get("top_k", 50))
+  k = int(top_k or config.objective.top_k)
   setup, params = train_lib.starting_params(config)
   model = setup.model
   ptok = distill.prompt_tokens(config.objective)

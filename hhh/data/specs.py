@@ -41,3 +41,11 @@ def family_spec(family: str, batch_size: int, seq_len: int, k: int = 2, c: int =
   if family == "distill":
     return {"tokens": ((B, L), i32), "loss_weights": ((B, L), f32)}
   raise ValueError(f"unknown feature family {family!r}; expected one of {FAMILIES}")
+
+
+def tokens_per_example(family: str, seq_len: int, k: int = 2, c: int = 4) -> int:
+  """Tokens the model reads per example of `family` (an LM sequence; all K responses of a comparison; all C choices):
+  the size of one example's token feature in `family_spec`."""
+  spec = family_spec(family, 1, seq_len, k=k, c=c)
+  shape = spec["decoder_input_tokens" if family == "lm" else "tokens"][0]
+  return int(np.prod(shape))

@@ -31,7 +31,7 @@ def loss_from_scores(scores, batch):
   return (losses * v).sum() / n, metrics
 
 
-def loss_fn(params, batch, *, model, config, rng=None):
-  del config, rng
+def loss_fn(params, batch, *, model, config, rng=None, aux=None):
+  del config, rng, aux
   scores = scoring.eoc_scores(model, params, batch["tokens"], batch["eoc_index"])  # [B]
   return loss_from_scores(scores, batch)

@@ -37,17 +37,19 @@ from hhh.data import teacher_files
 from hhh.models import transformer
 
 FAMILY = "distill"
+# prompt_max_tokens 0: the whole prompt; vocab must be the data's (the distill configs tie it to data.vocab).
+DEFAULTS = {"mode": "online", "prompt_file": "", "prompt_max_tokens": 0, "vocab": "byte", "teacher_dir": "",
+            "top_k": 50, "student_sees_prompt": False}
 METRIC_WEIGHTS = {"loss": "positions", "kl": "positions"}
 OFFLINE_KEYS = teacher_files.TEACHER_KEYS
 
 
 def prompt_tokens(config) -> np.ndarray:
-  return prompts.token_ids(config.get("prompt_file", ""), config.get("vocab", "byte"),
-                           int(config.get("prompt_max_tokens", 0)))[0]
+  return prompts.token_ids(config.prompt_file, config.vocab, int(config.prompt_max_tokens))[0]
 
 
 def init_aux(initial_params, *, model, config):
-  if config.get("mode", "online") == "offline":
+  if config.mode == "offline":
     return None
   # `+ 0` makes the teacher a separate buffer: the trainer donates (deletes) the trained parameters every step.
   teacher = jax.tree.map(lambda p: p + 0, initial_params)
@@ -105,12 +107,12 @@ def loss_fn(params, batch, *, model, config, rng=None, aux=None):
   tokens = batch["tokens"]
   w = batch["loss_weights"].astype(jnp.float32)
   student_prefix = None
-  if config.get("student_sees_prompt", False):
+  if config.student_sees_prompt:
     student_prefix = scoring.prompt_cache(model, params, prompt_tokens(config))
   student = model.apply({"params": params}, tokens, prefix_cache=student_prefix, return_logits=False,
                         return_hidden=True)["hidden"]
   cfg = model.cfg
-  if config.get("mode", "online") == "offline":
+  if config.mode == "offline":
     missing = [k for k in OFFLINE_KEYS if k not in batch]
     if missing:
       raise ValueError(f"offline distillation needs the stored teacher features {missing}: set "
@@ -132,6 +134,6 @@ def loss_fn(params, batch, *, model, config, rng=None, aux=None):
 
 def batches(config, *, split: str, start_batch: int, train: bool):
   """The trainer's data hook: stored teacher files in offline mode, else None (the seqio pipeline)."""
-  if not config.objective.get("teacher_dir"):
+  if not config.objective.teacher_dir:
     return None
   return teacher_files.read_batches(config, split=split, start_batch=start_batch, train=train)

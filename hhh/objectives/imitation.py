@@ -14,6 +14,6 @@ FAMILY = "lm"
 METRIC_WEIGHTS = {"loss": "response_tokens", "token_accuracy": "response_tokens"}
 
 
-def loss_fn(params, batch, *, model, config, rng=None):
-  loss, metrics = lm.loss_fn(params, batch, model=model, config=config, rng=rng)
+def loss_fn(params, batch, *, model, config, rng=None, aux=None):
+  loss, metrics = lm.loss_fn(params, batch, model=model, config=config, rng=rng, aux=aux)
   return loss, dict(metrics, response_tokens=metrics.pop("tokens"))

@@ -29,8 +29,8 @@ def token_losses_and_hits(params, hidden, targets, cfg):
   return transformer.per_position(per_chunk, (hidden, targets), cfg.logits_chunk)
 
 
-def loss_fn(params, batch, *, model, config, rng=None):
-  del config, rng
+def loss_fn(params, batch, *, model, config, rng=None, aux=None):
+  del config, rng, aux
   out = model.apply({"params": params}, batch["decoder_input_tokens"], positions=batch["decoder_positions"],
                     segment_ids=batch["decoder_segment_ids"], return_logits=False, return_hidden=True)
   weights = batch["decoder_loss_weights"].astype(jnp.float32)

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from hhh import metrics, scoring
 
 FAMILY = "comparison"
+DEFAULTS = {"margin": 0.0, "margin_mode": "constant"}
 METRIC_WEIGHTS = {k: "pairs" for k in ("loss", "accuracy", "mean_better", "mean_worse", "mean_margin")}
 
 
@@ -36,9 +37,7 @@ def pair_losses(scores, rank_scores, valid, margin: float = 0.0, margin_mode: st
 
 
 def loss_from_scores(scores, batch, config):
-  margin = float(config.get("margin", 0.0))
-  mode = config.get("margin_mode", "constant")
-  losses, mask = pair_losses(scores, batch["score"], batch["valid"], margin, mode)
+  losses, mask = pair_losses(scores, batch["score"], batch["valid"], float(config.margin), config.margin_mode)
   n = mask.sum()
   loss = (losses * mask).sum() / jnp.maximum(n, 1.0)
   st = metrics.pair_stats(scores, batch["score"], batch["valid"])
@@ -48,7 +47,7 @@ def loss_from_scores(scores, batch, config):
                 "pairs": st["pairs"]}
 
 
-def loss_fn(params, batch, *, model, config, rng=None):
-  del rng
+def loss_fn(params, batch, *, model, config, rng=None, aux=None):
+  del rng, aux
   scores = scoring.eoc_scores(model, params, batch["tokens"], batch["eoc_index"])  # [B, K]
   return loss_from_scores(scores, batch, config)
