@@ -274,14 +274,12 @@ def test_summarize_split_by_post(tmp_path, monkeypatch):
   d.mkdir(parents=True)
   _jsonl(d / "batch1.json", rows)
   monkeypatch.setenv("HHH_DATA_DIR", str(tmp_path))
-  tasks._summarize_all.cache_clear()
-  tasks._PARSED.clear()
+  tasks.clear_parse_cache()
   try:
     got = {s: [r["id"].split(":")[0] for r in tasks.parsed("summarize_from_feedback", s).records]
            for s in ("train", "validation")}
   finally:
-    tasks._summarize_all.cache_clear()
-    tasks._PARSED.clear()
+    tasks.clear_parse_cache()
   assert got == {s: [f"tldr-{pid}" for pid in posts[s][:2] for _ in range(2)] for s in got}
 
 
@@ -322,14 +320,12 @@ def test_wikipedia_split_by_page_not_by_revision(tmp_path, monkeypatch):
   assert [r["id"] for r in res.records] == [f"wiki-{p}:{r}" for p, ids in chosen for r in ids] + [
       f"{untitled}:7001", f"{untitled}:7002"]
   monkeypatch.setenv("HHH_DATA_DIR", str(tmp_path))
-  tasks._wiki_all.cache_clear()
-  tasks._PARSED.clear()
+  tasks.clear_parse_cache()
   try:
     got = {s: sorted({r["id"].split(":")[0] for r in tasks.parsed("wikipedia_ranked", s).records})
            for s in ("train", "validation")}
   finally:
-    tasks._wiki_all.cache_clear()
-    tasks._PARSED.clear()
+    tasks.clear_parse_cache()
   want = {s: sorted(f"wiki-{p}" for p, _ in chosen if sources.hash_split(f"wiki-{p}") == s) for s in got}
   want[sources.hash_split(untitled)] = sorted(want[sources.hash_split(untitled)] + [untitled])
   assert got == want and want["train"] and want["validation"]

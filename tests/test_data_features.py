@@ -159,13 +159,13 @@ def test_local_files_mixture_is_about_90_10(tmp_path, monkeypatch):
     (tmp_path / "code" / f"c{i}.py").write_text(f"def f{i}(x):\n    return x + {i}\n")
   monkeypatch.setenv("HHH_LOCAL_TEXT_GLOB", str(tmp_path / "text" / "*.txt"))
   monkeypatch.setenv("HHH_LOCAL_CODE_GLOB", str(tmp_path / "code" / "*.py"))
-  tasks._PARSED.clear()
+  tasks.clear_parse_cache()
   ds = seqio.get_mixture_or_task("local_pretrain").get_dataset({"targets": 64}, split="train", shuffle=True,
                                                                seed=0, num_epochs=None)
   v = V.get_vocabulary("byte")
   code = sum(v.decode(x["targets"].tolist()).startswith("def ") for x in ds.take(1000).as_numpy_iterator())
   assert 60 <= code <= 140  # ~10% code (binomial sd ~ 9.5)
-  tasks._PARSED.clear()
+  tasks.clear_parse_cache()
 
 
 def test_spm_vocab_round_trips_dialogue_and_feeds_the_pipeline(tmp_path):
@@ -278,8 +278,7 @@ def test_trimming_before_the_shuffle_buffer_leaves_batches_bit_identical(kind, f
         else:
           assert stats[F.STAT_PREFIX + "truncated_context"] > 0 and stats[F.STAT_PREFIX + "truncated_response"] > 0
   finally:
-    seqio.TaskRegistry.remove(name)
-    tasks._TASKS.pop(name, None)
+    tasks.forget_task(name)
 
 
 def test_trim_keeps_the_context_end_and_the_response_start():

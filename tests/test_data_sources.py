@@ -200,13 +200,11 @@ def test_summarize_task_reads_tldr_and_cnndm_batches(tmp_path, monkeypatch):
   _jsonl(d / "batch3.json", [{"info": tldr, "summaries": sums, "choice": 0}])
   _jsonl(d / "cnndm1.json", [{"info": CNNDM_INFO, "summaries": sums, "choice": 1}])
   monkeypatch.setenv("HHH_DATA_DIR", str(tmp_path))
-  tasks._summarize_all.cache_clear()
-  tasks._PARSED.clear()
+  tasks.clear_parse_cache()
   try:
     got = {s: tasks.parsed("summarize_from_feedback", s) for s in ("train", "validation")}
   finally:
-    tasks._summarize_all.cache_clear()
-    tasks._PARSED.clear()
+    tasks.clear_parse_cache()
   assert all(r.bad == [] for r in got.values())
   ids = sorted(r["id"] for res in got.values() for r in res.records)
   assert ids == [f"cnndm-{CNNDM_INFO['id']}:cnndm1.json:1", "tldr-t3_x:batch3.json:1"]
@@ -246,9 +244,7 @@ def test_file_tasks_through_the_pipeline(tmp_path, monkeypatch):
   (tmp_path / "stackexchange").mkdir()
   (tmp_path / "stackexchange" / "Posts.xml").write_bytes(POSTS)
   monkeypatch.setenv("HHH_DATA_DIR", str(tmp_path))
-  tasks._se_all.cache_clear()
-  for k in [k for k in tasks._PARSED if k[0].startswith("stackexchange")]:
-    del tasks._PARSED[k]
+  tasks.clear_parse_cache()
   split = sources.hash_split("se-stackexchange-1")
   it = pipeline.make_iterator("stackexchange_binary", split=split, family="comparison", seq_len=64, batch_size=8,
                               vocab="byte", seed=0, shuffle=False, repeat=False)
@@ -256,13 +252,12 @@ def test_file_tasks_through_the_pipeline(tmp_path, monkeypatch):
   assert it.stats["examples"] == 4  # 2 pairs (the tie gives none) x 2 binary comparisons
   assert b["valid"].tolist() == [[1, 1]] * 4 + [[0, 0]] * 4
   assert len(tasks.bad_records("stackexchange_binary", split)) == 5
-  tasks._se_all.cache_clear()
-  tasks._PARSED.clear()
+  tasks.clear_parse_cache()
 
 
 def test_missing_files_name_the_path_and_url(tmp_path, monkeypatch):
   monkeypatch.setenv("HHH_DATA_DIR", str(tmp_path))
-  tasks._PARSED.clear()
+  tasks.clear_parse_cache()
   with pytest.raises(sources.MissingData, match="huggingface.co/datasets/Anthropic/hh-rlhf"):
     tasks.parsed("hh_rlhf", "train")
 

@@ -61,7 +61,7 @@ def main(argv=None):
     n = sum(1 for _ in ds.as_numpy_iterator())
     print(f"count: {n} examples in {a.task}/{a.split}")
     base = a.task
-    subs = [t for t, _ in tasks._MIXTURES[base][1]] if base in tasks._MIXTURES else [base]
+    subs = tasks.mixture_tasks(base)
     for t in subs:
       bad = tasks.bad_records(t, a.split)
       print(f"excluded bad records in {t}/{a.split}: {len(bad)}")
