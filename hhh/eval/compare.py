@@ -38,10 +38,10 @@ def run(ctx) -> dict:
       if only and c.name not in only:
         continue
       ctx.log(f"hhh.eval: {task} {c.name}: scoring {len(ex)} comparisons ...")
-      s = c.score(ex, batch_size=ctx.batch_size, null_ids=None if c.kind == "pm" or not ev.compare_mi else ctx.null_ids,
+      s = c.score(ex, batch_size=ctx.batch_size, null_ids=None if c.is_pm or not ev.compare_mi else ctx.null_ids,
                   eoc_id=ctx.eoc_id)
       accs = out["conditions"][c.name] = accuracies(s, ex)
-      if c.kind == "pm":
+      if c.is_pm:
         ctx.calibration[f"{task}/pm_pairs"] = metrics.pairwise_preference(s["score"], ex.label, ex.valid, ctx.bins)
       ctx.log(f"hhh.eval: {task} {c.name}: " + ", ".join(f"{m} {intervals.fmt(accs[m], accs[m + '_ci'])}%"
                                                           for m in METHODS if m in accs))

@@ -65,8 +65,8 @@ def run(ctx) -> dict | None:
     s = c.score(ex, batch_size=ctx.batch_size, null_ids=ctx.null_ids, eoc_id=ctx.eoc_id)
     ctx.timing[f"hhh/{c.name}"] = time.perf_counter() - t
     out["conditions"][c.name] = accuracies(s, ex)
-    key = "score" if c.kind == "pm" else "sum"
-    if c.kind == "pm":
+    key = "score" if c.is_pm else "sum"
+    if c.is_pm:
       ctx.calibration["hhh/pm_pairs"] = metrics.pairwise_preference(s["score"], ex.label, ex.valid, ctx.bins)
     ctx.calibration[f"hhh/{c.name}"] = metrics.multiple_choice_calibration(s[key], ex.label, ex.valid, ctx.bins)
     ctx.log(f"hhh.eval: hhh_alignment {c.name}: " + ", ".join(

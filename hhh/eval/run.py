@@ -104,13 +104,13 @@ class Context:
 
 
 class Condition:
-  """A way of scoring responses: an LM (optionally after the prompt) or a score-head model."""
+  """A way of scoring responses: an LM (optionally after the prompt) or, with is_pm, a score-head model."""
 
-  def __init__(self, name: str, scorer: scoring.Scorer, *, kind: str, with_prefix: bool = False):
-    self.name, self.scorer, self.kind, self.with_prefix = name, scorer, kind, with_prefix
+  def __init__(self, name: str, scorer: scoring.Scorer, *, is_pm: bool = False, with_prefix: bool = False):
+    self.name, self.scorer, self.is_pm, self.with_prefix = name, scorer, is_pm, with_prefix
 
   def score(self, ex, *, batch_size: int, null_ids=None, eoc_id=None) -> dict:
-    if self.kind == "pm":
+    if self.is_pm:
       return scoring.score_pm(self.scorer, ex, batch_size=batch_size)
     return scoring.score_lm(self.scorer, ex, batch_size=batch_size, with_prefix=self.with_prefix,
                             null_ids=null_ids, eoc_id=eoc_id)
@@ -139,16 +139,16 @@ def make_conditions(config, devices=None, log: Callable[[str], None] = print) ->
         info["skipped"]["prompt"] = f"no HHH prompt: {e}"
     scorer = scoring.Scorer.of(lm_setup, params, prefix_tokens=prefix)
     if "plain" in wanted:
-      conds.append(Condition("plain", scorer, kind="lm"))
+      conds.append(Condition("plain", scorer))
     if "prompt" in wanted and prefix is not None:
-      conds.append(Condition("prompt", scorer, kind="lm", with_prefix=True))
+      conds.append(Condition("prompt", scorer, with_prefix=True))
   elif {"plain", "prompt"} & set(wanted):
     info["skipped"]["plain/prompt"] = "no --config.checkpoint"
   if "distilled" in wanted:
     if config.distilled_checkpoint:
       ms, params = _model_from_run(config.model, config, config.distilled_checkpoint, what="distilled_checkpoint",
                                    devices=devices, setup=lm_setup)
-      conds.append(Condition("distilled", scoring.Scorer.of(ms, params), kind="lm"))
+      conds.append(Condition("distilled", scoring.Scorer.of(ms, params)))
     else:
       info["skipped"]["distilled"] = "no --config.distilled_checkpoint"
   if "pm" in wanted:
@@ -156,7 +156,7 @@ def make_conditions(config, devices=None, log: Callable[[str], None] = print) ->
       pm_model = ml_collections.ConfigDict(config.model.to_dict())
       pm_model.score_head = True
       ms, params = _model_from_run(pm_model, config, config.pm_checkpoint, what="pm_checkpoint", devices=devices)
-      conds.append(Condition("pm", scoring.Scorer.of(ms, params), kind="pm"))
+      conds.append(Condition("pm", scoring.Scorer.of(ms, params), is_pm=True))
     else:
       info["skipped"]["pm"] = "no --config.pm_checkpoint"
   for name, why in info["skipped"].items():

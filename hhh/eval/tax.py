@@ -76,7 +76,7 @@ def table_cells(result: dict) -> list:
 def run(ctx) -> dict:
   ev = ctx.config.eval
   res = {}
-  lm_conds = [c for c in ctx.conditions if c.kind == "lm"]
+  lm_conds = [c for c in ctx.conditions if not c.is_pm]
   for task in [t.strip() for t in ev.tax_tasks.split(",") if t.strip()]:
     ex = ctx.load(task, int(ev.tax_k), split=ev.tax_split, max_examples=int(ev.max_examples))
     if ex is None:

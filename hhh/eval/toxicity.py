@@ -344,7 +344,7 @@ def run_suite(config, conds: Sequence, *, workdir: str, log: Callable[[str], Non
   out = {"source": data["source"], "prompts": len(prompts), "challenging": int(sum(p.challenging for p in prompts)),
          "data": data, "settings": {**settings.describe(), "format": ev.toxicity_format}, "scorer": {},
          "conditions": {}, "skipped_too_long": {}}
-  lm = [c for c in conds if c.kind == "lm"]
+  lm = [c for c in conds if not c.is_pm]
   samplers, by_params = {}, {}
   for c in lm:
     s = c.scorer
@@ -355,7 +355,7 @@ def run_suite(config, conds: Sequence, *, workdir: str, log: Callable[[str], Non
     samplers[c.name] = base.with_prefix(s.prefix_tokens) if c.with_prefix else base
   runs = [(c.name, samplers[c.name], None) for c in lm]
   best_n = int(ev.toxicity_best_of)
-  pm = [c for c in conds if c.kind == "pm"]
+  pm = [c for c in conds if c.is_pm]
   if best_n >= 2:
     src = ev.toxicity_best_of_condition
     if not pm:

@@ -49,7 +49,7 @@ def run(ctx) -> dict | None:
     s = c.score(ex, batch_size=ctx.batch_size)
     ctx.timing[f"truthfulqa/{c.name}"] = time.perf_counter() - t
     out["conditions"][c.name] = mc_metrics(s, ex)
-    key = "score" if c.kind == "pm" else "sum"
+    key = "score" if c.is_pm else "sum"
     ctx.calibration[f"truthfulqa/{c.name}"] = metrics.multiple_choice_calibration(s[key], ex.label, ex.valid,
                                                                                   ctx.bins)
     v = out["conditions"][c.name]
