@@ -355,3 +355,38 @@ def test_truthfulqa_suite_on_real_data(tmp_path, bigbench_dir):
   assert any(line.startswith("hhh.eval: truthful_qa_mc plain: mc1_sum ") for line in lines)
   assert "## TruthfulQA MC (299 questions)" in (tmp_path / "e" / "eval.md").read_text()
   assert "truthfulqa/plain/mc2" in run.flat_scalars(res)
+
+
+def test_missing_data_is_reported_and_the_other_suites_run(tmp_path, monkeypatch):
+  """No BIG-bench files: the HHH suite is reported missing (named path), the compare suite still runs; a TFDS tax
+  set that is neither prepared nor downloadable is MissingData naming what to do, not an obscure TFDS error."""
+  from configs import eval as eval_cfg
+  from hhh.data import file_tasks, tasks
+  config = eval_cfg.get_config("tiny")
+  ms = ckpt_lib.build_model(config.model, config.mesh)
+  lm = ms.model.init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
+  _save_params(tmp_path / "lm", jax.tree.map(lambda p: getattr(p, "value", p), lm, is_leaf=lambda p: hasattr(p, "value")))
+  monkeypatch.setenv("HHH_BIGBENCH_DIR", str(tmp_path / "no_bigbench"))
+  tasks.clear_parse_cache()
+  try:
+    with config.unlocked():
+      config.checkpoint = str(tmp_path / "lm")
+      config.eval.suites, config.eval.conditions, config.eval.max_examples = "hhh,compare", "plain", 6
+    lines = []
+    res = run.evaluate(config, str(tmp_path / "e"), log=lines.append)
+  finally:
+    tasks.clear_parse_cache()
+  assert "hhh" not in res and "no_bigbench" in res["missing"]["hhh_alignment_mc"]
+  assert res["compare"]["lab_compare"]["n"] == 6
+  assert any("hhh_alignment_mc unavailable" in line for line in lines)
+  assert "Missing data: hhh_alignment_mc" in (tmp_path / "e" / "eval.md").read_text()
+
+  def offline_load(name, *, download, **kw):
+    if not download:
+      raise AssertionError(f"Dataset {name}: could not find data in /nowhere.")
+    raise ConnectionError("no network")
+  monkeypatch.setattr(file_tasks.tfds, "load", offline_load)
+  from hhh.data import sources
+  with pytest.raises(sources.MissingData, match=r"TFDS piqa:1.0.0: Dataset piqa:1.0.0: could not find data.*"
+                                                r"ConnectionError: no network.*tfds build piqa"):
+    examples.load("tax_piqa", split="validation", seq_len=64, k=2)

@@ -314,8 +314,19 @@ def tfds_source(tfds_name: str, splits: Dict[str, str]) -> seqio.FunctionDataSou
 
   def dataset_fn(split, shuffle_files, seed=None):
     read = tfds.ReadConfig(shuffle_seed=seed) if seed is not None else None
-    return tfds.load(tfds_name, split=splits[split], shuffle_files=shuffle_files, read_config=read,
-                     try_gcs=False)
+    load = functools.partial(tfds.load, tfds_name, split=splits[split], shuffle_files=shuffle_files,
+                             read_config=read, try_gcs=False)
+    try:
+      return load(download=False)
+    except (AssertionError, tfds.core.registered.DatasetNotFoundError) as e:  # not prepared here (or no builder)
+      first = e
+    try:
+      return load(download=True)  # online machines prepare it once
+    except Exception as e:  # pylint: disable=broad-except  (offline: no download; any download failure)
+      raise sources.MissingData(
+          f"TFDS {tfds_name}: {str(first).splitlines()[0]} Downloading it failed too ({type(e).__name__}: "
+          f"{str(e).splitlines()[0][:200] if str(e) else ''}). Prepare it where the network is reachable "
+          f"(`tfds build {tfds_name.split(':')[0]}`) and set TFDS_DATA_DIR.") from e
   return seqio.FunctionDataSource(dataset_fn, splits=list(splits))
 
 
