@@ -425,6 +425,31 @@ def starting_params(config) -> tuple[Setup, Any]:
   return setup, starting_state(setup, config)[0].params
 
 
+def _restore_or_start(setup: Setup, config, checkpointer, primary: bool, log) -> tuple[TrainState, Any, int]:
+  """(state, aux, batches done) to go on from: the latest good checkpoint (and its data position), else the run's
+  starting state. `aux` (frozen inputs) always comes from the starting state, so a resume re-derives the same."""
+
+  def initial_state():
+    state, loaded, fresh = starting_state(setup, config)
+    if config.init_from:
+      log(f"init_from {config.init_from}: loaded {len(loaded)} parameter arrays; freshly initialised: "
+          f"{fresh if fresh else 'none'}")
+    return state
+
+  abstract = ckpt_lib.abstract_with_shardings(setup.abstract_state, setup.state_shardings)
+  finite = lambda st: None if bool(ckpt_lib.all_finite(st.params)) else "its parameters are not finite"  # noqa: E731
+  restored = checkpointer.restore_latest(abstract, log=log, check=finite,
+                                         move_aside=primary and jax.process_count() == 1)
+  if restored is None:
+    state = initial_state()
+    return state, make_aux(setup, state.params), 0
+  start, state, data_state = restored
+  aux = None if setup.objective.init_aux is None else make_aux(setup, initial_state().params)
+  batches_done = int(data_state["train_batches"])
+  log(f"resumed from {checkpointer.directory}/{start} (data position: {batches_done} batches)")
+  return state, aux, batches_done
+
+
 def _train_locked(config, workdir, setup, checkpointer, primary, *, train_batches, eval_batches, step_hook) -> dict:
   log = print if primary else (lambda *_: None)
   latest = checkpointer.latest_step()
@@ -435,28 +460,7 @@ def _train_locked(config, workdir, setup, checkpointer, primary, *, train_batche
   rng = jax.random.key(int(config.seed))
   _, step_rng, eval_rng = jax.random.split(rng, 3)  # [0] initialises (starting_state)
 
-  def initial_state():
-    state, loaded, fresh = starting_state(setup, config)
-    if config.init_from:
-      log(f"init_from {config.init_from}: loaded {len(loaded)} parameter arrays; freshly initialised: "
-          f"{fresh if fresh else 'none'}")
-    return state
-
-  aux = None
-  abstract = ckpt_lib.abstract_with_shardings(setup.abstract_state, setup.state_shardings)
-  finite = lambda st: None if bool(ckpt_lib.all_finite(st.params)) else "its parameters are not finite"  # noqa: E731
-  restored = checkpointer.restore_latest(abstract, log=log, check=finite,
-                                         move_aside=primary and jax.process_count() == 1)
-  if restored is not None:
-    if setup.objective.init_aux is not None:  # frozen inputs come from the run's starting point, not the resume
-      aux = make_aux(setup, initial_state().params)
-    start, state, data_state = restored
-    batches_done = int(data_state["train_batches"])
-    log(f"resumed from {checkpointer.directory}/{start} (data position: {batches_done} batches)")
-  else:
-    state = initial_state()
-    aux = make_aux(setup, state.params)
-    batches_done = 0
+  state, aux, batches_done = _restore_or_start(setup, config, checkpointer, primary, log)
   start = int(jax.device_get(state.step))
   # Records of steps after the restored one came from an attempt that did not save them: drop them.
   writer = metric_writer.MetricWriter(workdir, enabled=primary, resume_step=start)
