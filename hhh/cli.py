@@ -204,7 +204,21 @@ def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None, *,
     status = print_help(module, argv, full=any(a in _HELPFULL for a in args), config_example=config_example)
     sys.exit(status)
   from absl import app  # pylint: disable=g-import-not-at-top
-  app.run(_user_errors_without_traceback(main, _command_name(module)), argv=argv)
+  started = []
+  inner = _user_errors_without_traceback(main, _command_name(module))
+
+  def main_started(args):
+    started.append(True)
+    return inner(args)
+
+  try:
+    app.run(main_started, argv=argv)
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    if started:  # raised by the command itself: not ours to reword
+      raise
+    # raised while absl parsed the flags: ml_collections' error for a misspelt --config.* override
+    print(f"{_command_name(module)}: error: bad --config override: {_message(e)}", file=sys.stderr, flush=True)
+    sys.exit(2)
 
 
 def _user_errors_without_traceback(main, command: str):

@@ -117,6 +117,16 @@ def test_help_explains_config_and_shows_resolved_config():
   assert r.returncode == 0 and re.search(r"^preset: smoke$", r.stdout, re.M), r.stdout
 
 
+@pytest.mark.parametrize("cmd,config,override,hint", [
+    ("hhh.train", "configs/preference.py:tiny", "--config.objective.margn=1", 'margn: Did you mean "margin"'),
+    ("hhh.train", "configs/pretrain.py:tiny", "--config.trian.steps=1", 'trian: Did you mean "train"'),
+    ("hhh.eval", "configs/eval.py:tiny", "--config.eval.suitez=hhh", 'suitez: Did you mean "suites"')])
+def test_a_misspelt_config_override_is_one_line_not_a_traceback(tmp_path, cmd, config, override, hint):
+  r = _run(_cmd(cmd) + [f"--config={config}", f"--workdir={tmp_path / 'w'}", override])
+  assert r.returncode == 2 and f"error: bad --config override: {hint}" in r.stderr, r.stderr
+  assert "Traceback" not in r.stderr and not (tmp_path / "w").exists()
+
+
 def test_help_stops_at_double_dash():
   """Arguments after `--` belong to the command (tools/sweep.py passes them on as overrides)."""
   r = _run(_cmd("tools/sweep.py") + ["--", "--help"])
