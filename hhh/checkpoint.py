@@ -70,7 +70,12 @@ def abstract_with_shardings(abstract_tree, shardings):
 class Checkpointer:
   """The run's CheckpointManager: save every `every` steps, keep the last `keep`, resume from the latest."""
 
-  def __init__(self, workdir: str, *, every: int, keep: int, async_save: bool = True):
+  def __init__(self, workdir: str, *, every: int, keep: int, async_save: bool = True,
+               max_write_bytes: int | None = None):
+    """`max_write_bytes`: the most bytes of array data orbax has in flight to storage at once (None: orbax's
+    default, 96 GB). Without a bound every array's encoded chunks can be buffered at once; with one a save's host memory
+    is the arrays plus about the bound. Orbax reserves whole arrays, so it must be at least the largest array (a
+    save fails naming both sizes otherwise). tools/hf_import.py bounds its write this way (docs/interop.md)."""
     if int(every) < 1:
       raise ValueError(f"train.checkpoint_every must be >= 1 (steps between saves), got {every}; the final step is "
                        f"always saved, so train.checkpoint_every=train.steps saves only at the end")
@@ -81,7 +86,14 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
         save_interval_steps=int(every), max_to_keep=int(keep), create=True,
         enable_async_checkpointing=async_save)
-    self.manager = ocp.CheckpointManager(self.directory, item_names=(STATE, DATA), options=options)
+    if max_write_bytes is None:
+      self.manager = ocp.CheckpointManager(self.directory, item_names=(STATE, DATA), options=options)
+    else:
+      if int(max_write_bytes) < 1:
+        raise ValueError(f"max_write_bytes must be a positive number of bytes, got {max_write_bytes}")
+      self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers={
+          STATE: ocp.StandardCheckpointHandler(save_concurrent_gb=int(max_write_bytes) / 10**9),
+          DATA: ocp.JsonCheckpointHandler()})
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()

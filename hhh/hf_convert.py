@@ -6,8 +6,11 @@ model.safetensors.index.json) becomes an hhh run directory: RUN/checkpoints/0/st
 `configs/<objective>.py:RUN` builds the same architecture, and the source HF config) and the tokenizer files
 (`data.vocab = "hf:RUN"`). Conversion is streamed: each hhh parameter is assembled from memory-mapped safetensors
 slices (all layers of a scanned parameter into one buffer), placed on its sharding and its buffer dropped before the next:
-conversion holds one copy of the model plus the largest stacked parameter (a 1.01B-parameter Pythia-shaped model,
-4.05 GB in f32: 5.5 GB peak before writing); orbax's write then adds its own host copies (7.4-8.5 GB peak).
+conversion holds one copy of the model plus the largest stacked parameter. The write is bounded: orbax has at most the
+largest parameter's bytes in flight (`Checkpointer(max_write_bytes=...)`; its default lets every array's encoded
+chunks be buffered at once), and the command returns freed buffers to the system (`release_freed_memory`). A
+1.01B-parameter Pythia-shaped model, 4.05 GB in f32 (`tools/bench_import.py`): peak 6.4-7.1 GB resident, 1.6-1.7x the
+model, against 8.5-8.6 GB (2.1x) with orbax's defaults.
 
 Export (`tools/hf_export.py`): the reverse, to config.json + model.safetensors that `transformers` loads; a model
 with a score head (a preference or binary model) becomes `*ForSequenceClassification` with num_labels = 1, whose
@@ -298,6 +301,20 @@ def _hf_name(arch: str, name: str, names: set) -> str:
 # ----------------------------------------------------------------------------------------------- import
 
 
+def release_freed_memory() -> bool:
+  """glibc only (False elsewhere): large allocations are mapped and unmapped (not kept in the heap once freed) and at
+  most 2 malloc arenas serve the process's threads. Without this the buffers that orbax's writer threads free stay
+  in per-thread arenas and the import's peak grew by ~0.3x the model (tools/bench_import.py, docs/interop.md). The
+  import command calls it once at start; it is process-wide, so library users choose."""
+  import ctypes  # pylint: disable=g-import-not-at-top
+  try:
+    libc = ctypes.CDLL("libc.so.6")
+    m_mmap_threshold, m_arena_max = -3, -8
+    return bool(libc.mallopt(m_mmap_threshold, 1 << 20)) and bool(libc.mallopt(m_arena_max, 2))
+  except (OSError, AttributeError):
+    return False
+
+
 def read_hf_config(directory: str) -> dict:
   path = os.path.join(directory, "config.json")
   if not os.path.isfile(path):
@@ -382,7 +399,9 @@ def import_checkpoint(hf_dir: str, out_dir: str, *, mesh_cfg=None, devices=None,
   params = ckpt_lib.unflatten(params_flat)
   os.makedirs(out_dir, exist_ok=True)
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  c = ckpt_lib.Checkpointer(out_dir, every=1, keep=1, async_save=False)
+  # Bounded writes: with orbax's default bound (96 GB) every array's encoded chunks can be in flight at once, which
+  # doubled the host memory of the write. Orbax reserves whole arrays, so the bound is the largest one.
+  c = ckpt_lib.Checkpointer(out_dir, every=1, keep=1, async_save=False, max_write_bytes=peak_leaf + 2**20)
   c.save(0, {"params": params, "step": jnp.asarray(0)}, {"train_batches": 0}, force=True)
   c.wait()
   c.close()

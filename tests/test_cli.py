@@ -23,6 +23,7 @@ COMMANDS = {
     "tools/bench.py": ["--config", "--steps", "--matmul_n"],
     "tools/bench_data.py": ["--task", "--batches"],
     "tools/bench_decode.py": ["--config", "--batch_sizes", "--new_tokens"],
+    "tools/bench_import.py": ["--layers", "--shards", "--keep"],
     "tools/bench_objectives.py": ["--distill_sizes", "--pm_size", "--reps"],
     "tools/hf_export.py": ["--run", "--out"],
     "tools/hf_import.py": ["--hf", "--out", "--vocab_size"],

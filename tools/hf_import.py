@@ -10,8 +10,8 @@ HF config) and the tokenizer files. Every command then takes it, with the archit
   python -m hhh.eval --config=configs/eval.py:RUN_DIR --config.checkpoint=RUN_DIR --config.data.vocab=hf:RUN_DIR ...
   python -m hhh.sample --config=configs/sample.py:RUN_DIR --config.checkpoint=RUN_DIR --config.data.vocab=hf:RUN_DIR
 
-Conversion streams one parameter at a time from safetensors (a 1B-parameter model: ~40 s, 5.5 GB before orbax's
-write and 7.4-8.5 GB at its end on a 2-core CPU; docs/interop.md). --vocab_size pads the embedding with zero rows (an hf: vocabulary's end-of-context token is the id after
+Conversion streams one parameter at a time from safetensors and the write is bounded (a 1B-parameter model, 4.05 GB in
+f32: ~34 s and 6.4-7.1 GB peak, 1.6-1.7x the model, on a 2-core CPU; `python tools/bench_import.py`, docs/interop.md). --vocab_size pads the embedding with zero rows (an hf: vocabulary's end-of-context token is the id after
 the tokenizer's; Pythia's embedding already has spare rows, GPT-2's and Llama's do not).
 """
 from __future__ import annotations
@@ -34,6 +34,7 @@ def main():
 
   def run(_):
     from hhh import hf_convert  # pylint: disable=g-import-not-at-top
+    hf_convert.release_freed_memory()
     hf_convert.import_checkpoint(hf.value, out.value, vocab_size=vocab_size.value)
 
   cli.run(run)
