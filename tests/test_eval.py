@@ -261,6 +261,10 @@ def test_pm_accuracy_matches_trainer_held_out_metric(tmp_path):
   with c.unlocked():
     c.train.steps, c.train.batch_size, c.data.seq_len, c.train.eval_every = 4, 8, seq, 4
     c.train.log_every, c.train.async_checkpoints, c.data.shuffle, c.train.eval_batches = 4, False, False, 5
+    # Full rate from step 1: after 4 warm-up steps the scores differed by ~1e-5, where the trainer's and the
+    # evaluator's float orders (8-way sharded batches of 8 vs the evaluator's batches) flipped a near-tied pair on
+    # another CPU (116 vs 115 of 188 pairs).
+    c.optim.warmup_steps = 1
   held_out = next(pipeline.make_iterator("lab_compare", split="validation", family="comparison", seq_len=seq,
                                          batch_size=n, vocab="byte", seed=0, shuffle=False, repeat=False, k=4))
   batches = [{k: v[i:i + 8] for k, v in held_out.items()} for i in range(0, n, 8)]
