@@ -214,6 +214,34 @@ def test_import_train_a_preference_step_export_and_score_in_pytorch(tmp_path):
   np.testing.assert_allclose(theirs, ours, atol=1e-4)
   assert np.abs(np.asarray(params["score_head"]["kernel"])).max() > 0  # trained: the head started at zero
 
+  # docs/interop.md's HHH evaluation of that PM, as typed there (256-byte rows to keep it short), and the same choices
+  # from the exported classifier in PyTorch on the same token ids, all 221 comparisons.
+  from hhh import metrics
+  from hhh.eval import examples
+  try:
+    ex = examples.load("hhh_alignment_bigbench_mc", split="test", seq_len=256, k=2, vocab="byte")
+  except Exception as e:  # pylint: disable=broad-except
+    pytest.skip(f"BIG-bench hhh_alignment not available: {e}")
+  r = _cli(["-m", "hhh.eval", f"--config={REPO}/configs/eval.py:runs/pm", "--workdir=runs/pm_eval",
+            "--config.pm_checkpoint=runs/pm", "--config.eval.suites=hhh", "--config.eval.conditions=pm",
+            "--config.eval.seq_len=256"], tmp_path)
+  assert r.returncode == 0, r.stderr[-3000:]
+  evaluated = json.loads((tmp_path / "runs" / "pm_eval" / "eval.json").read_text())["hhh"]
+  assert evaluated["n"] == len(ex) == 221
+  hhh_correct = np.asarray(evaluated["conditions"]["pm"]["score"]["correct"])
+  torch_scores = np.zeros((len(ex), 2))
+  for i in range(len(ex)):
+    for j in range(2):
+      t, ei = ex.tokens[i, j], int(ex.eoc_index[i, j])
+      assert t[ei] == vocab_lib.eoc_id("byte")
+      with torch.no_grad():
+        torch_scores[i, j] = cls(input_ids=torch.from_numpy(t[None, :ei + 1].astype(np.int64))).logits[0, 0].item()
+  torch_correct = metrics.choice_correct(torch_scores, ex.label, ex.valid)
+  margin = np.abs(torch_scores[:, 0] - torch_scores[:, 1])
+  decided = margin > 1e-3  # farther apart than the two frameworks' float differences (atol 1e-4 above)
+  assert decided.sum() >= len(ex) // 2, margin
+  np.testing.assert_array_equal(hhh_correct[decided], torch_correct[decided])
+
 
 @pytest.mark.parametrize("arch", ["gpt_neox", "llama"])
 def test_exported_classifier_absorbs_the_score_bias_or_records_it(arch, tmp_path):
