@@ -18,10 +18,11 @@ from hhh import checkpoint as ckpt_lib
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def test_bench_import_on_a_small_checkpoint_from_a_relative_dir(tmp_path):
+def test_bench_import_on_a_small_checkpoint_from_a_relative_dir(tmp_path, monkeypatch):
   pytest.importorskip("safetensors")
   from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
   from hhh import config as hc  # pylint: disable=g-import-not-at-top
+  from hhh import hf_convert  # pylint: disable=g-import-not-at-top
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
   out = subprocess.run([sys.executable, str(REPO / "tools" / "bench_import.py"), "--layers=2", "--d_model=64",
                         "--heads=4", "--vocab=128", "--shards=2", "--dir=bench", "--keep", "--json=result.json"],
@@ -46,6 +47,19 @@ def test_bench_import_on_a_small_checkpoint_from_a_relative_dir(tmp_path):
   np.testing.assert_array_equal(np.asarray(params["unembedding"]["kernel"]), tensors["embed_out.weight"].T)
   np.testing.assert_array_equal(np.asarray(params["layers"]["mlp"]["wi"]["kernel"][1]),
                                 tensors["gpt_neox.layers.1.mlp.dense_h_to_4h.weight"].T)
+  # The import bounds its write by its largest parameter: the 2 stacked MLP kernels, 2 x 64 x 256 f32.
+  seen = {}
+  real = ckpt_lib.Checkpointer
+
+  def spy(*args, **kwargs):
+    seen.update(kwargs)
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(ckpt_lib, "Checkpointer", spy)
+  summary = hf_convert.import_checkpoint(str(hf_dir), str(tmp_path / "again"), log=lambda s: None)
+  monkeypatch.undo()
+  assert summary["largest_parameter_bytes"] == 2 * 64 * 256 * 4
+  assert seen["max_write_bytes"] == 2 * 64 * 256 * 4 + 2**20
   # A rerun reuses the HF directory it wrote (same config) and replaces the run.
   again = subprocess.run([sys.executable, str(REPO / "tools" / "bench_import.py"), "--layers=2", "--d_model=64",
                           "--heads=4", "--vocab=128", "--shards=2", "--dir=bench"],
@@ -67,24 +81,3 @@ def test_bounded_write_restores_what_was_saved(tmp_path):
   jax.tree.map(np.testing.assert_array_equal, restored, state)
   with pytest.raises(ValueError, match="max_write_bytes must be a positive number of bytes, got 0"):
     ckpt_lib.Checkpointer(str(tmp_path / "x"), every=1, keep=1, max_write_bytes=0)
-
-
-def test_import_bounds_its_write_by_the_largest_parameter(tmp_path, monkeypatch):
-  pytest.importorskip("safetensors")
-  sys.path.insert(0, str(REPO / "tools"))
-  import bench_import  # pylint: disable=g-import-not-at-top
-  from hhh import hf_convert  # pylint: disable=g-import-not-at-top
-  config = bench_import.neox_config(layers=3, d_model=32, heads=2, d_ff=96, vocab=200)
-  bench_import.write_random_checkpoint(str(tmp_path / "hf"), config, shards=1)
-  seen = {}
-  real = ckpt_lib.Checkpointer
-
-  def spy(*args, **kwargs):
-    seen.update(kwargs)
-    return real(*args, **kwargs)
-
-  monkeypatch.setattr(ckpt_lib, "Checkpointer", spy)
-  summary = hf_convert.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "run"), log=lambda s: None)
-  # The largest parameter: the 3 stacked MLP kernels, 3 x 32 x 96 f32 (the embeddings are 200 x 32).
-  assert summary["largest_parameter_bytes"] == 3 * 32 * 96 * 4
-  assert seen["max_write_bytes"] == 3 * 32 * 96 * 4 + 2**20
