@@ -1,5 +1,6 @@
 """The laboratory's presets (python -m hhh.lab --workdir=DIR [--config.preset=smoke]); any field can be overridden,
-e.g. --config.sizes=lab_s,lab_m --config.pretrain_steps=600 (docs/lab.md). Switches (hhh, truthfulqa) are 0 / 1."""
+e.g. --config.sizes=lab_s,lab_m --config.pretrain_steps=600 (docs/lab.md). Switches (hhh, truthfulqa, compile_cache:
+JAX's persistent compilation cache in WORKDIR/jax_cache) are 0 / 1."""
 
 import ml_collections
 
@@ -25,6 +26,6 @@ def get_config(arg=None):
   preset = (arg or "default").strip()
   if preset not in PRESETS:
     raise ValueError(f"unknown lab preset {preset!r}; choose one of {sorted(PRESETS)}")
-  c = ml_collections.ConfigDict(dict(preset=preset, **PRESETS[preset], seed=0, seeds=1))
+  c = ml_collections.ConfigDict(dict(preset=preset, **PRESETS[preset], seed=0, seeds=1, compile_cache=1))
   c.lock()  # a typo in an override fails and names the key
   return c

@@ -26,6 +26,7 @@ the report tests the paper's findings against this run (hhh.findings); --config.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -53,10 +54,46 @@ def preset_from_argv(argv) -> str:
   return "default"
 
 
+@contextlib.contextmanager
+def compile_cache(directory: str, log: Callable[[str], None] = print):
+  """JAX's persistent compilation cache in `directory` for the block (unless JAX_COMPILATION_CACHE_DIR or the jax
+  config already name one), then the process's previous setting: the lab's stages run in one process but each builds
+  its own jitted functions, so stages with the same shapes (the finetuning grid's runs and evaluations, a size's LM
+  and PM scoring, every rerun) compiled the same programs again. A cached executable is the one XLA built, so the
+  numbers do not change (docs/lab.md)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax._src import compilation_cache as cc  # pylint: disable=g-import-not-at-top
+
+  def reset():  # quietly: jax logs every reset at INFO
+    quiet = logging.getLogger(cc.__name__)
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    try:
+      cc.reset_cache()
+    finally:
+      quiet.setLevel(level)
+
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
+    yield jax.config.jax_compilation_cache_dir
+    return
+  os.makedirs(directory, exist_ok=True)
+  before = jax.config.jax_persistent_cache_min_compile_time_secs
+  jax.config.update("jax_compilation_cache_dir", directory)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+  reset()  # a compilation earlier in this process would otherwise have settled "no cache" for good
+  log(f"hhh.lab: compiled programs are cached in {directory} (--config.compile_cache=0 turns this off)")
+  try:
+    yield directory
+  finally:
+    jax.config.update("jax_compilation_cache_dir", None)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", before)
+    reset()
+
+
 def resolve(config: ml_collections.ConfigDict) -> dict:
   """The settings as run_lab uses them: lists parsed, switches (0/1) as booleans, pmp_size checked against sizes."""
   out = config.to_dict()
-  for k in ("hhh", "truthfulqa"):
+  for k in ("hhh", "truthfulqa", "compile_cache"):
     out[k] = bool(out[k])
   out["sizes"] = [s.strip() for s in out["sizes"].split(",") if s.strip()]
   out["finetune_examples"] = [int(n) for n in str(out["finetune_examples"]).split(",") if n.strip()]
@@ -232,10 +269,11 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
   seeds = [p["seed"] + i for i in range(p["seeds"])]
   t0 = time.perf_counter()
   results = []
-  for i, seed in enumerate(seeds):
-    label = f"seed {seed} ({i + 1}/{len(seeds)}) " if len(seeds) > 1 else ""
-    results.append(_run_seed(dict(p, seed=seed), workdir if i == 0 else os.path.join(workdir, f"seed_{seed}"), log,
-                             label=label))
+  with (compile_cache(os.path.join(workdir, "jax_cache"), log) if p["compile_cache"] else contextlib.nullcontext()):
+    for i, seed in enumerate(seeds):
+      label = f"seed {seed} ({i + 1}/{len(seeds)}) " if len(seeds) > 1 else ""
+      results.append(_run_seed(dict(p, seed=seed), workdir if i == 0 else os.path.join(workdir, f"seed_{seed}"), log,
+                               label=label))
   res = results[0]
   if len(seeds) > 1:
     from hhh import seeds as seeds_lib  # pylint: disable=g-import-not-at-top

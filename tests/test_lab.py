@@ -171,6 +171,10 @@ def test_smoke_preset_end_to_end(tmp_path, monkeypatch):
     assert res["pmp"][arm][16] == g[picked]["test"]
   assert "| 16 | 10x |" in md and "| 16 | 1x |" in md
   assert all(m.get("eval/loss") is not None for m in saved["train"].values())  # held-out metrics for every run
+  # Compiled programs went to the run's persistent cache, and the process's jax setting is back to none.
+  assert len(list((tmp_path / "jax_cache").iterdir())) > 10
+  import jax
+  assert jax.config.jax_compilation_cache_dir is None
   first_times = json.loads((tmp_path / "stage_times.json").read_text())
   again = lab.run_lab(c, "runs/lab", log=lambda s: None)
   # Evaluations are reused too (same config, same checkpoints), and the stage times are those of the first run.
