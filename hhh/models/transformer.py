@@ -267,6 +267,33 @@ def unrolled_params(params, n_layers: int):
   return out
 
 
+def flat_matmuls() -> bool:
+  """The CPU layout of the computation (True on CPU; TPU and GPU keep the programs docs/scale.md measured):
+
+  * projections run as 2-D matmuls over [batch * length, features]: XLA CPU gives the weight gradient of a
+    [B, T, D] x [D, F] dot (two contracting dims) a transposed copy of the [B, T, F] gradient, which made the MLP's
+    forward + backward 1.6x slower than the same matmuls on 2-D operands;
+  * the scan over layers is unrolled (the parameters stay stacked under "layers"): the rolled loop's stacked
+    residuals (zero-filled, updated and sliced per layer) cost 15% of the `cpu` size's step.
+
+  The numbers are the same either way (up to the order of float sums); docs/attention.md, "CPU", has the timings."""
+  return attention_lib.current_platform() == "cpu"
+
+
+def dense_product(x, w, n_in: int, eq: str):
+  """x [..., *w.shape[:n_in]] contracted with the first n_in axes of w -> [..., *w.shape[n_in:]]: `jnp.einsum(eq)`,
+  or on CPU (flat_matmuls) the same product as one 2-D matmul."""
+  if not flat_matmuls():
+    return jnp.einsum(eq, x, w)
+  k = w.shape[:n_in]
+  size_k = 1
+  for d in k:
+    size_k *= d
+  lead = x.shape[:x.ndim - n_in]
+  y = x.reshape(-1, size_k) @ w.reshape(size_k, -1)
+  return y.reshape(lead + w.shape[n_in:])
+
+
 def _einsum32(eq, a, b):
   """einsum accumulated in f32 with `a` in the dtype of `b` (the cache or prefix: the large operand is never cast)."""
   return jnp.einsum(eq, a.astype(b.dtype), b, preferred_element_type=jnp.float32)
@@ -310,8 +337,8 @@ class Attention(nn.Module):
     names = ("activation_batch", "activation_length", "activation_heads", "activation_kv")
 
     def project(name, heads):  # [B, T, heads, head_dim]
-      y = jnp.einsum("btd,dhk->bthk", x, kernel(name, (cfg.d_model, heads, cfg.d_head), ("embed", "heads", "kv"),
-                                                cfg.init_std).astype(dt))
+      y = dense_product(x, kernel(name, (cfg.d_model, heads, cfg.d_head), ("embed", "heads", "kv"), cfg.init_std).astype(dt),
+                  1, "btd,dhk->bthk")
       if cfg.attn_bias:
         y = y + bias(f"{name}_bias", (heads, cfg.d_head), ("heads", "kv")).astype(dt)
       return sharding.constrain(y, names)
@@ -335,7 +362,7 @@ class Attention(nn.Module):
     out = sharding.constrain(out, names)
     w_out = kernel("out", (cfg.n_heads, cfg.d_head, cfg.d_model), ("heads", "kv", "embed"),
                    cfg.init_std / (2 * cfg.n_layers) ** 0.5)
-    out = jnp.einsum("bthk,hkd->btd", out, w_out.astype(dt))
+    out = dense_product(out, w_out.astype(dt), 2, "bthk,hkd->btd")
     if cfg.attn_bias:
       out = out + bias("out_bias", (cfg.d_model,), ("embed",)).astype(dt)
     return out, new_kv
@@ -353,13 +380,19 @@ class Mlp(nn.Module):
                       kernel_init=nn.with_logical_partitioning(_dense_init(std), names),
                       bias_init=nn.with_logical_partitioning(nn.initializers.zeros, names[-1:]), name=name)
 
+    lead = x.shape[:-1]
+    flat = flat_matmuls()
+    if flat:  # 2-D matmuls on CPU (flat_matmuls)
+      x = x.reshape(-1, x.shape[-1])
     h = dense(cfg.d_ff, ("embed", "mlp"), cfg.init_std, "wi")(x)
     if cfg.mlp == "swiglu":
       h = nn.silu(dense(cfg.d_ff, ("embed", "mlp"), cfg.init_std, "wg")(x)) * h
     else:
       h = nn.gelu(h, approximate=cfg.mlp == "gelu_tanh")
-    h = sharding.constrain(h, ("activation_batch", "activation_length", "activation_mlp"))
-    return dense(cfg.d_model, ("mlp", "embed"), cfg.init_std / (2 * cfg.n_layers) ** 0.5, "wo")(h)
+    if not flat:
+      h = sharding.constrain(h, ("activation_batch", "activation_length", "activation_mlp"))
+    y = dense(cfg.d_model, ("mlp", "embed"), cfg.init_std / (2 * cfg.n_layers) ** 0.5, "wo")(h)
+    return y.reshape(lead + (cfg.d_model,))
 
 
 class Block(nn.Module):
@@ -437,7 +470,8 @@ class Transformer(nn.Module):
     if cfg.scan_layers:
       layers = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
                        in_axes=(nn.broadcast, nn.broadcast, 0), length=cfg.n_layers,
-                       metadata_params={nn.PARTITION_NAME: "layers"})
+                       metadata_params={nn.PARTITION_NAME: "layers"},
+                       unroll=cfg.n_layers if flat_matmuls() else 1)  # CPU: unrolled (flat_matmuls)
       x, kv_out = layers(cfg, return_cache, name="layers")(x, positions, segment_ids, prefix_cache)
     else:
       caches = []
@@ -460,7 +494,8 @@ class Transformer(nn.Module):
         logits = nn.Dense(
             cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype, param_dtype=cfg.param_dtype,
             kernel_init=nn.with_logical_partitioning(_dense_init(cfg.init_std), ("embed", "vocab")),
-            name="unembedding")(x).astype(jnp.float32)
+            name="unembedding")(x.reshape(-1, cfg.d_model) if flat_matmuls() else x)
+        logits = logits.reshape(x.shape[:-1] + (cfg.vocab_size,)).astype(jnp.float32)
         logits = sharding.constrain(logits, ("activation_batch", "activation_length", "activation_vocab"))
       out["logits"] = logits.reshape(lead + (length, cfg.vocab_size))
     if score_index is not None and not cfg.score_head:
@@ -495,7 +530,11 @@ def _vocab_logits(hidden, weight, cfg: TransformerConfig):
   """hidden [..., D] times the unembedding kernel [D, V] or, with tie_embeddings, the embedding [V, D] transposed."""
   h, weight = hidden.astype(cfg.compute_dtype), weight.astype(cfg.compute_dtype)
   contract = 1 if cfg.tie_embeddings else 0  # the weight's D axis
+  lead = h.shape[:-1]
+  if flat_matmuls():  # one 2-D matmul on CPU
+    h = h.reshape(-1, h.shape[-1])
   logits = jax.lax.dot_general(h, weight, (((h.ndim - 1,), (contract,)), ((), ()))).astype(jnp.float32)
+  logits = logits.reshape(lead + (weight.shape[1 - contract],))
   if logits.ndim == 3:
     logits = sharding.constrain(logits, ("activation_batch", "activation_length", "activation_vocab"))
   return logits
