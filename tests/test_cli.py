@@ -20,7 +20,7 @@ COMMANDS = {
     "hhh.chat": ["--config", "checkpoint"],
     "hhh.best_of_n": ["--config", "--out", "pm_checkpoint", "judge"],
     "tools/aot_compile.py": ["--config", "--topology", "--num_slices"],
-    "tools/bench.py": ["--config", "--steps", "--matmul_n"],
+    "tools/bench.py": ["--config", "--steps", "--matmul_n", "--matmuls"],
     "tools/bench_data.py": ["--task", "--batches"],
     "tools/bench_decode.py": ["--config", "--batch_sizes", "--new_tokens"],
     "tools/bench_import.py": ["--layers", "--shards", "--keep"],

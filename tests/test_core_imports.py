@@ -138,9 +138,16 @@ _BENCH = _BLOCKER + textwrap.dedent("""
 def test_bench_runs_without_tensorflow_or_seqio(tmp_path):
   for cfg in ("configs/pretrain.py:tiny", "configs/distill.py:tiny"):
     res = tmp_path / "bench.json"
+    matmuls = cfg.startswith("configs/pretrain")
     out = _run(_BENCH, f"--config={cfg}", "--steps=2", "--matmul_n=64", "--config.train.batch_size=2",
-               "--config.data.seq_len=32", f"--json={res}")
+               "--config.data.seq_len=32", f"--json={res}", *(["--matmuls"] if matmuls else []))
     assert "LOADED []" in out
-    r = json.loads(res.read_text())
-    r = r["results"][0] if "results" in r else r  # several variants: a list
+    full = json.loads(res.read_text())
+    r = full["results"][0] if "results" in full else full  # several variants or --matmuls: a dict of lists
     assert r["batch_size"] == 2 and r["seq_len"] == 32 and r["tokens_per_s"] > 0, r
+    if matmuls:  # tiny: d_model 64, d_ff 256; 2 x 32 = 64 rows
+      names = [m["matmul"] for m in full["matmuls"]]
+      assert names == ["x @ wi (forward) [64,64]x[64,256]", "dy @ wi.T (input gradient) [64,256]x[256,64]",
+                       "x.T @ dy (weight gradient) [64,64]x[64,256]", "h @ wo (forward) [64,256]x[256,64]"], names
+      assert all(m["xla_gflops"] > 0 and "torch_gflops" not in m for m in full["matmuls"])
+      assert "matmuls alone (fp32, GFLOP/s" in out

@@ -84,6 +84,50 @@ def test_scan_equals_unrolled_layers():
                              unrolled.apply({"params": p_unrolled}, t)["logits"], atol=1e-5)
 
 
+def _eqns(jaxpr, name):
+  """Every equation of primitive `name` in a jaxpr and the jaxprs nested in it (scan bodies, jits, custom VJPs)."""
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == name:
+      yield eqn
+    for v in eqn.params.values():
+      for sub in (v if isinstance(v, (tuple, list)) else (v,)):
+        inner = getattr(sub, "jaxpr", sub)
+        if hasattr(inner, "eqns"):
+          yield from _eqns(inner, name)
+
+
+@pytest.mark.parametrize("score_head", [False, True])
+def test_cpu_layout_equals_the_accelerator_layout(monkeypatch, score_head):
+  """On CPU the projections are 2-D matmuls and the layer scan is unrolled (transformer.flat_matmuls); TPU and GPU
+  trace the 3-D einsums and a rolled scan. Both give the same logits, scores and gradients, and each is really the
+  layout it claims to be."""
+  from hhh.models import transformer
+  cfg, model, params = make(score_head=score_head, n_kv_heads=2)
+  t = tokens((2, 12))
+  idx = jnp.array([11, 5])
+
+  def loss(p):
+    out = model.apply({"params": p}, t, score_index=idx if score_head else None)
+    return jnp.mean(out["logits"] ** 2) + (jnp.sum(out["score"] ** 2) if score_head else 0.0)
+
+  def run():
+    jaxpr = jax.make_jaxpr(jax.grad(loss))(params).jaxpr
+    plain = [e for e in _eqns(jaxpr, "dot_general") if not e.params["dimension_numbers"][1][0]]  # no batch dims
+    unroll = {e.params["unroll"] for e in _eqns(jaxpr, "scan")}
+    return loss(params), jax.grad(loss)(params), plain, unroll
+
+  assert transformer.flat_matmuls()  # this host is a CPU
+  l_cpu, g_cpu, dots_cpu, unroll_cpu = run()
+  monkeypatch.setattr(transformer, "flat_matmuls", lambda: False)
+  l_acc, g_acc, dots_acc, unroll_acc = run()
+  assert all(v.aval.ndim == 2 for e in dots_cpu for v in e.invars), "a projection is not a 2-D matmul on CPU"
+  assert any(v.aval.ndim > 2 for e in dots_acc for v in e.invars)
+  assert unroll_cpu == {cfg.n_layers} and unroll_acc == {1}
+  np.testing.assert_allclose(l_cpu, l_acc, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(g_cpu), jax.tree.leaves(g_acc)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("policy", ["full", "dots", "dots_no_batch"])
 def test_remat_is_applied_and_gives_the_same_gradients(policy):
   _, plain, params = make(remat="none")

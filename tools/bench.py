@@ -15,6 +15,10 @@ resident set size on CPU.
 variant. `--torch_python` runs ../shared/bench/torch_ref.py (a HF GPT-NeoX model of the same shape, in its own venv:
 `python3 -m venv torchref && torchref/bin/pip install torch transformers`; never a project dependency) in the same
 run, alternating with the hhh variants for `--rounds` rounds, and reports medians and the ratio.
+
+`--matmuls` also times the step's MLP weight matmuls alone (forward, input gradient, weight gradient at
+batch x seq rows, fp32) with XLA and, with `--torch_python`, with PyTorch, alternating for `--rounds` rounds: how much
+of a gap to the reference is the matmul kernel itself rather than the rest of the step.
 """
 
 from __future__ import annotations
@@ -48,6 +52,85 @@ _TORCH_REF = flags.DEFINE_string("torch_ref", os.path.join(REPO, "..", "shared",
                                  "The reference script.")
 _TORCH_ARGS = flags.DEFINE_string("torch_args", "", "Extra arguments for the reference (e.g. --compile).")
 _JSON = flags.DEFINE_string("json", "", "Also write the results to this JSON file.")
+_MATMULS = flags.DEFINE_bool("matmuls", False, "Also time the step's MLP weight matmuls alone with XLA (and with "
+                             "PyTorch under --torch_python), GFLOP/s per shape.")
+
+# The same matmuls in PyTorch (run by --torch_python; argv[1]: JSON list of [name, a_shape, b_shape, ta, tb]).
+_TORCH_MATMULS = """
+import json, sys, time, torch
+out = {}
+for name, a, b, ta, tb in json.loads(sys.argv[1]):
+  x, y = torch.ones(a) * 0.01, torch.ones(b) * 0.01
+  f = lambda: (x.T if ta else x) @ (y.T if tb else y)
+  for _ in range(3):
+    f()
+  t = time.perf_counter()
+  for _ in range(10):
+    f()
+  out[name] = (time.perf_counter() - t) / 10
+print(json.dumps({"seconds": out, "torch": torch.__version__, "threads": torch.get_num_threads()}))
+"""
+
+
+def matmul_shapes(config) -> list[list]:
+  """[name, stored a shape, stored b shape, transpose a, transpose b] of the MLP's matmuls in one training step."""
+  m = config.model
+  rows = int(config.train.batch_size) * int(config.data.seq_len)
+  if _family(config) == "comparison":
+    rows *= int(config.data.num_responses)
+  d, f = int(m.d_model), int(m.d_ff) or 4 * int(m.d_model)
+  return [[f"x @ wi (forward) [{rows},{d}]x[{d},{f}]", [rows, d], [d, f], False, False],
+          [f"dy @ wi.T (input gradient) [{rows},{f}]x[{f},{d}]", [rows, f], [d, f], False, True],
+          [f"x.T @ dy (weight gradient) [{d},{rows}]x[{rows},{f}]", [rows, d], [rows, f], True, False],
+          [f"h @ wo (forward) [{rows},{f}]x[{f},{d}]", [rows, f], [f, d], False, False]]
+
+
+def _flops(a, ta, b, tb) -> float:
+  (m, k), n = (a[::-1] if ta else a), (b[0] if tb else b[1])
+  return 2.0 * m * k * n
+
+
+def time_matmuls_xla(shapes) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  out = {}
+  for name, a, b, ta, tb in shapes:
+    x, y = jnp.full(a, 0.01, jnp.float32), jnp.full(b, 0.01, jnp.float32)
+    f = jax.jit(lambda x, y, ta=ta, tb=tb: (x.T if ta else x) @ (y.T if tb else y))
+    for _ in range(3):
+      f(x, y).block_until_ready()
+    t = time.perf_counter()
+    for _ in range(10):
+      r = f(x, y)
+    r.block_until_ready()
+    out[name] = (time.perf_counter() - t) / 10
+  return out
+
+
+def run_matmuls(config) -> list[dict]:
+  """GFLOP/s of each matmul shape: medians over --rounds rounds of XLA and (alternating) PyTorch."""
+  shapes = matmul_shapes(config)
+  xla, ref = [], []
+  for _ in range(_ROUNDS.value):
+    xla.append(time_matmuls_xla(shapes))
+    if _TORCH_PYTHON.value:
+      out = subprocess.run([_TORCH_PYTHON.value, "-c", _TORCH_MATMULS, json.dumps(shapes)], capture_output=True,
+                           text=True, check=False)
+      if out.returncode != 0:
+        raise RuntimeError(f"the PyTorch matmuls failed:\n{out.stderr[-3000:]}")
+      ref.append(json.loads(out.stdout.strip().splitlines()[-1])["seconds"])
+  rows = []
+  print("matmuls alone (fp32, GFLOP/s, median of " + f"{_ROUNDS.value} round(s) x 10):")
+  for name, a, b, ta, tb in shapes:
+    fl = _flops(a, ta, b, tb)
+    row = {"matmul": name, "xla_gflops": fl / statistics.median(r[name] for r in xla) / 1e9}
+    if ref:
+      row["torch_gflops"] = fl / statistics.median(r[name] for r in ref) / 1e9
+      row["vs_torch"] = row["xla_gflops"] / row["torch_gflops"]
+    rows.append(row)
+    print(f"  {name}: XLA {row['xla_gflops']:.1f}" + (f", PyTorch {row['torch_gflops']:.1f} -> {row['vs_torch']:.2f}x"
+                                                       if ref else ""))
+  return rows
 
 
 def synthetic_batch(family: str, batch_size: int, seq_len: int, vocab_size: int, k: int):
@@ -236,10 +319,13 @@ def main(_):
     print(f"PyTorch reference ({torch_rounds[0]['impl']}, {torch_rounds[0]['device']}, torch "
           f"{torch_rounds[0]['torch']}, {torch_rounds[0]['threads']} threads): "
           + ", ".join(f"{t['tokens_per_s']:,.0f}" for t in torch_rounds) + " tokens/s per round")
+  matmuls = run_matmuls(config) if _MATMULS.value else None
   if _JSON.value:
     out = {"results": results, "torch": torch_rounds, "torch_command": torch_command(config) if torch_rounds else None}
+    if matmuls is not None:
+      out["matmuls"] = matmuls
     with open(_JSON.value, "w") as f:
-      json.dump(out if (torch_rounds or len(results) > 1) else results[0], f, indent=2)
+      json.dump(out if (torch_rounds or len(results) > 1 or matmuls is not None) else results[0], f, indent=2)
 
 
 if __name__ == "__main__":
