@@ -120,7 +120,7 @@ def run_matmuls(config) -> list[dict]:
         raise RuntimeError(f"the PyTorch matmuls failed:\n{out.stderr[-3000:]}")
       ref.append(json.loads(out.stdout.strip().splitlines()[-1])["seconds"])
   rows = []
-  print("matmuls alone (fp32, GFLOP/s, median of " + f"{_ROUNDS.value} round(s) x 10):")
+  print(f"matmuls alone (fp32, GFLOP/s, median of {_ROUNDS.value} round(s) x 10):")
   for name, a, b, ta, tb in shapes:
     fl = _flops(a, ta, b, tb)
     row = {"matmul": name, "xla_gflops": fl / statistics.median(r[name] for r in xla) / 1e9}

@@ -48,6 +48,7 @@ which XLA copies on CPU. `prefix_cache` may then also hold one [P, kv_heads, hea
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -285,13 +286,14 @@ def dense_product(x, w, n_in: int, eq: str):
   or on CPU (flat_matmuls) the same product as one 2-D matmul."""
   if not flat_matmuls():
     return jnp.einsum(eq, x, w)
-  k = w.shape[:n_in]
-  size_k = 1
-  for d in k:
-    size_k *= d
-  lead = x.shape[:x.ndim - n_in]
-  y = x.reshape(-1, size_k) @ w.reshape(size_k, -1)
-  return y.reshape(lead + w.shape[n_in:])
+  k = math.prod(w.shape[:n_in])
+  y = x.reshape(-1, k) @ w.reshape(k, -1)
+  return y.reshape(x.shape[:x.ndim - n_in] + w.shape[n_in:])
+
+
+def _rows(x):
+  """x [..., D] as [rows, D] on CPU (flat_matmuls: one 2-D matmul follows), unchanged elsewhere."""
+  return x.reshape(-1, x.shape[-1]) if flat_matmuls() else x
 
 
 def _einsum32(eq, a, b):
@@ -337,8 +339,8 @@ class Attention(nn.Module):
     names = ("activation_batch", "activation_length", "activation_heads", "activation_kv")
 
     def project(name, heads):  # [B, T, heads, head_dim]
-      y = dense_product(x, kernel(name, (cfg.d_model, heads, cfg.d_head), ("embed", "heads", "kv"), cfg.init_std).astype(dt),
-                  1, "btd,dhk->bthk")
+      w = kernel(name, (cfg.d_model, heads, cfg.d_head), ("embed", "heads", "kv"), cfg.init_std)
+      y = dense_product(x, w.astype(dt), 1, "btd,dhk->bthk")
       if cfg.attn_bias:
         y = y + bias(f"{name}_bias", (heads, cfg.d_head), ("heads", "kv")).astype(dt)
       return sharding.constrain(y, names)
@@ -381,15 +383,13 @@ class Mlp(nn.Module):
                       bias_init=nn.with_logical_partitioning(nn.initializers.zeros, names[-1:]), name=name)
 
     lead = x.shape[:-1]
-    flat = flat_matmuls()
-    if flat:  # 2-D matmuls on CPU (flat_matmuls)
-      x = x.reshape(-1, x.shape[-1])
+    x = _rows(x)
     h = dense(cfg.d_ff, ("embed", "mlp"), cfg.init_std, "wi")(x)
     if cfg.mlp == "swiglu":
       h = nn.silu(dense(cfg.d_ff, ("embed", "mlp"), cfg.init_std, "wg")(x)) * h
     else:
       h = nn.gelu(h, approximate=cfg.mlp == "gelu_tanh")
-    if not flat:
+    if h.ndim == 3:  # no logical name for the merged rows of the CPU layout
       h = sharding.constrain(h, ("activation_batch", "activation_length", "activation_mlp"))
     y = dense(cfg.d_model, ("mlp", "embed"), cfg.init_std / (2 * cfg.n_layers) ** 0.5, "wo")(h)
     return y.reshape(lead + (cfg.d_model,))
@@ -494,7 +494,7 @@ class Transformer(nn.Module):
         logits = nn.Dense(
             cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype, param_dtype=cfg.param_dtype,
             kernel_init=nn.with_logical_partitioning(_dense_init(cfg.init_std), ("embed", "vocab")),
-            name="unembedding")(x.reshape(-1, cfg.d_model) if flat_matmuls() else x)
+            name="unembedding")(_rows(x))
         logits = logits.reshape(x.shape[:-1] + (cfg.vocab_size,)).astype(jnp.float32)
         logits = sharding.constrain(logits, ("activation_batch", "activation_length", "activation_vocab"))
       out["logits"] = logits.reshape(lead + (length, cfg.vocab_size))
@@ -531,8 +531,7 @@ def _vocab_logits(hidden, weight, cfg: TransformerConfig):
   h, weight = hidden.astype(cfg.compute_dtype), weight.astype(cfg.compute_dtype)
   contract = 1 if cfg.tie_embeddings else 0  # the weight's D axis
   lead = h.shape[:-1]
-  if flat_matmuls():  # one 2-D matmul on CPU
-    h = h.reshape(-1, h.shape[-1])
+  h = _rows(h)
   logits = jax.lax.dot_general(h, weight, (((h.ndim - 1,), (contract,)), ((), ()))).astype(jnp.float32)
   logits = logits.reshape(lead + (weight.shape[1 - contract],))
   if logits.ndim == 3:
