@@ -28,7 +28,7 @@ def get_config(arg=None):
       # Tokens per sample (context + response + end-of-context token; contexts are cut at their beginning). The
       # prompt gets the rest of model.max_len (its preamble and as many whole dialogues as fit).
       seq_len=min(512, c.model.max_len // 2) if small else 2048,
-      batch_size=32,  # examples per forward pass (x their responses/choices)
+      batch_size=64,  # rows (responses, choices) per forward pass; every pass runs on this many (hhh.scoring)
       calibration_bins=10,
       compare_tasks="lab_compare",
       compare_conditions="",  # "" = every condition; e.g. "plain,pm"

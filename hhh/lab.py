@@ -569,7 +569,7 @@ def _eval_config(size, p, *, checkpoint, pm, suites, distilled="", conditions="p
     c.eval.compare_mi = False  # the objectives table ranks LMs by mean log-prob: no null-context pass
     c.eval.tax_tasks, c.eval.tax_split = TAX_TASK, "test"
     c.eval.max_examples = p["compare_examples"]
-    c.eval.batch_size = 32
+    c.eval.batch_size = 64  # rows per forward pass
     c.eval.seq_len = p["eval_seq_len"]
     c.eval.prompt_max_tokens = p["prompt_tokens"]
     c.eval.step = 0

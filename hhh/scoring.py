@@ -17,12 +17,15 @@ configurable null context (default "\\n\\nAssistant:", the assistant turn marker
 
 Pure functions (for jit: objectives, evaluation) come first; then `Scorer`, which jits them for host batches on a
 mesh: batches are trimmed to a bucketed length (a multiple of 64 covering every end-of-context token) so that short
-examples do not pay for the longest one; buckets bound recompilation. Set-level metrics of the scores (pairwise
+examples do not pay for the longest one; buckets bound recompilation. `score_lm` / `score_pm` score whole sets
+as fixed-size batches of valid rows, compiling each (kind, rows, length) program once, ahead of time. Set-level metrics of the scores (pairwise
 accuracy, MC1/MC2, calibration) are in hhh.metrics.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import os
 from typing import Any, Optional
 
 import jax
@@ -204,7 +207,7 @@ class Scorer:
     self.param_shardings = param_shardings
     self.dp = sharding.data_parallel_size(mesh)
     self._repl = sharding.replicated(mesh)
-    self._lm, self._lm_prefix, self._pm = _jitted(model, mesh, self.rules, param_shardings)
+    self._fns, self._exes = _jitted(model, mesh, self.rules, param_shardings)
     self.prefix_cache = None
     self.prefix_len = 0
     self.prefix_tokens = None if prefix_tokens is None else np.asarray(prefix_tokens, np.int32)
@@ -231,40 +234,94 @@ class Scorer:
       x = np.concatenate([x, np.zeros((n_pad,) + x.shape[1:], x.dtype)])
     return x
 
-  def _flatten(self, tokens, response_start, eoc_index, valid):
-    """[..., L] host arrays -> flat rows padded to a multiple of the data-parallel size, trimmed to a bucket."""
-    tokens = np.asarray(tokens)
-    L = tokens.shape[-1]
-    length = bucket_length(eoc_index, valid, L)
+  def trimmed_length(self, eoc_index, valid, seq_len: int) -> int:
+    """The bucketed length a batch of rows is trimmed to (and, with a prompt, capped so prompt + rows fit)."""
+    length = bucket_length(eoc_index, valid, seq_len)
     if self.prefix_cache is not None:
       length = min(length, self.model.cfg.max_len - self.prefix_len)
+    return length
+
+  def _padded_rows(self, n: int) -> int:
+    return n + (-n) % self.dp
+
+  def _flatten(self, tokens, response_start, eoc_index, valid, rows: int = 0):
+    """[..., L] host arrays -> flat rows padded to `rows` (at least) and to a multiple of the data-parallel size,
+    trimmed to a bucket."""
+    tokens = np.asarray(tokens)
+    L = tokens.shape[-1]
+    length = self.trimmed_length(eoc_index, valid, L)
     t = tokens.reshape(-1, L)[:, :length]
     rs = np.minimum(np.asarray(response_start).reshape(-1), length - 1)
     ei = np.minimum(np.asarray(eoc_index).reshape(-1), length - 1)
     n = t.shape[0]
-    pad = (-n) % self.dp
+    pad = self._padded_rows(max(n, rows)) - n
     shardings = (sharding.batch_sharding(self.mesh, 2), sharding.batch_sharding(self.mesh, 1),
                  sharding.batch_sharding(self.mesh, 1))
     return [_global(self._rows(a, pad), sh) for a, sh in zip((t, rs, ei), shardings)], n
 
-  def lm(self, tokens, response_start, eoc_index, valid, *, with_prefix: bool = False):
-    """Host arrays with leading shape S -> (sum log-prob, count, greedy) numpy arrays of shape S."""
+  # Programs are compiled ahead of time per (kind, rows, length) and kept in a table shared by every scorer of the
+  # same model config and mesh. `prepare` compiles the programs a whole evaluation set will need on a thread pool
+  # while the first batches run: XLA compiles one program on one core, so on a 2-core host a compile no longer
+  # leaves the other core idle, and two compile at once (docs/lab.md, "Where the time goes").
+
+  def _abstract(self, kind: str, rows: int, length: int) -> tuple:
+    row, col = sharding.batch_sharding(self.mesh, 2), sharding.batch_sharding(self.mesh, 1)
+    t = jax.ShapeDtypeStruct((rows, length), np.int32, sharding=row)
+    c = jax.ShapeDtypeStruct((rows,), np.int32, sharding=col)
+    if kind == "pm":
+      return (t, c)
+    if kind == "lm_prefix":
+      return (t, c, c, self.prefix_cache)
+    return (t, c, c)
+
+  def _key(self, kind: str, rows: int, length: int) -> tuple:
+    pre = () if kind != "lm_prefix" else tuple(x.shape for x in jax.tree.leaves(self.prefix_cache))
+    return (kind, rows, length, pre)
+
+  def prepare(self, shapes) -> None:
+    """Start compiling the programs of `shapes` [(kind "lm" | "lm_prefix" | "pm", rows, length)] not compiled yet, in
+    the given order, on the compile pool; the calls that need them wait for them. Rows are counted before padding
+    to the data-parallel size."""
+    for kind, rows, length in shapes:
+      rows = self._padded_rows(rows)
+      key = self._key(kind, rows, length)
+      if key not in self._exes:  # lowered here (tracing is Python), compiled on the pool
+        self._exes[key] = _compile_pool().submit(self._lower(kind, rows, length).compile)
+
+  def _lower(self, kind: str, rows: int, length: int):
+    with self._ctx():
+      return self._fns[kind].lower(self.params, *self._abstract(kind, rows, length))
+
+  def _run(self, kind: str, *args):
+    rows, length = args[0].shape
+    key = self._key(kind, rows, length)
+    exe = self._exes.get(key)
+    if exe is None:
+      exe = self._exes[key] = self._lower(kind, rows, length).compile()
+    elif isinstance(exe, concurrent.futures.Future):
+      exe = self._exes[key] = exe.result()
+    return exe(self.params, *args)
+
+  def lm(self, tokens, response_start, eoc_index, valid, *, with_prefix: bool = False, rows: int = 0):
+    """Host arrays with leading shape S -> (sum log-prob, count, greedy) numpy arrays of shape S; the forward pass
+    runs on at least `rows` rows (padding rows added: one compiled program serves batches of any size up to it)."""
     lead = np.asarray(response_start).shape
-    (t, rs, ei), n = self._flatten(tokens, response_start, eoc_index, valid)
+    (t, rs, ei), n = self._flatten(tokens, response_start, eoc_index, valid, rows)
     with self._ctx():
       if with_prefix:
         if self.prefix_cache is None:
           raise ValueError("with_prefix=True but the scorer has no prefix (prompt) tokens")
-        out = self._lm_prefix(self.params, t, rs, ei, self.prefix_cache)
+        out = self._run("lm_prefix", t, rs, ei, self.prefix_cache)
       else:
-        out = self._lm(self.params, t, rs, ei)
+        out = self._run("lm", t, rs, ei)
     return tuple(_to_host(x)[:n].reshape(lead) for x in out)
 
-  def pm(self, tokens, eoc_index, valid):
+  def pm(self, tokens, eoc_index, valid, *, rows: int = 0):
+    """Host arrays with leading shape S -> the score at each end-of-context token, shape S (`rows` as in lm)."""
     lead = np.asarray(eoc_index).shape
-    (t, _, ei), n = self._flatten(tokens, np.zeros_like(np.asarray(eoc_index)), eoc_index, valid)
+    (t, _, ei), n = self._flatten(tokens, np.zeros_like(np.asarray(eoc_index)), eoc_index, valid, rows)
     with self._ctx():
-      s = self._pm(self.params, t, ei)
+      s = self._run("pm", t, ei)
     return _to_host(s)[:n].reshape(lead)
 
 
@@ -272,8 +329,8 @@ _JIT_CACHE: dict = {}
 
 
 def _jitted(model, mesh, rules, param_shardings):
-  """One set of jitted functions per (model config, mesh, rules): the lab's many evaluations of one model size
-  reuse compilations (a new jax.jit of a new closure would compile again)."""
+  """One set of jitted functions, and one table of their compiled programs, per (model config, mesh, rules): the
+  lab's many evaluations of one model size reuse compilations (a new jax.jit of a new closure would compile again)."""
   key = (model.cfg, mesh, rules)
   if key not in _JIT_CACHE:
     row, col, repl = sharding.batch_sharding(mesh, 2), sharding.batch_sharding(mesh, 1), sharding.replicated(mesh)
@@ -283,8 +340,28 @@ def _jitted(model, mesh, rules, param_shardings):
                         in_shardings=(param_shardings, row, col, col, repl), out_shardings=(col, col, col))
     pm = jax.jit(lambda p, t, e: eoc_scores(model, p, t, e), in_shardings=(param_shardings, row, col),
                  out_shardings=col)
-    _JIT_CACHE[key] = (lm, lm_prefix, pm)
+    _JIT_CACHE[key] = ({"lm": lm, "lm_prefix": lm_prefix, "pm": pm}, {})
   return _JIT_CACHE[key]
+
+
+_POOL: Optional[concurrent.futures.ThreadPoolExecutor] = None
+
+
+def compile_workers() -> int:
+  """Programs compiled at once by `Scorer.prepare`: HHH_COMPILE_WORKERS, else the host's cores (at most 4)."""
+  env = os.environ.get("HHH_COMPILE_WORKERS", "")
+  if env:
+    if not env.isdigit() or int(env) < 1:
+      raise ValueError(f"HHH_COMPILE_WORKERS must be a positive integer, got {env!r}")
+    return int(env)
+  return max(1, min(4, os.cpu_count() or 1))
+
+
+def _compile_pool() -> concurrent.futures.ThreadPoolExecutor:
+  global _POOL
+  if _POOL is None:
+    _POOL = concurrent.futures.ThreadPoolExecutor(compile_workers(), thread_name_prefix="hhh-compile")
+  return _POOL
 
 
 def _global(x: np.ndarray, sh) -> jax.Array:
@@ -302,27 +379,49 @@ def _to_host(x: Any) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- whole sets
 
 
-def _length_order(ex):
-  """Rows sorted by their longest sample, so each forward pass trims to a tight bucket."""
-  longest = np.where(ex.valid > 0, ex.eoc_index, 0).max(-1)
-  return np.argsort(longest, kind="stable")
+def _valid_rows(ex, batch_size: int):
+  """The valid responses of a set as flat rows: (example index, response index, tokens [M, L], response_start,
+  eoc_index); padding responses (valid 0) are never run."""
+  if batch_size < 1:
+    raise ValueError(f"eval batch_size must be >= 1 (rows per forward pass), got {batch_size}")
+  ii, kk = np.nonzero(np.asarray(ex.valid) > 0)
+  return ii, kk, ex.tokens[ii, kk], ex.response_start[ii, kk], ex.eoc_index[ii, kk]
+
+
+def _batches(eoc_index, batch_size: int) -> list:
+  """Row indices in batches of at most `batch_size`, shortest rows first (each pass trims to a tight bucket)."""
+  order = np.argsort(eoc_index, kind="stable")
+  return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def score_lm(scorer: Scorer, ex, *, batch_size: int, with_prefix: bool = False, null_ids=None,
              eoc_id: int | None = None) -> dict:
-  """LM scores of every response of an evaluation set: {sum, count, mean, greedy[, uncond, mi]} arrays [N, K].
+  """LM scores of every response of an evaluation set: {sum, count, mean, greedy[, uncond, mi]} arrays [N, K]
+  (zeros for padding responses).
 
   With `null_ids`, also log P(a | null context) ("uncond") and the mutual information "mi" = sum - uncond.
+  Every valid response is one row; rows are sorted by length and scored `batch_size` at a time, every pass on
+  exactly `batch_size` rows (the last one padded), so the programs compiled for one set (one per length bucket)
+  serve every other set and suite of the same model.
   """
-  order = _length_order(ex)
+  ii, kk, tok, rs, ei = _valid_rows(ex, batch_size)
+  kind = "lm_prefix" if with_prefix else "lm"
+  ones = np.ones(len(ii), np.float32)
+  sets = {"cond": (tok, rs, ei)}
+  if null_ids is not None:
+    sets["uncond"] = unconditional_batch(tok, rs, ei, ones, null_ids, eoc_id)
+  plan = [(name, idx) for name, (_, _, e) in sets.items() for idx in _batches(e, batch_size)]
+  scorer.prepare([(kind, batch_size, scorer.trimmed_length(sets[name][2][idx], ones[idx], tok.shape[-1]))
+                  for name, idx in plan])
   out = {name: np.zeros(ex.valid.shape, np.float64) for name in ("sum", "count", "greedy", "uncond")}
-  for i in range(0, len(order), batch_size):
-    idx = order[i:i + batch_size]
-    t, rs, ei, v = ex.tokens[idx], ex.response_start[idx], ex.eoc_index[idx], ex.valid[idx]
-    out["sum"][idx], out["count"][idx], out["greedy"][idx] = scorer.lm(t, rs, ei, v, with_prefix=with_prefix)
-    if null_ids is not None:
-      ut, urs, uei = unconditional_batch(t, rs, ei, v, null_ids, eoc_id)
-      out["uncond"][idx] = scorer.lm(ut, urs, uei, v, with_prefix=with_prefix)[0]
+  for name, idx in plan:
+    t, r, e = (a[idx] for a in sets[name])
+    total, count, greedy = scorer.lm(t, r, e, ones[idx], with_prefix=with_prefix, rows=batch_size)
+    if name == "cond":
+      out["sum"][ii[idx], kk[idx]], out["count"][ii[idx], kk[idx]], out["greedy"][ii[idx], kk[idx]] = \
+          total, count, greedy
+    else:
+      out["uncond"][ii[idx], kk[idx]] = total
   out["mean"] = out["sum"] / np.maximum(out["count"], 1)
   if null_ids is not None:
     out["mi"] = out["sum"] - out["uncond"]
@@ -332,10 +431,13 @@ def score_lm(scorer: Scorer, ex, *, batch_size: int, with_prefix: bool = False, 
 
 
 def score_pm(scorer: Scorer, ex, *, batch_size: int) -> dict:
-  """Preference/binary model scores of every response: {"score": [N, K]}."""
-  order = _length_order(ex)
+  """Preference/binary model scores of every response: {"score": [N, K]} (zeros for padding responses); rows
+  batched as in score_lm."""
+  ii, kk, tok, _, ei = _valid_rows(ex, batch_size)
+  ones = np.ones(len(ii), np.float32)
+  batches = _batches(ei, batch_size)
+  scorer.prepare([("pm", batch_size, scorer.trimmed_length(ei[idx], ones[idx], tok.shape[-1])) for idx in batches])
   score = np.zeros(ex.valid.shape, np.float64)
-  for i in range(0, len(order), batch_size):
-    idx = order[i:i + batch_size]
-    score[idx] = scorer.pm(ex.tokens[idx], ex.eoc_index[idx], ex.valid[idx])
+  for idx in batches:
+    score[ii[idx], kk[idx]] = scorer.pm(tok[idx], ei[idx], ones[idx], rows=batch_size)
   return {"score": score}

@@ -91,6 +91,40 @@ def test_lm_scores_match_hand_computed_logprobs_and_mutual_information():
   assert s["sum"][2, 2] == 0 and s["count"][2, 2] == 0  # padding response untouched
 
 
+def test_scoring_compiles_each_program_once_ahead_of_time_and_equals_the_jitted_function(monkeypatch):
+  """score_lm / score_pm lower every (kind, rows, length) a set needs once, in batch order, compile them on the pool,
+  and give bit for bit what the jitted functions give; a second set and a second scorer of the model reuse them."""
+  cfg = TransformerConfig(vocab_size=V, d_model=24, n_layers=2, n_heads=2, max_len=192, init_std=0.3)
+  model = Transformer(cfg)  # a config of its own: the table of compiled programs is per model config
+  params = model.init(jax.random.key(1), jnp.zeros((1, 8), jnp.int32))["params"]
+  params = jax.tree.map(lambda p: getattr(p, "value", p), params, is_leaf=lambda p: hasattr(p, "value"))
+  lowered = []
+  lower = scoring.Scorer._lower  # pylint: disable=protected-access
+  monkeypatch.setattr(scoring.Scorer, "_lower", lambda self, *a: lowered.append(a) or lower(self, *a))
+  rng = np.random.default_rng(0)
+  # 4 examples x 2 responses: contexts of 10 and 100 tokens -> length buckets 64 and 128; null-context rows are short
+  rows = [[(rng.integers(3, V - 1, size=n), rng.integers(3, V - 1, size=4)) for _ in range(2)]
+          for n in (10, 10, 100, 100)]
+  ex = _examples(rows, L=160)
+  scorer = _mesh_scorer(model, params)  # 8 fake devices: 4 rows padded to 8
+  s = scoring.score_lm(scorer, ex, batch_size=2, null_ids=np.array([5, 6], np.int32), eoc_id=EOC)
+  assert lowered == [("lm", 8, 64), ("lm", 8, 128)]  # conditional 64, null 64 (reused), conditional 128, null 64
+  for i in range(4):  # the AOT program == the jitted function on the same rows
+    (t, rs, ei), n = scorer._flatten(ex.tokens[[i]], ex.response_start[[i]], ex.eoc_index[[i]], ex.valid[[i]])
+    with scorer._ctx():
+      total, count, _ = scorer._fns["lm"](params, t, rs, ei)
+    np.testing.assert_array_equal(np.asarray(total)[:n], s["sum"][i])
+    np.testing.assert_array_equal(np.asarray(count)[:n], s["count"][i])
+  again = scoring.score_lm(_mesh_scorer(model, params), ex, batch_size=2)  # a second scorer (the distilled LM's)
+  np.testing.assert_array_equal(again["sum"], s["sum"])
+  assert len(lowered) == 2  # nothing compiled again
+  monkeypatch.setenv("HHH_COMPILE_WORKERS", "two")
+  with pytest.raises(ValueError, match="HHH_COMPILE_WORKERS must be a positive integer"):
+    scoring.compile_workers()
+  monkeypatch.setenv("HHH_COMPILE_WORKERS", "3")
+  assert scoring.compile_workers() == 3
+
+
 def test_greedy_flag_is_exact_argmax_reproduction():
   model, params = _model()
   ctx = [3, 4, 5, 6]
