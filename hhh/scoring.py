@@ -18,8 +18,8 @@ configurable null context (default "\\n\\nAssistant:", the assistant turn marker
 Pure functions (for jit: objectives, evaluation) come first; then `Scorer`, which jits them for host batches on a
 mesh: batches are trimmed to a bucketed length (a multiple of 64 covering every end-of-context token) so that short
 examples do not pay for the longest one; buckets bound recompilation. `score_lm` / `score_pm` score whole sets
-as fixed-size batches of valid rows, compiling each (kind, rows, length) program once, ahead of time. Set-level metrics of the scores (pairwise
-accuracy, MC1/MC2, calibration) are in hhh.metrics.
+as fixed-size batches of valid rows, compiling each (kind, rows, length) program once, ahead of time. Set-level
+metrics of the scores (pairwise accuracy, MC1/MC2, calibration) are in hhh.metrics.
 """
 from __future__ import annotations
 
