@@ -24,6 +24,7 @@ metrics of the scores (pairwise accuracy, MC1/MC2, calibration) are in hhh.metri
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import math
 import os
 from typing import Any, Optional
@@ -260,9 +261,9 @@ class Scorer:
     return [_global(self._rows(a, pad), sh) for a, sh in zip((t, rs, ei), shardings)], n
 
   # Programs are compiled ahead of time per (kind, rows, length) and kept in a table shared by every scorer of the
-  # same model config and mesh. `prepare` compiles the programs a whole evaluation set will need on a thread pool
-  # while the first batches run: XLA compiles one program on one core, so on a 2-core host a compile no longer
-  # leaves the other core idle, and two compile at once (docs/lab.md, "Where the time goes").
+  # same model config and mesh. `prepare` traces the programs a whole evaluation set will need and compiles them on a
+  # thread pool while the first batches run, so tracing (Python, one core) overlaps compilation (docs/eval.md,
+  # "Batching and determinism"; measured in docs/lab.md).
 
   def _abstract(self, kind: str, rows: int, length: int) -> tuple:
     row, col = sharding.batch_sharding(self.mesh, 2), sharding.batch_sharding(self.mesh, 1)
@@ -278,15 +279,27 @@ class Scorer:
     pre = () if kind != "lm_prefix" else tuple(x.shape for x in jax.tree.leaves(self.prefix_cache))
     return (kind, rows, length, pre)
 
-  def prepare(self, shapes) -> None:
-    """Start compiling the programs of `shapes` [(kind "lm" | "lm_prefix" | "pm", rows, length)] not compiled yet, in
-    the given order, on the compile pool; the calls that need them wait for them. Rows are counted before padding
-    to the data-parallel size."""
-    for kind, rows, length in shapes:
-      rows = self._padded_rows(rows)
-      key = self._key(kind, rows, length)
-      if key not in self._exes:  # lowered here (tracing is Python), compiled on the pool
-        self._exes[key] = _compile_pool().submit(self._lower(kind, rows, length).compile)
+  @contextlib.contextmanager
+  def prepare(self, shapes):
+    """Within the block, the programs of `shapes` [(kind "lm" | "lm_prefix" | "pm", rows, length)] not compiled yet
+    compile in the given order on the compile pool; the calls that need them wait for them. Rows are counted before
+    padding to the data-parallel size. Leaving the block by an exception (Ctrl-C included) cancels the compiles that
+    have not started, so an interrupted evaluation does not wait for them at exit."""
+    submitted = []
+    try:
+      for kind, rows, length in shapes:
+        rows = self._padded_rows(rows)
+        key = self._key(kind, rows, length)
+        if key not in self._exes:  # lowered here (tracing is Python), compiled on the pool
+          self._exes[key] = _compile_pool().submit(self._lower(kind, rows, length).compile)
+          submitted.append(key)
+      yield
+    except BaseException:
+      for key in submitted:
+        exe = self._exes.get(key)
+        if isinstance(exe, concurrent.futures.Future) and exe.cancel():
+          del self._exes[key]  # a later call compiles it again
+      raise
 
   def _lower(self, kind: str, rows: int, length: int):
     with self._ctx():
@@ -411,17 +424,17 @@ def score_lm(scorer: Scorer, ex, *, batch_size: int, with_prefix: bool = False, 
   if null_ids is not None:
     sets["uncond"] = unconditional_batch(tok, rs, ei, ones, null_ids, eoc_id)
   plan = [(name, idx) for name, (_, _, e) in sets.items() for idx in _batches(e, batch_size)]
-  scorer.prepare([(kind, batch_size, scorer.trimmed_length(sets[name][2][idx], ones[idx], tok.shape[-1]))
-                  for name, idx in plan])
   out = {name: np.zeros(ex.valid.shape, np.float64) for name in ("sum", "count", "greedy", "uncond")}
-  for name, idx in plan:
-    t, r, e = (a[idx] for a in sets[name])
-    total, count, greedy = scorer.lm(t, r, e, ones[idx], with_prefix=with_prefix, rows=batch_size)
-    if name == "cond":
-      out["sum"][ii[idx], kk[idx]], out["count"][ii[idx], kk[idx]], out["greedy"][ii[idx], kk[idx]] = \
-          total, count, greedy
-    else:
-      out["uncond"][ii[idx], kk[idx]] = total
+  with scorer.prepare([(kind, batch_size, scorer.trimmed_length(sets[name][2][idx], ones[idx], tok.shape[-1]))
+                       for name, idx in plan]):
+    for name, idx in plan:
+      t, r, e = (a[idx] for a in sets[name])
+      total, count, greedy = scorer.lm(t, r, e, ones[idx], with_prefix=with_prefix, rows=batch_size)
+      if name == "cond":
+        out["sum"][ii[idx], kk[idx]], out["count"][ii[idx], kk[idx]], out["greedy"][ii[idx], kk[idx]] = \
+            total, count, greedy
+      else:
+        out["uncond"][ii[idx], kk[idx]] = total
   out["mean"] = out["sum"] / np.maximum(out["count"], 1)
   if null_ids is not None:
     out["mi"] = out["sum"] - out["uncond"]
@@ -436,8 +449,9 @@ def score_pm(scorer: Scorer, ex, *, batch_size: int) -> dict:
   ii, kk, tok, _, ei = _valid_rows(ex, batch_size)
   ones = np.ones(len(ii), np.float32)
   batches = _batches(ei, batch_size)
-  scorer.prepare([("pm", batch_size, scorer.trimmed_length(ei[idx], ones[idx], tok.shape[-1])) for idx in batches])
   score = np.zeros(ex.valid.shape, np.float64)
-  for idx in batches:
-    score[ii[idx], kk[idx]] = scorer.pm(tok[idx], ei[idx], ones[idx], rows=batch_size)
+  with scorer.prepare([("pm", batch_size, scorer.trimmed_length(ei[idx], ones[idx], tok.shape[-1]))
+                       for idx in batches]):
+    for idx in batches:
+      score[ii[idx], kk[idx]] = scorer.pm(tok[idx], ei[idx], ones[idx], rows=batch_size)
   return {"score": score}

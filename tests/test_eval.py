@@ -2,6 +2,7 @@
 evaluation job end to end (deterministic, PM + LM conditions, outputs)."""
 import json
 import os
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -123,6 +124,48 @@ def test_scoring_compiles_each_program_once_ahead_of_time_and_equals_the_jitted_
     scoring.compile_workers()
   monkeypatch.setenv("HHH_COMPILE_WORKERS", "3")
   assert scoring.compile_workers() == 3
+
+
+def test_interrupted_scoring_cancels_the_compiles_it_queued_and_a_rerun_gives_the_same_numbers(monkeypatch):
+  """Ctrl-C in the middle of a set: the programs still queued on the compile pool are cancelled (an interrupted
+  evaluation does not wait for them at exit) and dropped from the table; scoring the set again compiles what it needs
+  and gives the numbers of an uninterrupted run."""
+  cfg = TransformerConfig(vocab_size=V, d_model=40, n_layers=1, n_heads=2, max_len=640, init_std=0.3)
+  model = Transformer(cfg)  # a config of its own: nothing compiled for it yet
+  params = model.init(jax.random.key(2), jnp.zeros((1, 8), jnp.int32))["params"]
+  params = jax.tree.map(lambda p: getattr(p, "value", p), params, is_leaf=lambda p: hasattr(p, "value"))
+  rng = np.random.default_rng(1)
+  # 10 rows of 64 j + 24 tokens (context, 3 response tokens, end of context): one per length bucket 64, 128, ..., 640
+  rows = [[(rng.integers(3, V - 1, size=64 * j + 20), rng.integers(3, V - 1, size=3))] for j in range(10)]
+  ex = _examples(rows, L=640)
+  scorer = _mesh_scorer(model, params)
+  real_lm, real_pool = scoring.Scorer.lm, scoring._compile_pool
+  calls = []
+  pool = scoring.concurrent.futures.ThreadPoolExecutor(1)  # one worker, busy until released: every compile queues
+  release = threading.Event()
+  pool.submit(release.wait)
+  monkeypatch.setattr(scoring, "_compile_pool", lambda: pool)
+
+  def interrupted(self, *a, **kw):
+    calls.append(1)
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(scoring.Scorer, "lm", interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    scoring.score_lm(scorer, ex, batch_size=1)
+  release.set()
+  assert len(calls) == 1  # interrupted at its first batch
+  assert scorer._exes == {}  # the 10 queued compiles were cancelled and dropped
+  pool.shutdown(wait=True)
+  monkeypatch.setattr(scoring, "_compile_pool", real_pool)
+  monkeypatch.setattr(scoring.Scorer, "lm", real_lm)
+  again = scoring.score_lm(scorer, ex, batch_size=1)
+  fresh = scoring.score_lm(_mesh_scorer(model, params), ex, batch_size=1)
+  assert len(scorer._exes) == 10
+  np.testing.assert_array_equal(again["sum"], fresh["sum"])
+  for i, ((c, r),) in enumerate(rows):
+    seq, a, b = _sample(c, r, 640)
+    np.testing.assert_allclose(again["sum"][i, 0], _hand_logprob(model, params, seq, a, b), rtol=1e-4, atol=1e-4)
 
 
 def test_greedy_flag_is_exact_argmax_reproduction():
