@@ -392,17 +392,17 @@ def _to_host(x: Any) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- whole sets
 
 
-def _valid_rows(ex, batch_size: int):
+def _valid_rows(ex):
   """The valid responses of a set as flat rows: (example index, response index, tokens [M, L], response_start,
   eoc_index); padding responses (valid 0) are never run."""
-  if batch_size < 1:
-    raise ValueError(f"eval batch_size must be >= 1 (rows per forward pass), got {batch_size}")
   ii, kk = np.nonzero(np.asarray(ex.valid) > 0)
   return ii, kk, ex.tokens[ii, kk], ex.response_start[ii, kk], ex.eoc_index[ii, kk]
 
 
 def _batches(eoc_index, batch_size: int) -> list:
   """Row indices in batches of at most `batch_size`, shortest rows first (each pass trims to a tight bucket)."""
+  if batch_size < 1:
+    raise ValueError(f"eval batch_size must be >= 1 (rows per forward pass), got {batch_size}")
   order = np.argsort(eoc_index, kind="stable")
   return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
@@ -417,7 +417,7 @@ def score_lm(scorer: Scorer, ex, *, batch_size: int, with_prefix: bool = False, 
   exactly `batch_size` rows (the last one padded), so the programs compiled for one set (one per length bucket)
   serve every other set and suite of the same model.
   """
-  ii, kk, tok, rs, ei = _valid_rows(ex, batch_size)
+  ii, kk, tok, rs, ei = _valid_rows(ex)
   kind = "lm_prefix" if with_prefix else "lm"
   ones = np.ones(len(ii), np.float32)
   sets = {"cond": (tok, rs, ei)}
@@ -446,7 +446,7 @@ def score_lm(scorer: Scorer, ex, *, batch_size: int, with_prefix: bool = False, 
 def score_pm(scorer: Scorer, ex, *, batch_size: int) -> dict:
   """Preference/binary model scores of every response: {"score": [N, K]} (zeros for padding responses); rows
   batched as in score_lm."""
-  ii, kk, tok, _, ei = _valid_rows(ex, batch_size)
+  ii, kk, tok, _, ei = _valid_rows(ex)
   ones = np.ones(len(ii), np.float32)
   batches = _batches(ei, batch_size)
   score = np.zeros(ex.valid.shape, np.float64)

@@ -317,6 +317,13 @@ def test_eval_job_is_deterministic_and_writes_outputs(tmp_path):
   assert saved["compare"]["lab_compare"]["conditions"]["pm"]["score"] == c1["conditions"]["pm"]["score"]
   assert "| lab_compare | pm |" in (tmp_path / "e1" / "eval.md").read_text()
   assert os.listdir(tmp_path / "e1" / "tensorboard")
+  # Bad numeric settings are named before any checkpoint is read (the LM path would load fine).
+  for key, value in (("batch_size", 0), ("batch_size", -64), ("seq_len", 0), ("calibration_bins", 0)):
+    bad = ml_collections.ConfigDict(config.to_dict())
+    bad.eval[key] = value
+    with pytest.raises(ValueError, match=rf"eval.{key} must be an integer >= 1, got {value}"):
+      run.evaluate(bad, str(tmp_path / "e_bad"), log=lambda s: None)
+    assert not os.path.exists(tmp_path / "e_bad" / "eval.json")
   # An LM checkpoint cannot serve as a preference model: its score head would be fresh.
   with config.unlocked():
     config.pm_checkpoint = str(tmp_path / "lm")

@@ -179,6 +179,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
   conv = ev.convention
   if conv not in HHH_TASK:
     raise ValueError(f"eval.convention must be one of {sorted(HHH_TASK)}, got {conv!r}")
+  for key in ("seq_len", "batch_size", "calibration_bins"):
+    value = ev[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ValueError(f"eval.{key} must be an integer >= 1, got {value!r}")
   vocab = config.data.vocab
   eoc = vocab_lib.eoc_id(vocab)
   null = np.asarray(vocab_lib.get_vocabulary(vocab).encode(ev.null_context or NULL_CONTEXT[conv]), np.int32)
