@@ -1,7 +1,8 @@
 """The laboratory: the paper's experiments end to end on the embedded data, on a laptop.
 
-  python -m hhh.lab --workdir=DIR                        # 20-30 min on 2 CPU cores (measured times: docs/lab.md)
+  python -m hhh.lab --workdir=DIR                        # ~15-16 min on 2 CPU cores (measured times: docs/lab.md)
   python -m hhh.lab --workdir=DIR --config.preset=smoke  # a couple of minutes (CI)
+  python -m hhh.lab --workdir=DIR --config.preset=gpu    # one GPU/TPU host: the paper's 13m, 42m, 197m
 
 Runs, in-process through the one trainer (hhh.train.train; no subprocesses, TensorFlow and JAX start once):
   1. pretrain an LM at each size of the ladder (default tiny, lab_s, lab_m) on the embedded corpus (lab_lm);
@@ -113,21 +114,34 @@ def resolve(config: ml_collections.ConfigDict) -> dict:
 
 
 TAX_TASK = "tax_lab_lambada"  # the alignment tax on the embedded corpus (held-out lab dialogues, LAMBADA's format)
-def _load_config(module: str, arg: str) -> ml_collections.ConfigDict:
-  """configs/<module>.py of this checkout (hhh.config.load: the lab works from any current directory)."""
+def _load_config(module: str, arg: str, p: Optional[dict] = None) -> ml_collections.ConfigDict:
+  """configs/<module>.py of this checkout (hhh.config.load: the lab works from any current directory), with the
+  preset's model vocabulary (p["vocab_size"]; 0 keeps the size's own) so that every stage of a size, training,
+  evaluation and sampling, builds the same model."""
   from hhh import config as hc  # pylint: disable=g-import-not-at-top
-  return hc.load(f"{module}:{arg}")
+  from hhh.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
+  c = hc.load(f"{module}:{arg}")
+  vocab_size = int((p or {}).get("vocab_size", 0) or 0)
+  if vocab_size:
+    needed = vocab_lib.vocab_size(c.data.vocab)
+    if vocab_size < needed:
+      raise ValueError(f"--config.vocab_size={vocab_size} is smaller than the lab data's vocabulary "
+                       f"({c.data.vocab!r}: {needed} ids, end-of-context included)")
+    with c.unlocked():
+      c.model.vocab_size = vocab_size
+  return c
 
 
 def run_config(module: str, arg: str, p: dict, *, steps: int, init_from: str = "", lr_factor: float = 1.0,
                eval_every: int = 0, eval_batches: int = 4) -> ml_collections.ConfigDict:
   """A project config (configs/<module>.py:<arg>) with the lab's batch, length and step overrides; every run
   evaluates its held-out split at its last step (eval_every=0) or every `eval_every` steps."""
-  c = _load_config(module, arg)
+  c = _load_config(module, arg, p)
   with c.unlocked():
     c.seed = p["seed"]
     c.train.steps = int(steps)
     c.train.batch_size = p["batch_size"]
+    c.train.grad_accum = 1  # the lab's batches are small: one microbatch (paper sizes default to one per device)
     c.data.seq_len = p["seq_len"]
     c.train.log_every = max(int(steps) // 10, 1)  # enough points for a smoothed final loss
     c.train.eval_every = int(eval_every) or int(steps)
@@ -548,7 +562,7 @@ def sample_dialogues(size: str, p: dict, *, lm: str, distilled: str, out_dir: st
       f.write(json.dumps(q) + "\n")
   out = []
   for cond, ckpt, prompt in (("plain", lm, "none"), ("prompt", lm, "hhh"), ("distilled", distilled, "none")):
-    c = _load_config("sample", size)
+    c = _load_config("sample", size, p)
     with c.unlocked():
       c.checkpoint, c.prompts, c.format, c.prompt = ckpt, prompts_file, "raw", prompt
       c.prompt_max_tokens = p["prompt_tokens"] if prompt == "hhh" else 0
@@ -560,7 +574,7 @@ def sample_dialogues(size: str, p: dict, *, lm: str, distilled: str, out_dir: st
 
 
 def _eval_config(size, p, *, checkpoint, pm, suites, distilled="", conditions="plain,prompt,distilled,pm"):
-  c = _load_config("eval", size)
+  c = _load_config("eval", size, p)
   with c.unlocked():
     c.checkpoint, c.pm_checkpoint, c.distilled_checkpoint = checkpoint, pm, distilled
     c.eval.suites, c.eval.conditions = suites, conditions

@@ -57,6 +57,53 @@ def test_run_config_applies_lab_overrides():
   assert c.optim.lr == pytest.approx(2.0 * base.optim.lr)
 
 
+
+def test_gpu_preset_builds_the_paper_architectures_with_the_lab_vocabulary_in_every_stage():
+  from hhh import config as hc
+  p = lab.resolve(lab.default_config("gpu"))
+  assert p["sizes"] == ["13m", "42m", "197m"] and p["pmp_size"] == "197m" and p["truthfulqa"] is True
+  for size in p["sizes"]:
+    stages = [lab.run_config(m, a, p, steps=3) for m, a in (
+        ("pretrain", size), ("imitation", size), ("binary", size), ("preference", size), ("distill", size),
+        ("pmp", f"{size},binary,lab"), ("finetune", f"{size},lab"))]
+    stages += [lab._eval_config(size, p, checkpoint="lm", pm="pm", suites="hhh"), lab._load_config("sample", size, p)]
+    for c in stages:  # training, evaluation and sampling build one model per size: a checkpoint loads everywhere
+      arch = {k: c.model[k] for k in ("n_layers", "d_model", "n_heads")}
+      assert arch == hc.PAPER_SIZES[size] and c.model.vocab_size == 512 and c.model.dtype == "bfloat16"
+    for c in stages[:7]:
+      assert (c.train.batch_size, c.data.seq_len, c.train.grad_accum) == (64, 512, 1)
+  assert hc.load("configs/pretrain.py:13m").model.vocab_size == 65536  # the preset's value, not the size's
+  with pytest.raises(ValueError, match=r"--config.vocab_size=100 is smaller than the lab data's vocabulary "
+                                       r"\('byte': 260 ids"):
+    lab.run_config("pretrain", "13m", dict(p, vocab_size=100), steps=3)
+  # Finetuning on n comparisons runs n / batch steps: every preset's sets are whole batches, so n is what is seen.
+  for preset in ("default", "smoke", "gpu"):
+    q = lab.resolve(lab.default_config(preset))
+    assert all(n % q["batch_size"] == 0 for n in q["finetune_examples"]), preset
+    assert lab.resolve(lab.default_config(preset))["vocab_size"] == (512 if preset == "gpu" else 0)
+
+
+@pytest.mark.slow
+def test_gpu_preset_runs_end_to_end_at_13m_shrunk(tmp_path, monkeypatch):
+  # The accelerator preset's code path on this CPU: a paper-architecture model (bf16, remat, chunked loss, fsdp
+  # mesh) through every stage and the report, with the steps and the evaluation cut to what 2 cores can run.
+  monkeypatch.chdir(tmp_path)
+  c = lab.default_config("gpu")
+  c.sizes, c.pmp_size, c.batch_size, c.seq_len = "13m", "13m", 8, 32  # batch: a multiple of the 8-device fsdp mesh
+  c.pretrain_steps = c.objective_steps = c.pmp_steps = c.distill_steps = 2
+  c.finetune_examples, c.finetune_lr_factors, c.finetune_eval_examples = "8", "1", 8
+  c.compare_examples, c.eval_seq_len, c.prompt_tokens, c.hhh, c.truthfulqa = 8, 96, 512, 0, 0
+  c.toxicity_prompts, c.toxicity_samples, c.toxicity_tokens, c.dialogues = 2, 1, 4, 1
+  res = lab.run_lab(c, "runs/gpu", log=lambda s: None)
+  saved = json.loads((tmp_path / "runs" / "gpu" / "lab.json").read_text())
+  assert saved["train"]["pretrain_13m"]["step"] == 2 and saved["sizes"]["13m"] == res["sizes"]["13m"]
+  assert set(saved["objectives"]["13m"]) == set(lab_report.OBJECTIVES)
+  assert saved["pmp_heldout"]["examples"] == 8 and saved["tax"]["13m"]["n"] == 8
+  assert [d["condition"] for d in saved["dialogues"]] == ["plain", "prompt", "distilled"]
+  written = json.loads((tmp_path / "runs" / "gpu" / "runs" / "pretrain_13m" / "config.json").read_text())
+  assert written["model"]["vocab_size"] == 512 and written["model"]["d_model"] == 512
+  assert "## Paper finding vs this run" in (tmp_path / "runs" / "gpu" / "report.md").read_text()
+
 def _fake_results():
   rel = {"edges": [0, .5, 1], "count": [3, 5], "mean_prob": [.3, .8], "frequency": [.2, .9], "ece": .1, "n": 8}
   conds = {"plain": {"sum": {"overall": .5, "harmless": .5, "helpful": .5, "honest": .5, "other": .5},
