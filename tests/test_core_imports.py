@@ -12,6 +12,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLOCKED = ("tensorflow", "seqio", "tensorflow_datasets", "tensorflow_text")
 
@@ -140,11 +142,16 @@ def test_bench_runs_without_tensorflow_or_seqio(tmp_path):
     res = tmp_path / "bench.json"
     matmuls = cfg.startswith("configs/pretrain")
     out = _run(_BENCH, f"--config={cfg}", "--steps=2", "--matmul_n=64", "--config.train.batch_size=2",
-               "--config.data.seq_len=32", f"--json={res}", *(["--matmuls"] if matmuls else []))
+               "--config.data.seq_len=32", f"--json={res}", *(["--matmuls"] if matmuls else ["--rounds=2"]))
     assert "LOADED []" in out
     full = json.loads(res.read_text())
     r = full["results"][0] if "results" in full else full  # several variants or --matmuls: a dict of lists
     assert r["batch_size"] == 2 and r["seq_len"] == 32 and r["tokens_per_s"] > 0, r
+    # The CPU peak: measured at the start and, over several rounds, after each; MFU is against the best of them.
+    assert len(r["peak_measurements"]) == (1 if matmuls else 3), r
+    assert r["peak_flops_per_device"] == max(r["peak_measurements"]) and r["mfu"] == pytest.approx(
+        r["achieved_flops"] / r["peak_flops_per_device"] / r["devices"])
+    assert ("at the start and after each round" in out) != matmuls
     if matmuls:  # tiny: d_model 64, d_ff 256; 2 x 32 = 64 rows
       names = [m["matmul"] for m in full["matmuls"]]
       assert names == ["x @ wi (forward) [64,64]x[64,256]", "dy @ wi.T (input gradient) [64,256]x[256,64]",
