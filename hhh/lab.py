@@ -36,7 +36,7 @@ from typing import Callable, Optional
 
 import ml_collections
 
-from hhh import paths
+from hhh import errors, paths
 
 def default_config(preset: str = "default") -> ml_collections.ConfigDict:
   """The lab's settings of `preset` (configs/lab.py:PRESET); `--config.preset=smoke` on the command line picks it."""
@@ -110,6 +110,11 @@ def resolve(config: ml_collections.ConfigDict) -> dict:
     raise ValueError(f"--config.seeds must be >= 1 (how many times every stage runs, with seeds seed, seed+1, ...), "
                      f"got {config.seeds}")
   out["preset"] = config.preset
+  out["vocab_size"] = int(config.vocab_size)
+  if out["vocab_size"] < 0:
+    raise errors.ConfigError(f"--config.vocab_size must be 0 (each size's own) or the model's vocabulary, got "
+                             f"{config.vocab_size}")
+  _load_config("pretrain", out["sizes"][0], out)  # the model vocabulary against the data's, before any stage runs
   return out
 
 
@@ -125,7 +130,7 @@ def _load_config(module: str, arg: str, p: Optional[dict] = None) -> ml_collecti
   if vocab_size:
     needed = vocab_lib.vocab_size(c.data.vocab)
     if vocab_size < needed:
-      raise ValueError(f"--config.vocab_size={vocab_size} is smaller than the lab data's vocabulary "
+      raise errors.ConfigError(f"--config.vocab_size={vocab_size} is smaller than the lab data's vocabulary "
                        f"({c.data.vocab!r}: {needed} ids, end-of-context included)")
     with c.unlocked():
       c.model.vocab_size = vocab_size

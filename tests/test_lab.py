@@ -339,8 +339,10 @@ def test_time_left_weights_stages_by_cost_and_skips_reused_ones(tmp_path, monkey
 def test_lab_command_names_a_bad_preset_or_setting_without_a_traceback(tmp_path):
   for arg, want in (("--config.preset=huge", "unknown lab preset 'huge'"),
                     ("--config.pretrain_stepz=3", 'unknown lab setting --config.pretrain_stepz. Did you mean '
-                                                  '"pretrain_steps"')):
-    r = subprocess.run([sys.executable, "-m", "hhh.lab", f"--workdir={tmp_path / 'w'}", arg], capture_output=True,
-                       text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                                                  '"pretrain_steps"'),
+                    ("--config.preset=gpu --config.vocab_size=100", "--config.vocab_size=100 is smaller than the "
+                                                                     "lab data's vocabulary ('byte': 260 ids")):
+    r = subprocess.run([sys.executable, "-m", "hhh.lab", f"--workdir={tmp_path / 'w'}", *arg.split()],
+                       capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert r.returncode != 0 and want in r.stderr and "Traceback" not in r.stderr, r.stderr
   assert not (tmp_path / "w").exists()
