@@ -126,12 +126,12 @@ def _load_config(module: str, arg: str, p: Optional[dict] = None) -> ml_collecti
   from hhh import config as hc  # pylint: disable=g-import-not-at-top
   from hhh.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
   c = hc.load(f"{module}:{arg}")
-  vocab_size = int((p or {}).get("vocab_size", 0) or 0)
+  vocab_size = int((p or {}).get("vocab_size", 0))
   if vocab_size:
     needed = vocab_lib.vocab_size(c.data.vocab)
     if vocab_size < needed:
       raise errors.ConfigError(f"--config.vocab_size={vocab_size} is smaller than the lab data's vocabulary "
-                       f"({c.data.vocab!r}: {needed} ids, end-of-context included)")
+                               f"({c.data.vocab!r}: {needed} ids, end-of-context included)")
     with c.unlocked():
       c.model.vocab_size = vocab_size
   return c
