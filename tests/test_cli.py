@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+import conftest
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # Each command and flags of its own that --help must show (absl commands: with their help text).
@@ -59,7 +61,8 @@ _CLOUD_TPU_INIT_VARS = ("GRPC_VERBOSITY", "ENABLE_RUNTIME_UPTIME_TELEMETRY", "TE
 def _newcomer_env(tmp_path):
   """The environment of a first run: none of the test set-up's JAX/TF settings, a private temporary directory."""
   env = dict(os.environ)
-  for k in ("JAX_PLATFORMS", "TF_CPP_MIN_LOG_LEVEL", "XLA_FLAGS", "HHH_QUIET", "ALLOW_MULTIPLE_LIBTPU_LOAD"):
+  for k in ("JAX_PLATFORMS", "TF_CPP_MIN_LOG_LEVEL", "XLA_FLAGS", "HHH_QUIET", "ALLOW_MULTIPLE_LIBTPU_LOAD",
+            *conftest.CACHE_VARS):  # nor the test run's compilation cache: a newcomer compiles everything
     env.pop(k, None)
   # Set inside this pytest process once any test imported libtpu (`import libtpu` exports TPU_LIBRARY_PATH) or
   # JAX's cloud_tpu_init ran; a newcomer's shell has none of them, and TPU_LIBRARY_PATH means "I want libtpu".

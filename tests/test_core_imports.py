@@ -14,6 +14,8 @@ import textwrap
 
 import pytest
 
+import conftest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLOCKED = ("tensorflow", "seqio", "tensorflow_datasets", "tensorflow_text")
 
@@ -83,6 +85,10 @@ _CORE = _BLOCKER + textwrap.dedent("""
 def _env():
   env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
   env.pop("XLA_FLAGS", None)  # one CPU device is enough
+  # Nor the test run's compilation cache (tests/conftest.py): JAX's cache directory goes through etils.epath, which
+  # probes for TensorFlow, and that probe is JAX's, not the core's.
+  for k in conftest.CACHE_VARS:
+    env.pop(k, None)
   return env
 
 

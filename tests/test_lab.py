@@ -174,7 +174,7 @@ def test_missing_bigbench_says_how_to_get_it(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-def test_smoke_preset_end_to_end(tmp_path, monkeypatch):
+def test_smoke_preset_end_to_end(tmp_path, monkeypatch, no_session_compile_cache):  # the lab's own cache
   # As the README runs it: a relative workdir (orbax needs absolute paths: the lab must resolve it).
   monkeypatch.chdir(tmp_path)
   c = lab.default_config("smoke")
