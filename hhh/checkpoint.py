@@ -15,7 +15,9 @@ import dataclasses
 import errno
 import json
 import logging
+import os
 import shutil
+import sys
 from typing import Any, Callable, Optional
 
 import jax
@@ -61,6 +63,38 @@ def all_finite(tree) -> jax.Array:
 def _short(exc: BaseException, limit: int = 300) -> str:
   text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
   return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _is_late_read_of_a_failed_restore(unraisable) -> bool:
+  if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
+    return True  # a TensorStore read completing into orbax's closed event loop
+  code = getattr(unraisable.object, "cr_code", None)  # an orbax read coroutine whose error nobody awaited
+  return code is not None and f"{os.sep}orbax{os.sep}checkpoint{os.sep}" in code.co_filename
+
+
+def _quiet_late_reads_of_failed_restores():
+  """After a restore fails, orbax has closed its event loop while TensorStore reads of the same checkpoint may still
+  be in flight. Each that completes later calls back into the closed loop ("RuntimeError: Event loop is closed"), and
+  each sibling read that failed too is a coroutine whose exception nobody awaited ("Exception ignored in: <coroutine
+  object _read_array_index_and_device_put>" with TensorStore's whole spec): Python prints every one on stderr, tens
+  of KB interleaved, after the run has already reported the checkpoint unusable and moved on. They say nothing
+  new: the checkpoint is reported (its first error) and skipped. From the first failed restore on, this process's
+  unraisable-exception hook drops exactly those two kinds and passes every other one to the hook it replaced, and
+  the asyncio logger drops the failed gather of those reads; the run's own WARNING lines are unchanged
+  (tests/test_faults.py::test_a_corrupt_checkpoint_on_the_command_line_is_one_warning_and_no_tracebacks)."""
+  previous = sys.unraisablehook
+  if getattr(previous, "hhh_quiet_late_reads", False):
+    return
+  # The failed gather of those reads, garbage-collected later, is logged by asyncio ("exception was never retrieved").
+  logging.getLogger("asyncio").addFilter(
+      lambda r: not ("never retrieved" in str(r.msg) and "while reading array index" in r.getMessage()))
+
+  def hook(unraisable):
+    if not _is_late_read_of_a_failed_restore(unraisable):
+      previous(unraisable)
+
+  hook.hhh_quiet_late_reads = True
+  sys.unraisablehook = hook
 
 
 def abstract_with_shardings(abstract_tree, shardings):
@@ -137,6 +171,7 @@ class Checkpointer:
         if reason:
           raise ValueError(reason)
       except Exception as e:  # pylint: disable=broad-except  (any failure to read back = this checkpoint is unusable)
+        _quiet_late_reads_of_failed_restores()
         broken.append((step, _short(e)))
         log(f"WARNING: checkpoint {self.directory / str(step)} cannot be used: {_short(e)}")
         continue
