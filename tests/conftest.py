@@ -48,11 +48,9 @@ def no_session_compile_cache(monkeypatch):
   from jax._src import compilation_cache as cc  # pylint: disable=g-import-not-at-top
   for k in CACHE_VARS:
     monkeypatch.delenv(k, raising=False)
-  before = {k: getattr(jax.config, k) for k in ("jax_compilation_cache_dir", "jax_compilation_cache_max_size",
-                                                 "jax_persistent_cache_min_compile_time_secs")}
+  before = jax.config.jax_compilation_cache_dir
   jax.config.update("jax_compilation_cache_dir", None)
   cc.reset_cache()
   yield
-  for k, v in before.items():
-    jax.config.update(k, v)
+  jax.config.update("jax_compilation_cache_dir", before)
   cc.reset_cache()
