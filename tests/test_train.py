@@ -1,5 +1,6 @@
 """The trainer: sharded == unsharded, exact resume after SIGTERM, init_from, accumulation, loss falls, clear errors."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -93,6 +94,51 @@ def test_gradient_accumulation_matches_one_big_batch():
   assert outs[0][1] == pytest.approx(outs[1][1], rel=1e-5)
   for a, b in zip(jax.tree.leaves(outs[0][0]), jax.tree.leaves(outs[1][0])):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1.5e-5)
+
+
+def test_preference_accumulation_matches_one_batch_and_the_cpu_size_accumulates():
+  """Ranked preference at grad_accum 4 == one batch when every comparison has the same number of valid pairs (all K=4
+  responses valid, distinct ranks: 6 pairs each), and the `cpu` size's default (4 comparisons per device per
+  microbatch; configs/preference.py) resolves to 4 microbatches on one device and 2 on two."""
+  from hhh import objectives  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location("preference_config", os.path.join(REPO, "configs", "preference.py"))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  cpu = mod.get_config("cpu")
+  assert [train.resolve_grad_accum(cpu, sharding.make_mesh(cpu.mesh, jax.devices()[:n])) for n in (1, 2)] == [4, 2]
+
+  rng = np.random.default_rng(0)
+  b, k = 8, 4
+  batch_np = {"tokens": rng.integers(3, 40, (b, k, L)).astype(np.int32),
+              "response_start": np.full((b, k), L // 2, np.int32),
+              "eoc_index": rng.integers(L // 2, L, (b, k)).astype(np.int32),
+              "score": np.stack([rng.permutation(k) for _ in range(b)]).astype(np.float32),
+              "valid": np.ones((b, k), np.float32)}
+  outs = []
+  for accum in (1, 4):
+    c = tiny_config(grad_accum=accum)
+    c.objective = objectives.default_config("preference")
+    c.model.score_head = True
+    c.data.num_responses = k
+    setup = train.build(c, jax.devices()[:2])
+    state = train.init_state(setup, jax.random.key(0))
+    batch = train.global_batch(setup, batch_np)
+    step, history = train.jit_train_step(setup, batch), []
+    with sharding.activate(setup.mesh, setup.rules):
+      for _ in range(3):  # the score head starts at zero and the lr warms up from 0: pair losses are log 2 at first
+        state, metrics = step(state, batch, jax.random.key(1), None)
+        history.append(jax.device_get(metrics))
+    outs.append((jax.device_get(state.params), history))
+  (p1, h1), (p4, h4) = outs
+  assert h1[-1]["loss"] < h1[0]["loss"] == pytest.approx(np.log(2))
+  for m1, m4 in zip(h1, h4):
+    for key in ("loss", "accuracy", "grad_norm"):
+      assert m1[key] == pytest.approx(m4[key], rel=1e-5), key
+  # The score head's bias cancels in every r_better - r_worse: its gradient is 0 up to reduction order, which Adam
+  # turns into +-lr updates of either sign. Every other parameter must agree.
+  p1["score_head"].pop("bias"), p4["score_head"].pop("bias")
+  for a, b_ in zip(jax.tree.leaves(p1), jax.tree.leaves(p4)):
+    np.testing.assert_allclose(a, b_, rtol=1e-4, atol=1.5e-5)
 
 
 def test_sigterm_then_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):

@@ -13,14 +13,16 @@ synthetic batches of the objective's feature family, so the number measures the 
 pipeline (tools/bench_data.py does that). Memory: the device's peak bytes in use on GPU/TPU, the process's maximum
 resident set size on CPU.
 
-`--attention` / `--remat` take comma-separated values (model.attention, model.remat): every combination is a
-variant. `--torch_python` runs ../shared/bench/torch_ref.py (a HF GPT-NeoX model of the same shape, in its own venv:
-`python3 -m venv torchref && torchref/bin/pip install torch transformers`; never a project dependency) in the same
-run, alternating with the hhh variants for `--rounds` rounds, and reports medians and the ratio.
+`--attention` / `--remat` / `--grad_accum` take comma-separated values (model.attention, model.remat,
+train.grad_accum): every combination is a variant. `--torch_python` runs ../shared/bench/torch_ref.py (a HF
+GPT-NeoX model of the same shape, in its own venv: `python3 -m venv torchref && torchref/bin/pip install torch
+transformers`; never a project dependency) in the same run, alternating with the hhh variants for `--rounds`
+rounds, and reports medians and the ratio.
 
-`--matmuls` also times the step's MLP weight matmuls alone (forward, input gradient, weight gradient at
-batch x seq rows, fp32) with XLA and, with `--torch_python`, with PyTorch, alternating for `--rounds` rounds: how much
-of a gap to the reference is the matmul kernel itself rather than the rest of the step.
+`--matmuls` also times the step's MLP weight matmuls alone (forward, input gradient, weight gradient at the
+microbatch's rows, batch / grad_accum x seq, for each variant's grad_accum; fp32) with XLA and, with
+`--torch_python`, with PyTorch, alternating for `--rounds` rounds: how much of a gap to the reference is the matmul
+kernel itself rather than the rest of the step.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ _ROUNDS = flags.DEFINE_integer("rounds", 1, "Rounds; with --torch_python the var
                                "and medians over rounds are reported.")
 _ATTENTION = flags.DEFINE_list("attention", [], "model.attention values to sweep (default: the config's).")
 _REMAT = flags.DEFINE_list("remat", [], "model.remat values to sweep (default: the config's).")
+_GRAD_ACCUM = flags.DEFINE_list("grad_accum", [], "train.grad_accum values to sweep (microbatches per step; default: "
+                                "the config's).")
 _MATMUL_N = flags.DEFINE_integer("matmul_n", 2048, "Matrix size of the CPU peak-FLOP/s measurement.")
 _TORCH_PYTHON = flags.DEFINE_string("torch_python", "", "Python of a venv with torch + transformers: run the PyTorch "
                                     "reference of the same shape side by side.")
@@ -74,10 +78,11 @@ print(json.dumps({"seconds": out, "torch": torch.__version__, "threads": torch.g
 """
 
 
-def matmul_shapes(config) -> list[list]:
-  """[name, stored a shape, stored b shape, transpose a, transpose b] of the MLP's matmuls in one training step."""
+def matmul_shapes(config, grad_accum: int = 1) -> list[list]:
+  """[name, stored a shape, stored b shape, transpose a, transpose b] of the MLP's matmuls in one microbatch of a
+  training step (the whole batch when grad_accum is 1)."""
   m = config.model
-  rows = int(config.train.batch_size) * int(config.data.seq_len)
+  rows = int(config.train.batch_size) // grad_accum * int(config.data.seq_len)
   if _family(config) == "comparison":
     rows *= int(config.data.num_responses)
   d, f = int(m.d_model), int(m.d_ff) or 4 * int(m.d_model)
@@ -109,9 +114,10 @@ def time_matmuls_xla(shapes) -> dict:
   return out
 
 
-def run_matmuls(config) -> list[dict]:
-  """GFLOP/s of each matmul shape: medians over --rounds rounds of XLA and (alternating) PyTorch."""
-  shapes = matmul_shapes(config)
+def run_matmuls(config, accums=(1,)) -> list[dict]:
+  """GFLOP/s of each matmul shape (at the microbatch of each grad_accum in `accums`): medians over --rounds rounds
+  of XLA and (alternating) PyTorch."""
+  shapes = [s for g in sorted(set(accums)) for s in matmul_shapes(config, g)]
   xla, ref = [], []
   for _ in range(_ROUNDS.value):
     xla.append(time_matmuls_xla(shapes))
@@ -242,17 +248,22 @@ def run_torch(config) -> dict:
 def variants(config) -> list[tuple[str, object]]:
   attn = _ATTENTION.value or [None]
   remat = _REMAT.value or [None]
+  accum = [int(x) for x in _GRAD_ACCUM.value] or [None]
   out = []
   for a in attn:
     for r in remat:
-      c = config.copy_and_resolve_references()
-      with c.unlocked():
-        if a is not None:
-          c.model.attention = a
-        if r is not None:
-          c.model.remat = r
-      label = ", ".join(x for x in (f"attention={a}" if a else "", f"remat={r}" if r else "") if x) or "config"
-      out.append((label, c))
+      for g in accum:
+        c = config.copy_and_resolve_references()
+        with c.unlocked():
+          if a is not None:
+            c.model.attention = a
+          if r is not None:
+            c.model.remat = r
+          if g is not None:
+            c.train.grad_accum = g
+        label = ", ".join(x for x in (f"attention={a}" if a else "", f"remat={r}" if r else "",
+                                      f"grad_accum={g}" if g is not None else "") if x) or "config"
+        out.append((label, c))
   return out
 
 
@@ -329,7 +340,7 @@ def main(_):
     print(f"PyTorch reference ({torch_rounds[0]['impl']}, {torch_rounds[0]['device']}, torch "
           f"{torch_rounds[0]['torch']}, {torch_rounds[0]['threads']} threads): "
           + ", ".join(f"{t['tokens_per_s']:,.0f}" for t in torch_rounds) + " tokens/s per round")
-  matmuls = run_matmuls(config) if _MATMULS.value else None
+  matmuls = run_matmuls(config, [v.setup.grad_accum for v in runs]) if _MATMULS.value else None
   if _JSON.value:
     out = {"results": results, "torch": torch_rounds, "torch_command": torch_command(config) if torch_rounds else None}
     if matmuls is not None:
