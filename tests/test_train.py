@@ -1,6 +1,5 @@
 """The trainer: sharded == unsharded, exact resume after SIGTERM, init_from, accumulation, loss falls, clear errors."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -101,10 +100,7 @@ def test_preference_accumulation_matches_one_batch_and_the_cpu_size_accumulates(
   responses valid, distinct ranks: 6 pairs each), and the `cpu` size's default (4 comparisons per device per
   microbatch; configs/preference.py) resolves to 4 microbatches on one device and 2 on two."""
   from hhh import objectives  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location("preference_config", os.path.join(REPO, "configs", "preference.py"))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  cpu = mod.get_config("cpu")
+  cpu = hc.load("configs/preference.py:cpu")
   assert [train.resolve_grad_accum(cpu, sharding.make_mesh(cpu.mesh, jax.devices()[:n])) for n in (1, 2)] == [4, 2]
 
   rng = np.random.default_rng(0)

@@ -27,6 +27,7 @@ kernel itself rather than the rest of the step.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import resource
@@ -246,24 +247,18 @@ def run_torch(config) -> dict:
 
 
 def variants(config) -> list[tuple[str, object]]:
-  attn = _ATTENTION.value or [None]
-  remat = _REMAT.value or [None]
-  accum = [int(x) for x in _GRAD_ACCUM.value] or [None]
+  """Every combination of the swept settings (a value None: the config's own)."""
+  sweeps = [("model.attention", _ATTENTION.value or [None]), ("model.remat", _REMAT.value or [None]),
+            ("train.grad_accum", [int(x) for x in _GRAD_ACCUM.value] or [None])]
   out = []
-  for a in attn:
-    for r in remat:
-      for g in accum:
-        c = config.copy_and_resolve_references()
-        with c.unlocked():
-          if a is not None:
-            c.model.attention = a
-          if r is not None:
-            c.model.remat = r
-          if g is not None:
-            c.train.grad_accum = g
-        label = ", ".join(x for x in (f"attention={a}" if a else "", f"remat={r}" if r else "",
-                                      f"grad_accum={g}" if g is not None else "") if x) or "config"
-        out.append((label, c))
+  for values in itertools.product(*(vals for _, vals in sweeps)):
+    set_ = [(key, v) for (key, _), v in zip(sweeps, values) if v is not None]
+    c = config.copy_and_resolve_references()
+    with c.unlocked():
+      for key, v in set_:
+        section, field = key.split(".")
+        c[section][field] = v
+    out.append((", ".join(f"{key.split('.')[1]}={v}" for key, v in set_) or "config", c))
   return out
 
 
