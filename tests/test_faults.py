@@ -317,6 +317,36 @@ def test_a_corrupt_checkpoint_on_the_command_line_is_one_warning_and_no_tracebac
     assert noise not in proc.stderr, proc.stderr[:3000]
 
 
+def test_late_reads_are_quieted_before_the_first_restore_not_after_a_failure(tmp_path, monkeypatch):
+  # orbax closes its event loop inside the failing restore call, so a TensorStore read can land in the closed loop
+  # before the exception reaches restore_latest's handler: the quieting hook must already be in place then.
+  shown = []
+  monkeypatch.setattr(sys, "unraisablehook", shown.append)
+  checkpointer = ckpt_lib.Checkpointer(str(tmp_path), every=1, keep=2, async_save=False)
+  hook_at_restore = []
+
+  def failing_restore(step, abstract_state):
+    hook_at_restore.append(getattr(sys.unraisablehook, "hhh_quiet_late_reads", False))
+    raise ValueError(f"step {step} is damaged")
+
+  monkeypatch.setattr(checkpointer, "all_steps", lambda: [2, 4])
+  monkeypatch.setattr(checkpointer, "restore", failing_restore)
+  with pytest.raises(ckpt_lib.CorruptCheckpointError, match=r"step 4: ValueError: step 4 is damaged; step 2: "):
+    checkpointer.restore_latest(None, log=lambda _: None)
+  assert hook_at_restore == [True, True]
+
+  def unraisable(exc, obj=None):
+    return type("Unraisable", (), dict(exc_type=type(exc), exc_value=exc, exc_traceback=None, err_msg=None,
+                                       object=obj))()
+
+  late_read = unraisable(RuntimeError("Event loop is closed"))  # TensorStore writes it with no object
+  other = unraisable(RuntimeError("something else"))
+  sys.unraisablehook(late_read)
+  sys.unraisablehook(other)
+  assert shown == [other]  # only the late read is dropped; everything else reaches the hook it replaced
+  checkpointer.close()
+
+
 def test_when_no_checkpoint_restores_the_error_lists_each_and_moves_nothing(tmp_path):
   work = str(tmp_path)
   train.train(tiny_config(steps=4, checkpoint_every=2), work, train_batches=lm_batches())
