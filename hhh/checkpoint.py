@@ -78,13 +78,12 @@ def _quiet_late_reads_of_failed_restores():
   each sibling read that failed too is a coroutine whose exception nobody awaited ("Exception ignored in: <coroutine
   object _read_array_index_and_device_put>" with TensorStore's whole spec): Python prints every one on stderr, tens
   of KB interleaved, after the run has already reported the checkpoint unusable and moved on. They say nothing
-  new: the checkpoint is reported (its first error) and skipped. From the first restore attempt on, this process's
-  unraisable-exception hook drops exactly those two kinds and passes every other one to the hook it replaced, and
-  the asyncio logger drops the failed gather of those reads; the run's own WARNING lines are unchanged
-  (tests/test_faults.py::test_a_corrupt_checkpoint_on_the_command_line_is_one_warning_and_no_tracebacks).
-  `restore_latest` installs it before its first restore, not after a failure: orbax closes its loop inside the
-  failing restore call, and a read landing in the moment before the exception reached our handler was printed (seen
-  in a CI run of 2026-12-03)."""
+  new: the checkpoint is reported (its first error) and skipped. From the first restore attempt on (not the first
+  failure: orbax closes its loop inside the failing call, before the error reaches restore_latest; a read landing in
+  between was printed in a CI run of 2026-12-03), this process's unraisable-exception hook drops exactly those two
+  kinds and passes every other one to the hook it replaced, and the asyncio logger drops the failed gather of those
+  reads; the run's own WARNING lines are unchanged
+  (tests/test_faults.py::test_a_corrupt_checkpoint_on_the_command_line_is_one_warning_and_no_tracebacks)."""
   previous = sys.unraisablehook
   if getattr(previous, "hhh_quiet_late_reads", False):
     return

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import types
 
 import numpy as np
 import pytest
@@ -335,11 +336,10 @@ def test_late_reads_are_quieted_before_the_first_restore_not_after_a_failure(tmp
     checkpointer.restore_latest(None, log=lambda _: None)
   assert hook_at_restore == [True, True]
 
-  def unraisable(exc, obj=None):
-    return type("Unraisable", (), dict(exc_type=type(exc), exc_value=exc, exc_traceback=None, err_msg=None,
-                                       object=obj))()
+  def unraisable(exc):  # what sys.unraisablehook receives; TensorStore writes its late reads with no object
+    return types.SimpleNamespace(exc_type=type(exc), exc_value=exc, exc_traceback=None, err_msg=None, object=None)
 
-  late_read = unraisable(RuntimeError("Event loop is closed"))  # TensorStore writes it with no object
+  late_read = unraisable(RuntimeError("Event loop is closed"))
   other = unraisable(RuntimeError("something else"))
   sys.unraisablehook(late_read)
   sys.unraisablehook(other)
