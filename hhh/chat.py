@@ -124,6 +124,8 @@ def run_chat(config, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, *, 
   stdout.write(f"hhh.chat: {info['checkpoint']} ({config.size}), shared prompt {info['prompt']} "
                f"({sampler.prefix_len} tokens). Commands: {COMMANDS}. End of input leaves.\n")
   interactive = stdin.isatty()
+  if hasattr(stdin, "reconfigure"):  # bytes that are not UTF-8 become lone surrogates, refused line by line below
+    stdin.reconfigure(errors="surrogateescape")
   while True:
     if interactive:
       stdout.write("Human: ")
@@ -135,6 +137,9 @@ def run_chat(config, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, *, 
       return 0
     line = line.rstrip("\n")
     if not line.strip():
+      continue
+    if any("\udc80" <= c <= "\udcff" for c in line):
+      stdout.write("(ignored a line that is not valid UTF-8)\n")
       continue
     if not interactive:  # echo the message, so a piped session reads as a dialogue
       stdout.write(f"Human: {line}\n")

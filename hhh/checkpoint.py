@@ -200,6 +200,17 @@ class Checkpointer:
     self.manager.reload()
     return dest
 
+  def partial_saves(self) -> list[str]:
+    """Folders of saves that never completed (orbax writes `<step>.orbax-checkpoint-tmp*` and renames it when whole)
+    for steps after the newest complete checkpoint: this run's, as the workdir lock is held."""
+    latest = self.latest_step() or 0
+    out = []
+    for p in sorted(self.directory.iterdir()) if self.directory.exists() else []:
+      step = p.name.split(".", 1)[0]
+      if ".orbax-checkpoint-tmp" in p.name and step.isdigit() and int(step) > latest:
+        out.append(str(p))
+    return out
+
   def reached_preemption(self, step: int) -> bool:
     return self.manager.reached_preemption(step)
 
@@ -210,25 +221,50 @@ class Checkpointer:
     self.manager.close()
 
 
-def _state_item_dir(path: str, what: str = "init_from") -> epath.Path:
-  """Accepts a run's workdir, its checkpoints/ folder, a step folder, or the step's state/ item folder. `what`
-  names the setting that gave `path` in errors."""
+def _has_state(p: epath.Path) -> bool:
+  return (p / "_METADATA").exists() or (p / "_CHECKPOINT_METADATA").exists() or (p / "manifest.ocdbt").exists()
+
+
+def remove_partial_saves(checkpointer: Checkpointer) -> list[str]:
+  """Removes `checkpointer.partial_saves()` (after a failed save, e.g. a full disk); returns their names."""
+  removed = []
+  try:
+    checkpointer.manager.reload()
+    for p in checkpointer.partial_saves():
+      shutil.rmtree(p, ignore_errors=True)
+      removed.append(os.path.basename(p))
+  except OSError:
+    pass
+  return removed
+
+
+def _state_items(path: str, what: str = "init_from") -> list[epath.Path]:
+  """The orbax state item folders at `path`, newest first. A run's workdir (or its checkpoints/ folder) gives each
+  complete step: a step folder without a written state item (a stray or half-made folder, an orbax tmp folder) is
+  passed over, as the trainer's manager does. A step folder or its state/ folder gives itself. `what` names the
+  setting that gave `path` in errors."""
   p = epath.Path(paths.resolve(path))
   if not p.exists():
     raise CheckpointNotFoundError(f"{what}: {path} does not exist")
   if (p / "checkpoints").is_dir():
     p = p / "checkpoints"
   steps = sorted(int(c.name) for c in p.iterdir() if c.is_dir() and c.name.isdigit()) if p.is_dir() else []
-  if steps:
-    p = p / str(steps[-1])
-  if (p / STATE).is_dir():
-    p = p / STATE
-  if not (p / "_METADATA").exists() and not (p / "_CHECKPOINT_METADATA").exists() and not (
-      p / "manifest.ocdbt").exists():
+  items = [p / str(s) / STATE for s in reversed(steps)] if steps else [p / STATE if (p / STATE).is_dir() else p]
+  items = [i for i in items if _has_state(i)]
+  if not items:
     raise CheckpointNotFoundError(
         f"{what}: no checkpoint found at {path} (looked for a workdir with checkpoints/<step>/state, "
         f"a step folder, or an orbax state folder)")
-  return p
+  return items
+
+
+def _state_item_dir(path: str, what: str = "init_from") -> epath.Path:
+  """The newest complete state item folder at `path` (see `_state_items`)."""
+  return _state_items(path, what)[0]
+
+
+def _warn(line: str) -> None:
+  print(line, file=sys.stderr, flush=True)
 
 
 def run_model_config(path: str, what: str = "checkpoint") -> Optional[dict]:
@@ -279,18 +315,48 @@ def _saved_params(checkpointer, item) -> dict:
 
 
 def saved_param_names(path: str, what: str = "init_from") -> list[str]:
-  """'/'-joined names of the parameters in the checkpoint at `path` (a workdir, checkpoints/ or a step folder)."""
-  return ["/".join(n) for n in _saved_params(ocp.PyTreeCheckpointer(), _state_item_dir(path, what))]
+  """'/'-joined names of the parameters in the newest checkpoint at `path` (a workdir, checkpoints/ or a step folder)
+  whose metadata reads back."""
+  checkpointer, errors = ocp.PyTreeCheckpointer(), []
+  for item in _state_items(path, what):
+    try:
+      return ["/".join(n) for n in _saved_params(checkpointer, item)]
+    except Exception as e:  # pylint: disable=broad-except  (unreadable metadata: the next older one is tried)
+      errors.append(f"{item.parent.name}: {_short(e)}")
+  raise CorruptCheckpointError(f"{what}: no checkpoint at {path} can be read ({'; '.join(errors)})")
 
 
-def load_params(path: str, params, shardings, what: str = "init_from"):
+def load_params(path: str, params, shardings, what: str = "init_from", *, log: Callable[[str], None] = _warn):
   """Loads the parameters that exist in the checkpoint at `path` onto `shardings`; the rest keep `params`.
 
-  Returns (params, loaded, fresh) where `loaded`/`fresh` are lists of '/'-joined parameter names. A parameter
-  present in both with a different shape is an error (it cannot be meant as the same parameter).
+  The trainer's rule for a damaged run: the newest checkpoint that reads back whole is used, each newer one that
+  does not is reported with one WARNING line (on stderr by default) naming it and the step used instead; nothing is
+  moved (evaluation, sampling and export only read a run). Returns (params, loaded, fresh) where `loaded`/`fresh`
+  are lists of '/'-joined parameter names. A parameter present in both with a different shape is an error (it
+  cannot be meant as the same parameter).
   """
-  item = _state_item_dir(path, what)
-  checkpointer = ocp.PyTreeCheckpointer()
+  checkpointer, broken = ocp.PyTreeCheckpointer(), []
+  _quiet_late_reads_of_failed_restores()
+  for item in _state_items(path, what):
+    try:
+      out = _load_item(checkpointer, item, params, shardings, what)
+    except _ShapeMismatch as e:  # the wrong model for this run, not a damaged checkpoint
+      raise ValueError(str(e)) from None
+    except Exception as e:  # pylint: disable=broad-except  (any failure to read back = this checkpoint is unusable)
+      broken.append(f"{item.parent.name}: {_short(e)}")
+      log(f"WARNING: checkpoint {item.parent} cannot be used: {_short(e)}")
+      continue
+    if broken:
+      log(f"WARNING: {what}: using the previous complete checkpoint {item.parent}")
+    return out
+  raise CorruptCheckpointError(f"{what}: no checkpoint at {path} can be restored ({'; '.join(broken)})")
+
+
+class _ShapeMismatch(Exception):
+  """A saved parameter whose shape differs from the model's (load_params re-raises it as a ValueError)."""
+
+
+def _load_item(checkpointer, item, params, shardings, what):
   src = _saved_params(checkpointer, item)
   dst = flatten(params)
   dst_sh = flatten(shardings)
@@ -299,7 +365,7 @@ def load_params(path: str, params, shardings, what: str = "init_from"):
     if name in src:
       src_shape = tuple(getattr(src[name], "shape", ()) or ())
       if src_shape != tuple(value.shape):
-        raise ValueError(f"{what}: parameter {'/'.join(name)} has shape {src_shape} in {item} but "
+        raise _ShapeMismatch(f"{what}: parameter {'/'.join(name)} has shape {src_shape} in {item} but "
                          f"{tuple(value.shape)} in this model")
       wanted[name] = jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=dst_sh[name])
     else:

@@ -203,6 +203,7 @@ def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None, *,
   if any(a in _HELP + _HELPFULL for a in args):
     status = print_help(module, argv, full=any(a in _HELPFULL for a in args), config_example=config_example)
     sys.exit(status)
+  _check_config_files(module, argv)
   from absl import app  # pylint: disable=g-import-not-at-top
   started = []
   inner = _user_errors_without_traceback(main, _command_name(module))
@@ -221,6 +222,30 @@ def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None, *,
     sys.exit(2)
 
 
+def _check_config_files(module: str, argv: Sequence[str]) -> None:
+  """A --config=FILE:ARG that cannot load (no such file, an unknown size) is one error line and status 2: absl would
+  print the loader's traceback inside its own, or ml_collections defer the failure to the config's first use."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flag_module = sys.argv[0] if module == "__main__" and sys.argv else module
+  args = _help_args(argv)
+  for f in _config_flags(flags.FLAGS.get_key_flags_for_module(flag_module)):
+    if not _is_file_flag(f):
+      continue
+    specs = [a.split("=", 1)[1] for a in args if a.startswith(f"--{f.name}=")]
+    specs += [args[i + 1] for i, a in enumerate(args[:-1]) if a == f"--{f.name}"]
+    for spec in specs:
+      try:
+        path = spec.partition(":")[0]
+        if not os.path.isfile(path):  # absl loads the path as given, from the current directory
+          from hhh.config import CONFIGS_DIR  # pylint: disable=g-import-not-at-top
+          raise FileNotFoundError(f"config file {path!r} not found from the current directory {os.getcwd()} (the "
+                                  f"project's configs are in {CONFIGS_DIR})")
+        _load_config_file(spec)
+      except Exception as e:  # pylint: disable=broad-except  (any failure to load is the user's to fix)
+        print(f"{_command_name(module)}: error: --{f.name}={spec}: {_message(e)}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
 def _user_errors_without_traceback(main, command: str):
   """Errors that explain themselves (hhh.errors.UserError) end the command with one line and status 1."""
   from hhh.errors import UserError  # pylint: disable=g-import-not-at-top
@@ -228,6 +253,11 @@ def _user_errors_without_traceback(main, command: str):
   def wrapped(argv):
     try:
       return main(argv)
+    except BrokenPipeError:
+      # The reader of stdout went away (`... | head -1`): stop quietly as a Unix tool killed by SIGPIPE does (status
+      # 141), with stdout pointed at /dev/null so the interpreter's final flush cannot raise again.
+      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+      sys.exit(128 + 13)
     except UserError as e:
       if os.environ.get("HHH_TRACEBACK", "0").strip().lower() in ("1", "true", "yes", "on"):
         raise

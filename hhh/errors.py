@@ -11,3 +11,7 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
   """A config value that cannot work; the message names the key."""
+
+
+class DataError(UserError, ValueError):
+  """Data that cannot be used (missing files, no records left after the counted exclusions); the message names it."""

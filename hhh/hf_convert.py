@@ -228,6 +228,8 @@ def tensors(arch: str, m: dict, *, score_head: bool = False) -> list:
     add(("position_embedding",), f"{base}.wpe.weight", layer=False)
     add(("final_norm", "scale"), f"{base}.ln_f.weight", layer=False)
     add(("final_norm", "bias"), f"{base}.ln_f.bias", layer=False)
+    if not score_head and not m["tie_embeddings"]:  # GPT-2 with tie_word_embeddings=False keeps its own lm_head
+      add(("unembedding", "kernel"), "lm_head.weight", _t, _t, layer=False)
   if score_head:
     add(("score_head", "kernel"), "score.weight", _t, _t, layer=False)
   return out
@@ -261,15 +263,23 @@ class SafetensorsReader:
     index = os.path.join(directory, "model.safetensors.index.json")
     single = os.path.join(directory, "model.safetensors")
     if os.path.isfile(index):
-      with open(index) as f:
-        weight_map = json.load(f)["weight_map"]
+      weight_map = _read_json(index).get("weight_map")
+      if not isinstance(weight_map, dict):
+        raise ConfigError(f"{index}: no \"weight_map\" object (is it a safetensors index?)")
       files = sorted(set(weight_map.values()))
     elif os.path.isfile(single):
       files, weight_map = ["model.safetensors"], None
     else:
       raise ConfigError(f"no model.safetensors or model.safetensors.index.json in {directory} (PyTorch .bin "
                         f"checkpoints are not read: save with safe_serialization=True)")
-    self._open = lambda f: safe_open(os.path.join(directory, f), framework="numpy")  # noqa: E731
+    def open_file(f):
+      path = os.path.join(directory, f)
+      try:
+        return safe_open(path, framework="numpy")
+      except Exception as e:  # pylint: disable=broad-except  (safetensors' error for a cut or foreign file)
+        raise ConfigError(f"{path} is not a readable safetensors file ({_first_line(e)}): is it complete?") from None
+
+    self._open = open_file
     if weight_map is None:
       with self._open(files[0]) as h:
         weight_map = {k: files[0] for k in h.keys()}
@@ -284,7 +294,26 @@ class SafetensorsReader:
     # Opened per tensor: the file's mapping is released right after the copy, so the pages read do not stay in this
     # process's resident memory for the whole import.
     with self._open(self.weight_map[name]) as h:
-      return h.get_tensor(name)
+      try:
+        return h.get_tensor(name)
+      except Exception as e:  # pylint: disable=broad-except  (data cut short after a whole header)
+        raise ConfigError(f"{self.weight_map[name]}: tensor {name} cannot be read ({_first_line(e)}): is the file "
+                          f"complete?") from None
+
+
+def _first_line(e: BaseException) -> str:
+  return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _read_json(path: str) -> dict:
+  try:
+    with open(path, encoding="utf-8") as f:
+      out = json.load(f)
+  except (ValueError, UnicodeDecodeError) as e:
+    raise ConfigError(f"{path} is not valid JSON ({_first_line(e)})") from None
+  if not isinstance(out, dict):
+    raise ConfigError(f"{path} is not a JSON object")
+  return out
 
 
 def _hf_name(arch: str, name: str, names: set) -> str:
@@ -319,16 +348,46 @@ def read_hf_config(directory: str) -> dict:
   path = os.path.join(directory, "config.json")
   if not os.path.isfile(path):
     raise ConfigError(f"{directory} is not a Hugging Face model directory: no config.json")
-  with open(path) as f:
-    return json.load(f)
+  return _read_json(path)
+
+
+def check_import_target(out_dir: str, overwrite: bool) -> bool:
+  """An import writes only into an empty (or new) directory, or, with `overwrite`, over an earlier import: never over
+  a training run or anything else it did not write (orbax's keep-1 save would delete that run's checkpoints).
+  Returns whether an earlier import's checkpoint is there to be replaced."""
+  if not os.path.exists(out_dir):
+    return False
+  if not os.path.isdir(out_dir):
+    raise ConfigError(f"--out={out_dir} is a file, not a directory")
+  entries = sorted(os.listdir(out_dir))
+  if not entries:
+    return False
+  if not overwrite:
+    raise ConfigError(f"--out={out_dir} is not empty ({', '.join(entries[:6])}{' ...' if len(entries) > 6 else ''}): "
+                      f"choose a new directory, or pass --overwrite to replace an earlier hf_import there")
+  record = None
+  try:
+    with open(os.path.join(out_dir, "config.json")) as f:
+      record = json.load(f)
+  except (OSError, ValueError):
+    pass
+  ckpts = os.path.join(out_dir, "checkpoints")
+  steps = sorted(os.listdir(ckpts)) if os.path.isdir(ckpts) else []
+  foreign = [e for e in entries if e not in ("checkpoints", "config.json", *TOKENIZER_FILES)]
+  if not isinstance(record, dict) or "hf" not in record or foreign or steps not in ([], ["0"]):
+    what = foreign or [f"checkpoints/{s}" for s in steps if s != "0"] or ["no hf_import config.json"]
+    raise ConfigError(f"--out={out_dir} is not an earlier hf_import ({', '.join(what[:6])}): --overwrite replaces "
+                      f"only what an import wrote, never a training run; choose a new directory")
+  return bool(steps)
 
 
 def import_checkpoint(hf_dir: str, out_dir: str, *, mesh_cfg=None, devices=None, vocab_size: int = 0,
-                      log: Callable[[str], None] = print) -> dict:
+                      overwrite: bool = False, log: Callable[[str], None] = print) -> dict:
   """Writes the hhh run directory `out_dir` for the HF model in `hf_dir`; returns a summary.
 
-  vocab_size > the HF vocabulary pads the embedding (and unembedding) with zero rows, e.g. for the end-of-context
-  token of an `hf:` vocabulary that the checkpoint's embedding does not cover."""
+  `out_dir` must be new or empty; `overwrite` replaces an earlier import there (and nothing else: a training run is
+  refused). vocab_size > the HF vocabulary pads the embedding (and unembedding) with zero rows, e.g. for the
+  end-of-context token of an `hf:` vocabulary that the checkpoint's embedding does not cover."""
   import time  # pylint: disable=g-import-not-at-top
 
   import jax  # pylint: disable=g-import-not-at-top
@@ -340,6 +399,9 @@ def import_checkpoint(hf_dir: str, out_dir: str, *, mesh_cfg=None, devices=None,
   hf_dir, out_dir = paths.resolve(hf_dir), paths.resolve(out_dir)
   hf = read_hf_config(hf_dir)
   arch = arch_of(hf)
+  if os.path.realpath(hf_dir) == os.path.realpath(out_dir):
+    raise ConfigError(f"--out={out_dir} is the Hugging Face directory itself: choose a new directory")
+  replace = check_import_target(out_dir, overwrite)
   if any(a.endswith("ForSequenceClassification") for a in hf.get("architectures") or []):
     raise ConfigError(f"{hf_dir} is a sequence-classification model: import its base LM (hhh trains the score "
                       f"head from an LM with configs/preference.py)")
@@ -398,6 +460,8 @@ def import_checkpoint(hf_dir: str, out_dir: str, *, mesh_cfg=None, devices=None,
                       f"architecture variant this importer does not know")
   params = ckpt_lib.unflatten(params_flat)
   os.makedirs(out_dir, exist_ok=True)
+  if replace:  # the earlier import's own checkpoint (check_import_target), written again now that conversion worked
+    shutil.rmtree(os.path.join(out_dir, "checkpoints", "0"))
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   # Bounded writes: with orbax's default bound (96 GB) every array's encoded chunks can be in flight at once, which
   # doubled the host memory of the write. Orbax reserves whole arrays, so the bound is the largest one.
@@ -455,7 +519,7 @@ def hf_config(arch: str, m: dict, source: Optional[dict] = None, *, score_head: 
   else:
     out.update(model_type="gpt2", vocab_size=v, n_embd=m["d_model"], n_layer=m["n_layers"], n_head=m["n_heads"],
                n_inner=m["d_ff"], n_positions=m["max_len"], layer_norm_epsilon=m["norm_eps"],
-               activation_function=act[m["mlp"]], tie_word_embeddings=True)
+               activation_function=act[m["mlp"]], tie_word_embeddings=m["tie_embeddings"])
   out["architectures"] = [SEQ_CLS[arch] if score_head else CAUSAL_LM[arch]]
   if score_head:
     out["num_labels"] = 1

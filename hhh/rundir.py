@@ -14,11 +14,12 @@ import json
 import os
 import socket
 import sys
+import tempfile
 
 import ml_collections
 
 from hhh import paths
-from hhh.errors import UserError
+from hhh.errors import ConfigError, UserError
 
 LOCK_NAME = ".lock"
 # Differences in these keys change the shapes in the checkpoint: resuming with them changed cannot work.
@@ -31,6 +32,30 @@ class WorkdirInUseError(UserError, RuntimeError):
 
 class ConfigMismatchError(UserError, ValueError):
   pass
+
+
+def check_writable(workdir: str) -> None:
+  """A workdir the run can write: not empty, not a file, and writable (itself and its checkpoints/, or the nearest
+  existing parent when it does not exist yet). Checked before anything is built: a read-only checkpoints/ folder
+  used to hang in orbax's barrier for minutes before failing with tracebacks."""
+  if not workdir:
+    raise ConfigError("--workdir is empty: give the run's directory (created if needed)")
+  if paths.is_remote(workdir):
+    return
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError(f"--workdir={workdir} is a file, not a directory")
+  existing = workdir
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  for d in (existing, os.path.join(workdir, "checkpoints")):
+    if not os.path.isdir(d):
+      continue
+    try:  # a real write (os.access says yes to root on an immutable folder or a read-only mount)
+      with tempfile.NamedTemporaryFile(dir=d, prefix=".hhh-write-probe-"):
+        pass
+    except OSError as e:
+      raise ConfigError(f"{d} is not writable ({e.strerror}): the run writes its checkpoints and records there; fix "
+                        f"its permissions or choose another --workdir") from None
 
 
 class WorkdirLock:

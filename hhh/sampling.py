@@ -46,6 +46,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
@@ -573,13 +574,21 @@ def read_prompts(spec: str) -> list:
                       "text itself")
   path = paths.resolve(spec)
   if not os.path.isfile(path):
-    if spec.endswith((".jsonl", ".json", ".txt")) or os.path.isdir(path):
-      raise ConfigError(f"prompts file {path} does not exist (or is not a file)")
+    # A value with no spaces that has a path separator or a file extension names a file: a typo must not be sampled
+    # as the literal text "missing.tsv".
+    looks_like_a_path = not any(c.isspace() for c in spec) and (
+        "/" in spec or os.sep in spec or re.search(r"\.[A-Za-z0-9]{1,5}$", spec) is not None)
+    if looks_like_a_path or os.path.isdir(path):
+      raise ConfigError(f"prompts file {path} does not exist (or is not a file); to sample a text with no spaces "
+                        f"that looks like a path, put it in a .txt file")
     return [spec]
   out = []
-  with open(path, encoding="utf-8") as f:
-    for n, line in enumerate(f, 1):
-      line = line.rstrip("\n")
+  with open(path, "rb") as f:
+    for n, raw in enumerate(f, 1):
+      try:
+        line = raw.decode("utf-8").rstrip("\n")
+      except UnicodeDecodeError as e:
+        raise ConfigError(f"prompts file {path}, line {n}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
       if not line.strip():
         continue
       if path.endswith(".jsonl"):

@@ -365,9 +365,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_batches: Cal
   with a checkpoint of the current step; relative paths in `workdir` and the config are resolved against the
   current directory first.
   """
+  workdir = paths.resolve(workdir)
+  rundir.check_writable(workdir)
   distributed.install_preemption_handler()
   try:
-    return _train(config, paths.resolve(workdir), train_batches=train_batches, eval_batches=eval_batches,
+    return _train(config, workdir, train_batches=train_batches, eval_batches=eval_batches,
                   devices=devices, step_hook=step_hook)
   finally:
     distributed.reset_preemption()
@@ -387,9 +389,11 @@ def _train(config, workdir, *, train_batches, eval_batches, devices, step_hook) 
                            eval_batches=eval_batches, step_hook=step_hook)
     except Exception as e:  # pylint: disable=broad-except
       if ckpt_lib.no_space_left(e):
+        removed = ckpt_lib.remove_partial_saves(checkpointer) if primary else []
         raise DiskFullError(errno.ENOSPC, f"no space left on device while writing to {workdir}; the last complete "
-                            f"checkpoint is {_last_checkpoint(checkpointer)}. Free space (or move the workdir) and "
-                            f"rerun the same command to resume") from None
+                            f"checkpoint is {_last_checkpoint(checkpointer)}"
+                            + (f" (removed the partial save {', '.join(removed)})" if removed else "")
+                            + ". Free space (or move the workdir) and rerun the same command to resume") from None
       raise
     finally:
       try:

@@ -28,7 +28,7 @@ COMMANDS = {
     "tools/bench_import.py": ["--layers", "--shards", "--keep"],
     "tools/bench_objectives.py": ["--distill_sizes", "--pm_size", "--reps"],
     "tools/hf_export.py": ["--run", "--out"],
-    "tools/hf_import.py": ["--hf", "--out", "--vocab_size"],
+    "tools/hf_import.py": ["--hf", "--out", "--vocab_size", "--overwrite"],
     "tools/lab_check.py": ["--out", "--sizes", "--steps"],
     "tools/lab_diff.py": ["--tolerance"],
     "tools/param_count.py": ["--sizes"],
@@ -213,3 +213,20 @@ def test_libtpu_tried_on_a_machine_without_tpu_fails_quietly(tmp_path):
   loud = _run([sys.executable, str(script), "unfiltered"], env=env)
   assert loud.returncode == 0 and loud.stdout.split() == ["cpu"], loud.stderr
   assert _noise(loud.stderr), loud.stderr
+
+
+def test_a_closed_stdout_ends_a_command_quietly_with_the_sigpipe_status(tmp_path, monkeypatch):
+  """`python -m hhh.sample ... | head -1`: the reader leaves, the command stops with status 141 and no traceback."""
+  from hhh import cli
+  out = open(tmp_path / "stdout", "w")  # pylint: disable=consider-using-with
+  monkeypatch.setattr(sys, "stdout", out)
+
+  def main(argv):
+    raise BrokenPipeError(32, "Broken pipe")
+
+  with pytest.raises(SystemExit) as e:
+    cli._user_errors_without_traceback(main, "python -m hhh.sample")([])  # pylint: disable=protected-access
+  assert e.value.code == 141
+  out.write("x" * 10)
+  out.close()  # stdout now points at /dev/null: the interpreter's last flush cannot fail again
+  assert (tmp_path / "stdout").read_text() == ""

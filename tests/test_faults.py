@@ -365,7 +365,8 @@ def test_a_full_disk_is_one_clear_error_naming_the_last_complete_checkpoint(tmp_
   real_save = ckpt_lib.Checkpointer.save
 
   def save(self, step, *a, **k):
-    if step >= 4:
+    if step >= 4:  # orbax had begun the save in its temporary folder when the disk filled
+      os.makedirs(os.path.join(work, "checkpoints", f"{step}.orbax-checkpoint-tmp-1234", "state"))
       raise OSError(errno.ENOSPC, "No space left on device", os.path.join(work, "checkpoints", str(step)))
     return real_save(self, step, *a, **k)
 
@@ -374,6 +375,8 @@ def test_a_full_disk_is_one_clear_error_naming_the_last_complete_checkpoint(tmp_
     train.train(tiny_config(steps=6, checkpoint_every=2), work, train_batches=lm_batches())
   msg = str(e.value)
   assert "no space left on device" in msg and f"{work}/checkpoints/2" in msg and "rerun the same command" in msg
+  assert "(removed the partial save 4.orbax-checkpoint-tmp-1234)" in msg  # this run's partial save is cleaned up
+  assert sorted(os.listdir(os.path.join(work, "checkpoints"))) == ["1", "2"]
   assert e.value.__cause__ is None and e.value.__suppress_context__
 
 

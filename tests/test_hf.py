@@ -281,3 +281,67 @@ def test_exported_classifier_absorbs_the_score_bias_or_records_it(arch, tmp_path
 def _load_lm(run_dir):
   m = hc.model_config(str(run_dir))
   return ckpt_lib.model_from_run(m, hc.base_config("tiny").mesh, str(run_dir), what="checkpoint")[1]
+
+
+def test_an_import_never_overwrites_a_training_run_and_overwrite_replaces_only_an_earlier_import(tmp_path):
+  """The fault found from outside: `hf_import --out=RUN` over a training run exited 0 and deleted its checkpoints."""
+  _make_hf("gpt_neox", tmp_path / "hf", seed=2)
+  run = tmp_path / "run"  # a training run's shape: checkpoints 10, 20, 30, its config and metrics
+  for step in (10, 20, 30):
+    (run / "checkpoints" / str(step) / "state").mkdir(parents=True)
+    (run / "checkpoints" / str(step) / "state" / "d").write_bytes(b"x" * 8)
+  (run / "config.json").write_text('{"model": {"d_model": 64}}')
+  (run / "metrics.jsonl").write_text('{"step": 1}\n')
+  before = sorted((str(p.relative_to(run)), p.read_bytes() if p.is_file() else b"") for p in run.rglob("*"))
+  for overwrite, message in ((False, r"run is not empty \(checkpoints, config.json, metrics.jsonl\): choose a new "
+                                     r"directory, or pass --overwrite"),
+                             (True, r"run is not an earlier hf_import \(metrics.jsonl\): --overwrite replaces only")):
+    with pytest.raises(hf_convert.ConfigError, match=message):
+      hf_convert.import_checkpoint(str(tmp_path / "hf"), str(run), overwrite=overwrite, log=lambda s: None)
+    assert sorted((str(p.relative_to(run)), p.read_bytes() if p.is_file() else b"") for p in run.rglob("*")) == before
+  # An earlier import is replaced with --overwrite (and refused without it); the result loads.
+  hf_convert.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "imp"), log=lambda s: None)
+  with pytest.raises(hf_convert.ConfigError, match="imp is not empty"):
+    hf_convert.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "imp"), log=lambda s: None)
+  _make_hf("gpt_neox", tmp_path / "hf2", seed=3)
+  hf_convert.import_checkpoint(str(tmp_path / "hf2"), str(tmp_path / "imp"), overwrite=True, log=lambda s: None)
+  hf_convert.import_checkpoint(str(tmp_path / "hf2"), str(tmp_path / "fresh"), log=lambda s: None)
+  np.testing.assert_array_equal(jax.device_get(_load_lm(tmp_path / "imp"))["embedding"],
+                                jax.device_get(_load_lm(tmp_path / "fresh"))["embedding"])
+  assert json.loads((tmp_path / "imp" / "config.json").read_text())["hf"]["source"] == str(tmp_path / "hf2")
+
+
+def test_gpt2_with_its_own_lm_head_imports_and_exports_exactly(tmp_path):
+  """GPT-2 with tie_word_embeddings=False (an lm_head.weight of its own) used to fail with an internal error."""
+  torch.manual_seed(4)
+  cfg = transformers.GPT2Config(vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=256,
+                                activation_function="gelu_new", tie_word_embeddings=False)
+  model = transformers.AutoModelForCausalLM.from_config(cfg).eval()
+  with torch.no_grad():
+    for p in model.parameters():
+      p.add_(0.05 * torch.randn_like(p))
+  model.save_pretrained(tmp_path / "hf", safe_serialization=True)
+  assert "lm_head.weight" in safetensors_numpy.load_file(str(tmp_path / "hf" / "model.safetensors"))
+  hf_convert.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "run"), log=lambda s: None)
+  tokens, mask = _batch()
+  got = _hhh_logits(tmp_path / "run", tokens.astype(np.int32))
+  assert np.abs(got[mask.astype(bool)] - _hf_logits(model, tokens, mask)[mask.astype(bool)]).max() <= 1e-4
+  hf_convert.export_checkpoint(str(tmp_path / "run"), str(tmp_path / "out"), log=lambda s: None)
+  exported = safetensors_numpy.load_file(str(tmp_path / "out" / "model.safetensors"))
+  np.testing.assert_array_equal(exported["lm_head.weight"], model.lm_head.weight.detach().numpy())
+
+
+def test_a_damaged_hf_directory_is_one_error_naming_the_file(tmp_path):
+  _make_hf("gpt_neox", tmp_path / "hf", seed=6)
+  st = tmp_path / "hf" / "model.safetensors"
+  whole = st.read_bytes()
+  st.write_bytes(whole[:len(whole) // 2])  # cut short: the header is whole, the data is not
+  with pytest.raises(hf_convert.ConfigError, match=r"is the file complete\?|is it complete\?"):
+    hf_convert.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "run1"), log=lambda s: None)
+  st.write_bytes((10 ** 12).to_bytes(8, "little") + b"{}")  # a header length far beyond the file
+  with pytest.raises(hf_convert.ConfigError, match=r"model.safetensors is not a readable safetensors file"):
+    hf_convert.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "run2"), log=lambda s: None)
+  (tmp_path / "hf" / "config.json").write_text('{"architectures": ["GPTNeoXForCausalLM"],')
+  with pytest.raises(hf_convert.ConfigError, match=r"config.json is not valid JSON \("):
+    hf_convert.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "run3"), log=lambda s: None)
+  assert not any((tmp_path / f"run{i}").exists() for i in (1, 2, 3))  # nothing written on a failed import

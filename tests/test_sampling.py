@@ -419,19 +419,22 @@ def test_sample_command_writes_jsonl_to_a_relative_path(tiny_run, tmp_path):
   assert st["checkpoint"] == str(tiny_run) and st["prompt"] == "hhh" and st["prompt_tokens"] > 0
   assert (st["temperature"], st["top_p"], st["seed"], st["num_samples"], st["max_new_tokens"]) == (0.9, 0.95, 4, 2, 12)
   assert f"-> {out}" in r.stdout
-  again = _run(args[:-1] + ["--out=again.jsonl"], tmp_path)  # same seed, same samples
+  again = _run(args[:-1] + ["--out=-"], tmp_path)  # same seed, same samples; --out=- is stdout, progress on stderr
   assert again.returncode == 0, again.stderr[-3000:]
-  assert [json.loads(x)["tokens"] for x in (tmp_path / "again.jsonl").read_text().splitlines()] == \
-      [x["tokens"] for x in records]
+  assert [json.loads(x)["tokens"] for x in again.stdout.splitlines()] == [x["tokens"] for x in records]
+  assert "-> stdout" in again.stderr and not (tmp_path / "-").exists()
 
 
 @pytest.mark.slow
 def test_chat_command_through_stdin(tiny_run, tmp_path):
-  session = "Hello there\n/settings temperature=0 max_new_tokens=6\nAnd now?\n/settings top_p=2\n/reset\n/nope\n"
-  r = _run(["-m", "hhh.chat", f"--config={REPO}/configs/sample.py:tiny", f"--config.checkpoint={tiny_run}",
-            "--config.prompt=none", "--config.max_new_tokens=8"], tmp_path, stdin=session)
-  assert r.returncode == 0, r.stderr[-3000:]
-  out = r.stdout
+  session = (b"Hello there\n/settings temperature=0 max_new_tokens=6\nAnd now?\n/settings top_p=2\n/reset\n/nope\n"
+             b"caf\xe9 latin-1\n")  # the last line is not UTF-8: one line says so, no traceback
+  r = subprocess.run([sys.executable, "-m", "hhh.chat", f"--config={REPO}/configs/sample.py:tiny",
+                      f"--config.checkpoint={tiny_run}", "--config.prompt=none", "--config.max_new_tokens=8"],
+                     cwd=tmp_path, capture_output=True, timeout=600, env=_env(), input=session)
+  out, err = r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace")
+  assert r.returncode == 0 and "Traceback" not in err, err[-3000:]
+  assert out.count("(ignored a line that is not valid UTF-8)") == 1
   assert "shared prompt none (0 tokens)" in out
   assert out.count("Assistant:") == 2
   assert "(settings: temperature=0.0 top_k=0 top_p=1.0 max_new_tokens=6" in out and "1 turn(s) so far" in out

@@ -206,6 +206,17 @@ def test_init_from_without_a_checkpoint_is_a_clear_error(tmp_path):
     (lambda c: c.data.update(dict(seq_len=4096)), r"data.seq_len=4096 is longer than the model's context"),
     (lambda c: c.optim.update(dict(schedule="exp")), "unknown optim.schedule 'exp'"),
     (lambda c: c.objective.update(dict(name="nope")), "unknown objective 'nope'"),
+    # Every optimiser number is checked for range and finiteness before any step (gradient ascent, NaN lr).
+    (lambda c: c.optim.update(dict(lr=-0.003)), r"optim.lr must be a finite number in \[0, inf\) .*got -0.003"),
+    (lambda c: c.optim.update(dict(lr=float("nan"))), r"optim.lr must be a finite number .*got nan"),
+    (lambda c: c.optim.update(dict(lr=float("inf"))), r"optim.lr must be a finite number .*got inf"),
+    (lambda c: c.optim.update(dict(warmup_steps=-1)), r"optim.warmup_steps must be an integer >= 0, got -1"),
+    (lambda c: c.optim.update(dict(weight_decay=-0.1)), r"optim.weight_decay must be a finite number in \[0, inf\)"),
+    (lambda c: c.optim.update(dict(clip_grad_norm=float("nan"))), r"optim.clip_grad_norm must be a finite number"),
+    (lambda c: c.optim.update(dict(b1=1.0)), r"optim.b1 must be a finite number in \[0, 1\)"),
+    (lambda c: c.optim.update(dict(b2=-0.5)), r"optim.b2 must be a finite number in \[0, 1\)"),
+    (lambda c: c.optim.update(dict(eps=0.0)), r"optim.eps must be a finite number in \(0, inf\)"),
+    (lambda c: c.optim.update(dict(end_lr_fraction=1.5)), r"optim.end_lr_fraction must be a finite number in \[0, 1\]"),
 ])
 def test_bad_configs_get_errors_that_name_the_problem(change, message):
   c = tiny_config()

@@ -1,9 +1,10 @@
 """Import a Hugging Face GPT-NeoX (Pythia), Llama or GPT-2 checkpoint as an hhh run directory (docs/interop.md).
 
-  python tools/hf_import.py --hf=DIR --out=RUN_DIR [--vocab_size=N]
+  python tools/hf_import.py --hf=DIR --out=RUN_DIR [--vocab_size=N] [--overwrite]
 
 DIR is a local HF model directory (config.json + model.safetensors or model.safetensors.index.json with its shards;
-nothing is downloaded). RUN_DIR gets checkpoints/0/state (orbax), config.json (the hhh `model` section and the source
+nothing is downloaded). RUN_DIR must be new or empty (--overwrite replaces an earlier import, never a training run); it
+gets checkpoints/0/state (orbax), config.json (the hhh `model` section and the source
 HF config) and the tokenizer files. Every command then takes it, with the architecture from RUN_DIR/config.json:
 
   python -m hhh.train --config=configs/preference.py:RUN_DIR --config.init_from=RUN_DIR --config.data.vocab=hf:RUN_DIR
@@ -30,12 +31,15 @@ def main():
   out = flags.DEFINE_string("out", None, "hhh run directory to write")
   vocab_size = flags.DEFINE_integer("vocab_size", 0, "pad the embedding to this many rows (0: the checkpoint's; "
                                     "at least the hf: vocabulary's size, which includes the end-of-context token)")
+  overwrite = flags.DEFINE_boolean("overwrite", False, "replace an earlier hf_import in --out (a training run or any "
+                                    "other non-empty directory is always refused)")
   flags.mark_flags_as_required(["hf", "out"])
 
   def run(_):
     from hhh import hf_convert  # pylint: disable=g-import-not-at-top
     hf_convert.release_freed_memory()
-    hf_convert.import_checkpoint(hf.value, out.value, vocab_size=vocab_size.value)
+    hf_convert.import_checkpoint(hf.value, out.value, vocab_size=vocab_size.value,
+                                 overwrite=overwrite.value)
 
   cli.run(run)
 

@@ -87,7 +87,7 @@ _PARSERS: Dict[str, Callable[[str], sources.ParseResult]] = {}
 def _file_task(name: str, kind: str, splits, parse: Callable[[str], sources.ParseResult]):
   _PARSERS[name] = parse
   define_task(name, kind, lambda vocab_name: function_source(lambda split: parsed(name, split).records, kind,
-                                                             splits), shuffle_buffer_size=10_000)
+                                                             splits, name), shuffle_buffer_size=10_000)
 
 
 def _hash_filtered(res: sources.ParseResult, split: str) -> sources.ParseResult:

@@ -44,6 +44,7 @@ import zlib
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from hhh.data import dialogue
+from hhh.errors import UserError
 
 # Canonical download locations (the loaders read local copies; `download` fetches them when online).
 URLS = {
@@ -165,8 +166,8 @@ class ParseResult:
     return True
 
 
-class MissingData(FileNotFoundError):
-  pass
+class MissingData(UserError, FileNotFoundError):
+  """A dataset's files are not where its glob looks; the message names the glob and the variable that sets it."""
 
 
 def download(url: str, dest: str) -> str:

@@ -10,6 +10,7 @@ import seqio
 import tensorflow as tf
 
 from hhh.data import tokenize as tok
+from hhh.errors import ConfigError, DataError
 from hhh.data import vocab as vocab_lib
 from hhh.data.specs import KIND_TO_FAMILY
 
@@ -49,7 +50,7 @@ def preprocessors(kind: str) -> List[Callable]:
 def records_to_dataset(kind: str, records: List[dict]) -> tf.data.Dataset:
   """Python records (strings, lists of strings, floats) -> tf.data with the raw (untokenized) task features."""
   if not records:
-    raise ValueError("no records")
+    raise DataError("no records")
   cols = {k: [r[k] for r in records] for k in records[0]}
   tensors = {}
   for k, col in cols.items():
@@ -62,11 +63,16 @@ def records_to_dataset(kind: str, records: List[dict]) -> tf.data.Dataset:
   return tf.data.Dataset.from_tensor_slices(tensors)
 
 
-def function_source(records_fn: Callable[[str], List[dict]], kind: str, splits) -> seqio.FunctionDataSource:
+def function_source(records_fn: Callable[[str], List[dict]], kind: str, splits,
+                    name: str = "") -> seqio.FunctionDataSource:
   """A seqio source over in-memory records; with a seed, the source order is a full seeded permutation."""
 
   def dataset_fn(split, shuffle_files, seed=None):
     recs = records_fn(split)
+    if not recs:
+      task = name or "this task"
+      raise DataError(f"{task}, split {split!r}: no records (the files are empty, or every record was excluded: "
+                      f"`python tools/show_task.py {name or 'TASK'} --split={split} --count` lists the exclusions)")
     if shuffle_files and seed is not None:
       order = np.random.default_rng(int(seed)).permutation(len(recs))
       recs = [recs[i] for i in order]
@@ -106,7 +112,7 @@ def kind_of(name: str) -> str:
     return _TASKS[base][0]
   if base in _MIXTURES:
     return _MIXTURES[base][0]
-  raise ValueError(f"unknown task or mixture {name!r}; registered: {sorted(list(_TASKS) + list(_MIXTURES))}")
+  raise ConfigError(f"unknown task or mixture {name!r}; registered: {sorted(list(_TASKS) + list(_MIXTURES))}")
 
 
 def family_of(name: str) -> str:

@@ -72,6 +72,8 @@ from typing import Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
+from hhh.errors import ConfigError
+
 PAD_ID = 0
 EOS_ID = 1
 UNK_ID = 2
@@ -465,6 +467,9 @@ def get_vocabulary(name: str = "byte"):
     path = name[len("spm:"):]
     if not path:
       raise ValueError(f"vocabulary {name!r}: expected 'spm:PATH'")
+    if "://" not in path and not os.path.isfile(path):
+      raise ConfigError(f"vocabulary {name!r}: SentencePiece model {path} does not exist (train one with "
+                        f"tools/train_vocab.py)")
     seqio = _seqio(f"vocabulary {name!r}")
     vocab = seqio.SentencePieceVocabulary(path, extra_ids=NUM_EXTRA_IDS)
     if vocab.tokenizer.pad_id() != PAD_ID or vocab.tokenizer.eos_id() != EOS_ID:

@@ -42,6 +42,7 @@ from hhh import checkpoint as ckpt_lib
 from hhh import metric_writer
 from hhh import paths
 from hhh import prompts, scoring
+from hhh.errors import ConfigError
 from hhh.eval import compare, examples, hhh as hhh_eval, tax as tax_eval, toxicity, truthfulqa
 
 LM_CONDITIONS = ("plain", "prompt", "distilled")
@@ -122,7 +123,7 @@ def make_conditions(config, devices=None, log: Callable[[str], None] = print) ->
   wanted = [c.strip() for c in ev.conditions.split(",") if c.strip()]
   unknown = sorted(set(wanted) - set(LM_CONDITIONS + ("pm",)))
   if unknown:
-    raise ValueError(f"unknown eval.conditions {unknown}; choose from {LM_CONDITIONS + ('pm',)}")
+    raise ConfigError(f"unknown eval.conditions {unknown}; choose from {LM_CONDITIONS + ('pm',)}")
   conds, info = [], {"skipped": {}}
   lm_setup = None
   if config.checkpoint and ({"plain", "prompt"} & set(wanted)):
@@ -178,11 +179,15 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
   ev = config.eval
   conv = ev.convention
   if conv not in HHH_TASK:
-    raise ValueError(f"eval.convention must be one of {sorted(HHH_TASK)}, got {conv!r}")
+    raise ConfigError(f"eval.convention must be one of {sorted(HHH_TASK)}, got {conv!r}")
   for key in ("seq_len", "batch_size", "calibration_bins"):
     value = ev[key]
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-      raise ValueError(f"eval.{key} must be an integer >= 1, got {value!r}")
+      raise ConfigError(f"eval.{key} must be an integer >= 1, got {value!r}")
+  suites = _suites(config)
+  unknown = sorted(set(suites) - set(SUITES))
+  if unknown:
+    raise ConfigError(f"unknown eval.suites {unknown}; choose from {', '.join(SUITES)}")
   vocab = config.data.vocab
   eoc = vocab_lib.eoc_id(vocab)
   null = np.asarray(vocab_lib.get_vocabulary(vocab).encode(ev.null_context or NULL_CONTEXT[conv]), np.int32)
@@ -191,10 +196,6 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
   res: dict = {"size": config.size, "checkpoint": config.checkpoint, "distilled_checkpoint": config.distilled_checkpoint,
                "pm_checkpoint": config.pm_checkpoint, "convention": conv, "seq_len": seq_len,
                "conditions": [c.name for c in conds], **info, "timing_s": {}, "calibration": {}}
-  suites = _suites(config)
-  unknown = sorted(set(suites) - set(SUITES))
-  if unknown:
-    raise ValueError(f"unknown eval.suites {unknown}; choose from {', '.join(SUITES)}")
 
   def load(task, k, split="test", max_examples=0):
     try:
