@@ -25,8 +25,13 @@ if os.environ.get("HHH_TEST_COMPILE_CACHE", "1") != "0" and not os.environ.get("
   os.environ.update({"JAX_COMPILATION_CACHE_DIR": _cache, "JAX_COMPILATION_CACHE_MAX_SIZE": str(16 << 30),
                      "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.2"})
 
+import dataclasses  # noqa: E402
+import json  # noqa: E402
 import pathlib  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 
+import filelock  # noqa: E402
 import pytest  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -54,3 +59,92 @@ def no_session_compile_cache(monkeypatch):
   yield
   jax.config.update("jax_compilation_cache_dir", before)
   cc.reset_cache()
+
+
+_CLOUD_TPU_INIT_VARS = ("GRPC_VERBOSITY", "ENABLE_RUNTIME_UPTIME_TELEMETRY", "TENSORSTORE_CURL_LOW_SPEED_TIME_SECONDS",
+                        "TENSORSTORE_CURL_LOW_SPEED_LIMIT_BYTES")
+
+
+def newcomer_env(directory: pathlib.Path) -> tuple[dict, pathlib.Path]:
+  """The environment of a first run: none of the test set-up's JAX/TF settings (one CPU device, no compilation
+  cache), a private temporary directory `directory`/tmp. Returns (env, that temporary directory)."""
+  env = dict(os.environ)
+  for k in ("JAX_PLATFORMS", "TF_CPP_MIN_LOG_LEVEL", "XLA_FLAGS", "HHH_QUIET", "ALLOW_MULTIPLE_LIBTPU_LOAD",
+            *CACHE_VARS):  # nor the test run's compilation cache: a newcomer compiles everything
+    env.pop(k, None)
+  # Set inside this pytest process once any test imported libtpu (`import libtpu` exports TPU_LIBRARY_PATH) or
+  # JAX's cloud_tpu_init ran; a newcomer's shell has none of them, and TPU_LIBRARY_PATH means "I want libtpu".
+  for k in [k for k in env if k.startswith(("TPU_", "LIBTPU_")) or k in _CLOUD_TPU_INIT_VARS]:
+    env.pop(k)
+  tmp = directory / "tmp"
+  tmp.mkdir(exist_ok=True)
+  env["TMPDIR"] = str(tmp)
+  env["PYTHONPATH"] = str(REPO)
+  return env, tmp
+
+
+@dataclasses.dataclass
+class CliRuns:
+  """Runs made once per test run by `python -m hhh.train` as a newcomer types it: from `root` (not the repository),
+  relative workdirs, the newcomer environment. runs/lm: a tiny LM (LM_STEPS steps, a checkpoint every 5, one log line
+  per step); runs/pm: a ranked preference model with `--config.init_from=runs/lm` and held-out evaluation. Read-only:
+  a test that writes into a run copies it first."""
+  root: pathlib.Path
+  out: dict  # {"lm" | "pm": {"returncode", "stdout", "stderr"}}
+
+  LM_STEPS = 20
+
+  @property
+  def lm(self) -> pathlib.Path:
+    return self.root / "runs" / "lm"
+
+  @property
+  def pm(self) -> pathlib.Path:
+    return self.root / "runs" / "pm"
+
+  @property
+  def tmp(self) -> pathlib.Path:
+    return self.root / "tmp"
+
+  @staticmethod
+  def lm_args(workdir: str, steps: int = LM_STEPS) -> list:
+    """The arguments (after the interpreter) of runs/lm's command, for `workdir` and `steps`."""
+    return ["-m", "hhh.train", f"--config={REPO}/configs/pretrain.py:tiny", f"--workdir={workdir}",
+            f"--config.train.steps={steps}", "--config.train.checkpoint_every=5", "--config.train.log_every=1",
+            "--config.train.eval_every=0", "--config.train.batch_size=8", "--config.data.seq_len=32"]
+
+  PM_ARGS = ["-m", "hhh.train", f"--config={REPO}/configs/preference.py:tiny", "--workdir=runs/pm",
+             "--config.init_from=runs/lm", "--config.train.steps=2", "--config.train.batch_size=8",
+             "--config.data.seq_len=64", "--config.train.eval_every=2", "--config.train.eval_batches=1"]
+
+  def env(self) -> dict:
+    """The environment the runs were made with (for commands that must match them, e.g. a resume)."""
+    return newcomer_env(self.root)[0]
+
+
+@pytest.fixture(scope="session")
+def cli_runs(tmp_path_factory) -> CliRuns:
+  """The shared CliRuns: made by the first xdist worker that asks (the others wait on a file lock, then read it)."""
+  base = tmp_path_factory.getbasetemp()
+  shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # one folder per test run, every worker
+  root = shared / "cli_runs"
+  with filelock.FileLock(str(shared / "cli_runs.lock")):
+    record = root / "outputs.json"
+    if not record.exists():
+      root.mkdir(exist_ok=True)
+      env, _ = newcomer_env(root)
+      out = {}
+      for name, args in (("lm", CliRuns.lm_args("runs/lm")), ("pm", CliRuns.PM_ARGS)):
+        r = subprocess.run([sys.executable, *args], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+        out[name] = {"returncode": r.returncode, "stdout": r.stdout, "stderr": r.stderr}
+        assert r.returncode == 0, f"{name}: {r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+      record.write_text(json.dumps(out))
+  return CliRuns(root, json.loads(record.read_text()))
+
+
+
+def pytest_collection_modifyitems(config, items):
+  """The slow tests first, the laboratory's end-to-end runs (minutes each) before them, the rest after (each group in
+  its collected order): xdist hands tests out as workers free up, so the many short tests fill in behind the long ones
+  instead of a long one starting last and running alone."""
+  items.sort(key=lambda item: (item.get_closest_marker("slow") is None, item.path.name != "test_lab.py"))

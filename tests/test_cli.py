@@ -54,25 +54,8 @@ def _cmd(command):
   return [sys.executable] + (["-m", command] if command.startswith("hhh.") else [str(REPO / command)])
 
 
-_CLOUD_TPU_INIT_VARS = ("GRPC_VERBOSITY", "ENABLE_RUNTIME_UPTIME_TELEMETRY", "TENSORSTORE_CURL_LOW_SPEED_TIME_SECONDS",
-                        "TENSORSTORE_CURL_LOW_SPEED_LIMIT_BYTES")
-
-
 def _newcomer_env(tmp_path):
-  """The environment of a first run: none of the test set-up's JAX/TF settings, a private temporary directory."""
-  env = dict(os.environ)
-  for k in ("JAX_PLATFORMS", "TF_CPP_MIN_LOG_LEVEL", "XLA_FLAGS", "HHH_QUIET", "ALLOW_MULTIPLE_LIBTPU_LOAD",
-            *conftest.CACHE_VARS):  # nor the test run's compilation cache: a newcomer compiles everything
-    env.pop(k, None)
-  # Set inside this pytest process once any test imported libtpu (`import libtpu` exports TPU_LIBRARY_PATH) or
-  # JAX's cloud_tpu_init ran; a newcomer's shell has none of them, and TPU_LIBRARY_PATH means "I want libtpu".
-  for k in [k for k in env if k.startswith(("TPU_", "LIBTPU_")) or k in _CLOUD_TPU_INIT_VARS]:
-    env.pop(k)
-  tmp = tmp_path / "tmp"
-  tmp.mkdir(exist_ok=True)
-  env["TMPDIR"] = str(tmp)
-  env["PYTHONPATH"] = str(REPO)
-  return env, tmp
+  return conftest.newcomer_env(tmp_path)
 
 
 def _run(args, env=None, timeout=300):
@@ -172,20 +155,16 @@ def test_autograph_files_stay_in_a_per_process_dir_and_are_removed(tmp_path):
 
 
 @pytest.mark.slow
-def test_training_run_is_quiet_and_leaves_no_temp_files(tmp_path):
-  """A tiny run, then a run starting from its checkpoint (the orbax load path): stdout/stderr without noise."""
-  env, tmp = _newcomer_env(tmp_path)
-  base = _cmd("hhh.train") + ["--config=configs/pretrain.py:tiny", "--config.train.steps=2",
-                              "--config.train.eval_every=2", "--config.train.checkpoint_every=2"]
-  first = _run(base + [f"--workdir={tmp_path / 'r1'}"], env=env)
-  assert first.returncode == 0, first.stderr
-  second = _run(base + [f"--workdir={tmp_path / 'r2'}", f"--config.init_from={tmp_path / 'r1'}"], env=env)
-  assert second.returncode == 0, second.stderr
-  for r in (first, second):
-    assert _noise(r.stdout + r.stderr) == [], r.stderr
-  assert "step 2/2" in first.stdout
-  assert not glob.glob(str(tmp / "**" / "__autograph_generated_file*"), recursive=True)
-  assert not glob.glob(str(tmp / "hhh-autograph-*"))
+def test_training_run_is_quiet_and_leaves_no_temp_files(cli_runs):
+  """A tiny run, then a run starting from its checkpoint (the orbax load path) with held-out evaluation, as a newcomer
+  runs them (conftest.CliRuns): stdout/stderr without noise, no temporary files left."""
+  for name in ("lm", "pm"):
+    r = cli_runs.out[name]
+    assert r["returncode"] == 0 and _noise(r["stdout"] + r["stderr"]) == [], r["stderr"]
+  assert "step 20/20" in cli_runs.out["lm"]["stdout"] and "init_from" in cli_runs.out["pm"]["stdout"]
+  assert "step 2/2" in cli_runs.out["pm"]["stdout"] and "eval" in cli_runs.out["pm"]["stdout"]
+  assert not glob.glob(str(cli_runs.tmp / "**" / "__autograph_generated_file*"), recursive=True)
+  assert not glob.glob(str(cli_runs.tmp / "hhh-autograph-*"))
 
 
 _TPU_PROBE_SCRIPT = """

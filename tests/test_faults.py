@@ -291,29 +291,21 @@ def test_a_corrupt_latest_checkpoint_is_reported_and_the_previous_one_resumes_ex
   assert losses(work) == reference_losses
 
 
-def test_a_corrupt_checkpoint_on_the_command_line_is_one_warning_and_no_tracebacks(tmp_path):
+def test_a_corrupt_checkpoint_on_the_command_line_is_one_warning_and_no_tracebacks(tmp_path, cli_runs):
   # Every data file of the latest checkpoint cut in half: orbax's restore fails while sibling TensorStore reads are
   # still in flight, whose late errors Python used to print on stderr (tens of KB of tracebacks, in 3 of 4 runs).
   work = str(tmp_path / "run")
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
-  args = [sys.executable, "-m", "hhh.train", f"--config={REPO}/configs/pretrain.py:tiny", "--workdir=run",
-          "--config.train.batch_size=8", "--config.data.seq_len=32", "--config.train.eval_every=0",
-          "--config.train.checkpoint_every=2"]
-
-  def run(steps):
-    return subprocess.run(args + [f"--config.train.steps={steps}"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300, env=env)
-
-  assert run(4).returncode == 0
-  for d, _, files in os.walk(os.path.join(work, "checkpoints", "4", "state")):
+  shutil.copytree(cli_runs.lm, work)  # 20 steps, checkpoints 10, 15 and 20 (conftest.CliRuns)
+  for d, _, files in os.walk(os.path.join(work, "checkpoints", "20", "state")):
     for f in files:
       if os.sep + "d" in d:
         with open(os.path.join(d, f), "r+b") as fh:
           fh.truncate(os.path.getsize(os.path.join(d, f)) // 2)
-  proc = run(6)
+  proc = subprocess.run([sys.executable, *cli_runs.lm_args("run", steps=22)], cwd=tmp_path, capture_output=True,
+                        text=True, timeout=300, env=cli_runs.env())
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert f"WARNING: checkpoint {work}/checkpoints/4 cannot be used" in proc.stdout
-  assert "resumed from" in proc.stdout and "checkpoints/2 (data position: 2 batches)" in proc.stdout
+  assert f"WARNING: checkpoint {work}/checkpoints/20 cannot be used" in proc.stdout
+  assert "resumed from" in proc.stdout and "checkpoints/15 (data position: 15 batches)" in proc.stdout
   for noise in ("Traceback", "Exception ignored", "never retrieved", "Event loop is closed"):
     assert noise not in proc.stderr, proc.stderr[:3000]
 
@@ -391,24 +383,25 @@ def _run(args, cwd, timeout=600):
 
 
 @pytest.mark.slow
-def test_commands_with_relative_paths_from_another_directory(tmp_path):
-  """README-style commands run from a directory that is not the repository, every path relative: train, a rerun
-  (resume), init_from a relative run, hhh.eval of relative checkpoints, and a tool writing to a relative dir."""
+def test_commands_with_relative_paths_from_another_directory(tmp_path, cli_runs):
+  """README-style commands run from a directory that is not the repository, every path relative: train and init_from
+  a relative run (conftest.CliRuns made them so), a rerun (resume), hhh.eval of relative checkpoints, and a tool
+  writing to a relative dir."""
   cfg = os.path.join(REPO, "configs")
-  small = ["--config.train.batch_size=8", "--config.data.seq_len=32", "--config.train.eval_every=0",
-           "--config.train.log_every=1"]
-  lm = ["-m", "hhh.train", f"--config={cfg}/pretrain.py:tiny", "--workdir=runs/tiny", "--config.train.steps=4",
-        "--config.train.checkpoint_every=2", *small]
-  first = _run(lm, tmp_path)
-  assert "done: 4 steps" in first.stdout
-  assert (tmp_path / "runs/tiny/checkpoints/4").is_dir()
-  again = _run(lm, tmp_path)  # a rerun of a finished run resumes and does nothing
+  first = cli_runs.out["lm"]
+  assert "done: 20 steps" in first["stdout"]
+  assert (cli_runs.lm / "checkpoints" / "20").is_dir()
+  (tmp_path / "runs").mkdir()
+  shutil.copytree(cli_runs.lm, tmp_path / "runs" / "tiny")  # a copy to rerun in; the PM is read where it is
+  (tmp_path / "runs" / "pm").symlink_to(cli_runs.pm)
+  again = subprocess.run([sys.executable, *cli_runs.lm_args("runs/tiny")], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600, env=cli_runs.env())  # a rerun of a finished run: resumes, does nothing
+  assert again.returncode == 0, again.stderr[-3000:]
   assert "resumed from" in again.stdout and "done: 0 steps" in again.stdout
-  assert [m["step"] for m in read_metrics(str(tmp_path / "runs/tiny"))] == [1, 2, 3, 4]
-  pm = _run(["-m", "hhh.train", f"--config={cfg}/preference.py:tiny", "--workdir=runs/pm",
-             "--config.init_from=runs/tiny", "--config.train.steps=2", *small], tmp_path)
-  assert "init_from" in pm.stdout and "freshly initialised: ['score_head/bias', 'score_head/kernel']" in pm.stdout
-  assert json.loads((tmp_path / "runs/pm/config.json").read_text())["init_from"] == str(tmp_path / "runs/tiny")
+  assert [m["step"] for m in read_metrics(str(tmp_path / "runs/tiny"))] == list(range(1, 21))
+  pm = cli_runs.out["pm"]
+  assert "init_from" in pm["stdout"] and "freshly initialised: ['score_head/bias', 'score_head/kernel']" in pm["stdout"]
+  assert json.loads((cli_runs.pm / "config.json").read_text())["init_from"] == str(cli_runs.lm)
   ev = _run(["-m", "hhh.eval", f"--config={cfg}/eval.py:tiny", "--workdir=runs/eval", "--config.checkpoint=runs/tiny",
              "--config.pm_checkpoint=runs/pm", "--config.eval.suites=compare", "--config.eval.max_examples=8",
              "--config.eval.conditions=plain,pm"], tmp_path)
@@ -461,16 +454,13 @@ def test_a_save_cut_by_a_kill_is_ignored_and_the_step_is_saved_again(tmp_path, r
 
 
 @pytest.mark.slow
-def test_sigkill_between_saves_then_rerun_matches_an_uninterrupted_run_and_logs_each_step_once(tmp_path):
+def test_sigkill_between_saves_then_rerun_matches_an_uninterrupted_run_and_logs_each_step_once(tmp_path, cli_runs):
   """The real thing: `kill -9` of `python -m hhh.train` (embedded data, seqio pipeline) after step 12 with the last
-  save at 10; the rerun resumes from 10 and its losses equal an uninterrupted run's, each step logged once."""
+  save at 10; the rerun resumes from 10 and its losses equal an uninterrupted run's (conftest.CliRuns' LM, the same
+  command and environment), each step logged once."""
   import time
-  args = [sys.executable, "-m", "hhh.train", f"--config={REPO}/configs/pretrain.py:tiny", "--config.train.steps=20",
-          "--config.train.checkpoint_every=5", "--config.train.log_every=1", "--config.train.eval_every=0",
-          "--config.train.batch_size=8", "--config.data.seq_len=32"]
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
-  _run(args[1:] + ["--workdir=ref"], tmp_path)
-  proc = subprocess.Popen(args + ["--workdir=run"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+  args = [sys.executable, *cli_runs.lm_args("run")]
+  proc = subprocess.Popen(args, cwd=tmp_path, env=cli_runs.env(), stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
   metrics = tmp_path / "run" / "metrics.jsonl"
   deadline = time.time() + 300
@@ -481,7 +471,8 @@ def test_sigkill_between_saves_then_rerun_matches_an_uninterrupted_run_and_logs_
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   assert len(metrics.read_text().splitlines()) >= 12 and saved_steps(str(tmp_path / "run"))[-1] < 20
-  _run(args[1:] + ["--workdir=run"], tmp_path)
+  rerun = subprocess.run(args, cwd=tmp_path, env=cli_runs.env(), capture_output=True, text=True, timeout=600)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
   steps = [m["step"] for m in read_metrics(str(tmp_path / "run"))]
   assert steps == list(range(1, 21))
-  assert losses(str(tmp_path / "run")) == losses(str(tmp_path / "ref"))
+  assert losses(str(tmp_path / "run")) == losses(str(cli_runs.lm))

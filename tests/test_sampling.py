@@ -388,14 +388,10 @@ def test_a_missing_checkpoint_or_a_misspelt_key_fails_naming_it(tmp_path):
   assert r.returncode != 0 and 'Did you mean "temperature"' in r.stderr
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-  """A tiny LM trained for 2 steps by the real trainer."""
-  root = tmp_path_factory.mktemp("sampling_run")
-  r = _run(["-m", "hhh.train", f"--config={REPO}/configs/pretrain.py:tiny", "--workdir=run", "--config.train.steps=2",
-            "--config.train.batch_size=8", "--config.data.seq_len=32", "--config.train.eval_every=0"], root)
-  assert r.returncode == 0, r.stderr[-3000:]
-  return root / "run"
+@pytest.fixture
+def tiny_run(cli_runs):
+  """A tiny LM trained by the real trainer from the command line (conftest.CliRuns; read-only)."""
+  return cli_runs.lm
 
 
 @pytest.mark.slow

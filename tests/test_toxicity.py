@@ -286,14 +286,13 @@ def _cli(args, cwd):
 
 
 @pytest.mark.slow
-def test_best_of_n_and_the_toxicity_suite_from_the_command_line(tmp_path):
-  """Runs trained by the real trainer, relative paths, the default offline scorer: hhh.best_of_n writes its JSONL and
-  summary (the PM's architecture read from its run's config.json), hhh.eval's toxicity suite its tables and samples."""
-  for objective, name in (("pretrain", "lm"), ("preference", "pm")):
-    r = _cli(["-m", "hhh.train", f"--config={REPO}/configs/{objective}.py:tiny", f"--workdir=runs/{name}",
-              "--config.train.steps=2", "--config.train.batch_size=8", "--config.data.seq_len=64",
-              "--config.train.eval_every=0"] + (["--config.init_from=runs/lm"] if name == "pm" else []), tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
+def test_best_of_n_and_the_toxicity_suite_from_the_command_line(tmp_path, cli_runs):
+  """Runs trained by the real trainer (conftest.CliRuns), relative paths, the default offline scorer: hhh.best_of_n
+  writes its JSONL and summary (the PM's architecture read from its run's config.json), hhh.eval's toxicity suite its
+  tables and samples."""
+  (tmp_path / "runs").mkdir()
+  for name in ("lm", "pm"):  # read where they are, under relative names
+    (tmp_path / "runs" / name).symlink_to(getattr(cli_runs, name))
   (tmp_path / "questions.txt").write_text("What is the capital of France?\nTell me about cats.\n")
   r = _cli(["-m", "hhh.best_of_n", f"--config={REPO}/configs/sample.py:tiny", "--config.checkpoint=runs/lm",
             "--config.pm_checkpoint=runs/pm", "--config.judge_checkpoint=runs/pm", "--config.prompts=questions.txt",

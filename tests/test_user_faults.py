@@ -139,3 +139,28 @@ def test_config_file_errors_on_the_command_line_are_one_line(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith(f"python -m hhh.train: error: --config={spec}: {message}"), \
         r.stderr[-2000:]
     assert len(r.stderr.strip().splitlines()) == 1 and not os.path.exists(tmp_path / "w")
+
+
+def test_a_long_local_document_enters_in_pieces_and_files_without_text_are_named(tmp_path, monkeypatch):
+  """A 20 MB line used to cost ~57x its size in memory (TF's per-byte strings); it is read in bounded pieces now."""
+  from hhh.data import file_tasks, tasks
+  from hhh.errors import DataError
+  text = ("word " * 30_000 + "\n") * 3 + "x" * 200_000  # 450,003 characters of words, then an unbreakable run
+  pieces = file_tasks.split_text(text, 65_536)
+  assert "".join(pieces) == text and max(map(len, pieces)) <= 65_536 and len(pieces) == 11
+  # Cut after a space or newline where one is in a piece's second half; the unbreakable run is cut hard.
+  assert all(p.endswith((" ", "\n")) for p in pieces[:7]) and len(pieces[7]) == 65_536
+  assert file_tasks.split_text("short") == ["short"]
+  (tmp_path / "t").mkdir()
+  (tmp_path / "t" / "long.txt").write_text(text)
+  monkeypatch.setenv("HHH_LOCAL_TEXT_GLOB", str(tmp_path / "t" / "*.txt"))
+  tasks.clear_parse_cache()
+  split = __import__("hhh.data.sources", fromlist=["x"]).hash_split(str(tmp_path / "t" / "long.txt"),
+                                                                     validation_percent=5)
+  records = file_tasks._local("local_text")(split).records  # pylint: disable=protected-access
+  assert [r["targets"] for r in records] == file_tasks.split_text(text)
+  (tmp_path / "t" / "long.txt").write_text("  \n")
+  with pytest.raises(DataError, match=r"local_text: 1 \w+ file\(s\) match .* but none holds usable text \(.*long.txt: "
+                                      r"empty file\)"):
+    file_tasks._local("local_text")(split)  # pylint: disable=protected-access
+  tasks.clear_parse_cache()

@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 
 from hhh.data import sources
 from hhh.data.task_registry import define_task, function_source
+from hhh.errors import DataError
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _GLOBS = {
@@ -220,12 +221,35 @@ _file_task("ethics_compare", "comparison", ["train", "test"], _ethics)
 
 # --- pretraining: local files (~90% natural language, ~10% Python code) and TFDS c4
 
+# A local document enters the pipeline in pieces of at most this many characters (cut after a newline, else a space,
+# where one is in the piece's second half): tokenising a 20 MB line as one string took ~57x its size in memory (TF's
+# per-byte string tensors); pieces bound that. The pipeline splits documents into L-token pieces anyway
+# (tokenize.split_long_documents), so only the pieces' boundaries move.
+LOCAL_PIECE_CHARS = 1 << 16
+
+
+def split_text(text: str, max_chars: int = LOCAL_PIECE_CHARS) -> List[str]:
+  """`text` in consecutive pieces of at most `max_chars` characters whose concatenation is `text`."""
+  out, start = [], 0
+  while len(text) - start > max_chars:
+    end = start + max_chars
+    cut = max(text.rfind("\n", start + max_chars // 2, end), text.rfind(" ", start + max_chars // 2, end))
+    end = cut + 1 if cut >= 0 else end
+    out.append(text[start:end])
+    start = end
+  out.append(text[start:])
+  return out
+
+
 def _local(dataset):
+  @tf.autograph.experimental.do_not_convert  # plain file reading; autograph's rewrite lost the closure's `dataset`
   def parse(split):
     res = sources.ParseResult()
+    matched = 0
     for p in sorted(__import__("glob").glob(data_glob(dataset), recursive=True)):
       if sources.hash_split(p, validation_percent=5) != split:
         continue
+      matched += 1
       with open(p, "rb") as f:
         text = sources._decode(f.read(), p, res.bad)
       if text is None:
@@ -233,7 +257,10 @@ def _local(dataset):
       if not text.strip():
         res.bad.append((p, "empty file"))
         continue
-      res.records.append({"targets": text})
+      res.records.extend({"targets": piece} for piece in split_text(text))
+    if not res.records and matched:
+      raise DataError(f"{dataset}: {matched} {split} file(s) match {data_glob(dataset)!r} but none holds usable "
+                      f"text ({'; '.join(f'{p}: {why}' for p, why in res.bad[:3])})")
     if not res.records:
       raise sources.MissingData(f"{dataset}: no {split} files match {data_glob(dataset)!r} "
                                 f"(set HHH_DATA_DIR or HHH_{dataset.upper()}_GLOB)")

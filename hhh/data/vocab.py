@@ -467,10 +467,10 @@ def get_vocabulary(name: str = "byte"):
     path = name[len("spm:"):]
     if not path:
       raise ValueError(f"vocabulary {name!r}: expected 'spm:PATH'")
+    seqio = _seqio(f"vocabulary {name!r}")
     if "://" not in path and not os.path.isfile(path):
       raise ConfigError(f"vocabulary {name!r}: SentencePiece model {path} does not exist (train one with "
                         f"tools/train_vocab.py)")
-    seqio = _seqio(f"vocabulary {name!r}")
     vocab = seqio.SentencePieceVocabulary(path, extra_ids=NUM_EXTRA_IDS)
     if vocab.tokenizer.pad_id() != PAD_ID or vocab.tokenizer.eos_id() != EOS_ID:
       raise ValueError(
