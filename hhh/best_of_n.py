@@ -73,14 +73,14 @@ class PreferenceJudge:
            what: str = "pm_checkpoint") -> "PreferenceJudge":
     """The preference model at `path` on the mesh; its architecture from its run's config.json (else model_cfg)."""
     import ml_collections  # pylint: disable=g-import-not-at-top
-    from hhh import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+    from hhh import run_model  # pylint: disable=g-import-not-at-top
     from hhh import paths  # pylint: disable=g-import-not-at-top
     from hhh import scoring  # pylint: disable=g-import-not-at-top
     path = paths.resolve(path)
-    saved = ckpt_lib.run_model_config(path, what)
+    saved = run_model.run_model_config(path, what)
     mc = ml_collections.ConfigDict(saved if saved is not None else model_cfg.to_dict())
     mc.score_head = True
-    ms, params = ckpt_lib.model_from_run(mc, mesh_cfg, path, what=what, devices=devices)
+    ms, params = run_model.model_from_run(mc, mesh_cfg, path, what=what, devices=devices)
     judge = cls(scoring.Scorer.of(ms, params), vocab=vocab,
                 batch_size=batch_size, path=path)
     judge.model_config = mc.to_dict()

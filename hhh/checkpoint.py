@@ -3,28 +3,26 @@
 Layout: `WORKDIR/checkpoints/<step>/{state,data}`. Saves are asynchronous and atomic (orbax writes to a temporary
 directory and renames), every host writes its own shards cooperatively, old steps beyond `keep` are deleted.
 Restores go directly onto the target sharding (abstract arrays carry their `NamedSharding`), so a 52B state is
-never materialised whole on one host.
+never materialised whole on one host. Every finished save gets checksums (hhh.checksums), verified before a restore.
 
-`build_model` + `load_model_params` are THE way a command that does not train (hhh.eval, hhh.sample, hhh.chat)
-puts a run's parameters onto the model's shardings on the mesh.
+Reading a trained run without training it (hhh.eval, hhh.sample, hhh.chat, init_from, export) is hhh.run_model.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import errno
-import json
 import logging
 import os
 import shutil
 import sys
-from typing import Any, Callable, Optional
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from etils import epath
 
+from hhh import checksums
 from hhh import paths
 from hhh.errors import UserError
 
@@ -88,8 +86,10 @@ def _quiet_late_reads_of_failed_restores():
   if getattr(previous, "hhh_quiet_late_reads", False):
     return
   # The failed gather of those reads, garbage-collected later, is logged by asyncio ("exception was never retrieved").
+  # A shape mismatch (another model size against this run's checkpoints) fails in orbax's async_deserialize tasks.
   logging.getLogger("asyncio").addFilter(
-      lambda r: not ("never retrieved" in str(r.msg) and "while reading array index" in r.getMessage()))
+      lambda r: not ("never retrieved" in str(r.msg) and any(
+          s in r.getMessage() for s in ("while reading array index", "coro=<async_deserialize()"))))
 
   def hook(unraisable):
     if not _is_late_read_of_a_failed_restore(unraisable):
@@ -119,6 +119,7 @@ class Checkpointer:
       raise ValueError(f"train.keep_checkpoints must be >= 1 (how many recent checkpoints to keep), got {keep}")
     self.workdir = epath.Path(paths.resolve(workdir))
     self.directory = self.workdir / "checkpoints"
+    self._unchecksummed: set[int] = set()
     options = ocp.CheckpointManagerOptions(
         save_interval_steps=int(every), max_to_keep=int(keep), create=True,
         enable_async_checkpointing=async_save)
@@ -135,11 +136,41 @@ class Checkpointer:
     return self.manager.latest_step()
 
   def save(self, step: int, state, data_state: dict, *, force: bool = False) -> bool:
-    return self.manager.save(step, args=ocp.args.Composite(
+    """Starts the save of `step` (async unless async_save=False); the previous save's checksums are written first
+    (orbax would wait for that save here anyway)."""
+    self._write_checksums()
+    saved = self.manager.save(step, args=ocp.args.Composite(
         **{STATE: ocp.args.StandardSave(state), DATA: ocp.args.JsonSave(data_state)}), force=force)
+    if saved:
+      self._unchecksummed.add(int(step))
+    return saved
 
-  def restore(self, step: int, abstract_state):
-    """`abstract_state`: ShapeDtypeStructs with shardings (see `abstract_with_shardings`)."""
+  def _write_checksums(self) -> None:
+    """Checksums (hhh.checksums) of the steps this Checkpointer saved, once orbax has finished them. Only those: a
+    checkpoint found on disk is never blessed with checksums it was not saved with."""
+    pending = getattr(self, "_unchecksummed", None)
+    if not pending:
+      return
+    self.manager.wait_until_finished()
+    if jax.process_index() == 0 and not paths.is_remote(str(self.directory)):
+      for step in sorted(pending):
+        step_dir = os.path.join(str(self.directory), str(step))
+        if os.path.isdir(step_dir):  # (not rotated away meanwhile)
+          checksums.write(step_dir)
+    pending.clear()
+
+  def verified(self, step: int) -> bool:
+    """True when checkpoint `step` matches its checksums, False when it has none (saved by an older hhh, or cut
+    before they were written); CorruptFilesError naming the damaged file otherwise."""
+    if paths.is_remote(str(self.directory)):
+      return False
+    return checksums.verify(os.path.join(str(self.directory), str(step)))
+
+  def restore(self, step: int, abstract_state, *, verify: bool = True):
+    """`abstract_state`: ShapeDtypeStructs with shardings (see `abstract_with_shardings`). The step's checksums are
+    verified first (CorruptFilesError naming a damaged file) unless `verify` is False (already done)."""
+    if verify:
+      self.verified(step)
     out = self.manager.restore(step, args=ocp.args.Composite(
         **{STATE: ocp.args.StandardRestore(abstract_state), DATA: ocp.args.JsonRestore()}))
     return out[STATE], out[DATA]
@@ -167,7 +198,10 @@ class Checkpointer:
     broken: list[tuple[int, str]] = []
     for step in reversed(steps):
       try:
-        state, data_state = self.restore(step, abstract_state)
+        if not self.verified(step) and not paths.is_remote(str(self.directory)):
+          log(f"WARNING: checkpoint {self.directory / str(step)} has no checksums (saved by an older hhh, or cut "
+              f"before they were written): restoring it unverified")
+        state, data_state = self.restore(step, abstract_state, verify=False)
         if "train_batches" not in data_state:
           raise ValueError(f"data position record has no 'train_batches': {data_state!r}")
         reason = check(state) if check is not None else None
@@ -216,13 +250,11 @@ class Checkpointer:
 
   def wait(self):
     self.manager.wait_until_finished()
+    self._write_checksums()
 
   def close(self):
+    self._write_checksums()
     self.manager.close()
-
-
-def _has_state(p: epath.Path) -> bool:
-  return (p / "_METADATA").exists() or (p / "_CHECKPOINT_METADATA").exists() or (p / "manifest.ocdbt").exists()
 
 
 def remove_partial_saves(checkpointer: Checkpointer) -> list[str]:
@@ -236,51 +268,6 @@ def remove_partial_saves(checkpointer: Checkpointer) -> list[str]:
   except OSError:
     pass
   return removed
-
-
-def _state_items(path: str, what: str = "init_from") -> list[epath.Path]:
-  """The orbax state item folders at `path`, newest first. A run's workdir (or its checkpoints/ folder) gives each
-  complete step: a step folder without a written state item (a stray or half-made folder, an orbax tmp folder) is
-  passed over, as the trainer's manager does. A step folder or its state/ folder gives itself. `what` names the
-  setting that gave `path` in errors."""
-  p = epath.Path(paths.resolve(path))
-  if not p.exists():
-    raise CheckpointNotFoundError(f"{what}: {path} does not exist")
-  if (p / "checkpoints").is_dir():
-    p = p / "checkpoints"
-  steps = sorted(int(c.name) for c in p.iterdir() if c.is_dir() and c.name.isdigit()) if p.is_dir() else []
-  items = [p / str(s) / STATE for s in reversed(steps)] if steps else [p / STATE if (p / STATE).is_dir() else p]
-  items = [i for i in items if _has_state(i)]
-  if not items:
-    raise CheckpointNotFoundError(
-        f"{what}: no checkpoint found at {path} (looked for a workdir with checkpoints/<step>/state, "
-        f"a step folder, or an orbax state folder)")
-  return items
-
-
-def _state_item_dir(path: str, what: str = "init_from") -> epath.Path:
-  """The newest complete state item folder at `path` (see `_state_items`)."""
-  return _state_items(path, what)[0]
-
-
-def _warn(line: str) -> None:
-  print(line, file=sys.stderr, flush=True)
-
-
-def run_model_config(path: str, what: str = "checkpoint") -> Optional[dict]:
-  """The `model` section of the config.json of the run that wrote the checkpoint at `path` (its workdir is the
-  checkpoint's nearest ancestor holding a config.json, up to the workdir above checkpoints/<step>/state), or None
-  when there is none (e.g. a bare step folder)."""
-  p = _state_item_dir(path, what)
-  for d in [p, *list(p.parents)[:3]]:
-    f = d / "config.json"
-    if f.is_file():
-      try:
-        model = json.loads(f.read_text()).get("model")
-      except (json.JSONDecodeError, OSError):
-        return None
-      return model if isinstance(model, dict) else None
-  return None
 
 
 def flatten(tree, prefix=()) -> dict:
@@ -302,152 +289,3 @@ def unflatten(flat: dict) -> dict:
       d = d.setdefault(k, {})
     d[path[-1]] = v
   return out
-
-
-def _saved_params(checkpointer, item) -> dict:
-  """{name tuple: array metadata} of the parameters saved in the orbax state item `item`."""
-  meta = checkpointer.metadata(item)
-  tree = getattr(meta, "item_metadata", meta)
-  tree = getattr(tree, "tree", tree)
-  if not isinstance(tree, dict) or "params" not in tree:
-    raise CheckpointNotFoundError(f"checkpoint at {item} holds no 'params' (is it an hhh training checkpoint?)")
-  return flatten(dict(tree["params"]))
-
-
-def saved_param_names(path: str, what: str = "init_from") -> list[str]:
-  """'/'-joined names of the parameters in the newest checkpoint at `path` (a workdir, checkpoints/ or a step folder)
-  whose metadata reads back."""
-  checkpointer, errors = ocp.PyTreeCheckpointer(), []
-  for item in _state_items(path, what):
-    try:
-      return ["/".join(n) for n in _saved_params(checkpointer, item)]
-    except Exception as e:  # pylint: disable=broad-except  (unreadable metadata: the next older one is tried)
-      errors.append(f"{item.parent.name}: {_short(e)}")
-  raise CorruptCheckpointError(f"{what}: no checkpoint at {path} can be read ({'; '.join(errors)})")
-
-
-def load_params(path: str, params, shardings, what: str = "init_from", *, log: Callable[[str], None] = _warn):
-  """Loads the parameters that exist in the checkpoint at `path` onto `shardings`; the rest keep `params`.
-
-  The trainer's rule for a damaged run: the newest checkpoint that reads back whole is used, each newer one that
-  does not is reported with one WARNING line (on stderr by default) naming it and the step used instead; nothing is
-  moved (evaluation, sampling and export only read a run). Returns (params, loaded, fresh) where `loaded`/`fresh`
-  are lists of '/'-joined parameter names. A parameter present in both with a different shape is an error (it
-  cannot be meant as the same parameter).
-  """
-  checkpointer, broken = ocp.PyTreeCheckpointer(), []
-  _quiet_late_reads_of_failed_restores()
-  for item in _state_items(path, what):
-    try:
-      out = _load_item(checkpointer, item, params, shardings, what)
-    except _ShapeMismatch as e:  # the wrong model for this run, not a damaged checkpoint
-      raise ValueError(str(e)) from None
-    except Exception as e:  # pylint: disable=broad-except  (any failure to read back = this checkpoint is unusable)
-      broken.append(f"{item.parent.name}: {_short(e)}")
-      log(f"WARNING: checkpoint {item.parent} cannot be used: {_short(e)}")
-      continue
-    if broken:
-      log(f"WARNING: {what}: using the previous complete checkpoint {item.parent}")
-    return out
-  raise CorruptCheckpointError(f"{what}: no checkpoint at {path} can be restored ({'; '.join(broken)})")
-
-
-class _ShapeMismatch(Exception):
-  """A saved parameter whose shape differs from the model's (load_params re-raises it as a ValueError)."""
-
-
-def _load_item(checkpointer, item, params, shardings, what):
-  src = _saved_params(checkpointer, item)
-  dst = flatten(params)
-  dst_sh = flatten(shardings)
-  wanted, fresh = {}, []
-  for name, value in dst.items():
-    if name in src:
-      src_shape = tuple(getattr(src[name], "shape", ()) or ())
-      if src_shape != tuple(value.shape):
-        raise _ShapeMismatch(f"{what}: parameter {'/'.join(name)} has shape {src_shape} in {item} but "
-                         f"{tuple(value.shape)} in this model")
-      wanted[name] = jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=dst_sh[name])
-    else:
-      fresh.append("/".join(name))
-  target = {"params": unflatten(wanted)}
-  restored = checkpointer.restore(item, args=ocp.args.PyTreeRestore(
-      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True))
-  merged = dict(dst)
-  merged.update(flatten(restored["params"]))
-  logging.debug("loaded %s: %d parameter arrays; freshly initialised %d: %s",
-               item, len(wanted), len(fresh), fresh)
-  return unflatten(merged), ["/".join(n) for n in wanted], fresh
-
-
-# ----------------------------------------------------------------------------------------------- a run's model
-
-
-@dataclasses.dataclass
-class ModelSetup:
-  model: Any  # hhh.models.transformer.Transformer
-  mesh: Any
-  rules: tuple
-  shardings: Any  # the parameters' NamedShardings
-  abstract: Any  # the parameters' ShapeDtypeStructs
-
-
-def build_model(model_cfg, mesh_cfg, devices=None) -> ModelSetup:
-  """The model, the mesh and the parameters' shardings (as in training, without optimiser state)."""
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  from hhh import sharding  # pylint: disable=g-import-not-at-top
-  from hhh.models.transformer import Transformer, TransformerConfig, init_inputs  # pylint: disable=g-import-not-at-top
-  mc = TransformerConfig.from_config(model_cfg)
-  model = Transformer(mc)
-  mesh = sharding.make_mesh(mesh_cfg, devices)
-  rules = sharding.rules_from_config(mesh_cfg.rules)
-  boxed = jax.eval_shape(lambda r: model.init(r, init_inputs(mc))["params"], jax.random.key(0))
-  with nn.logical_axis_rules(rules):
-    shardings = sharding.logical_to_shardings(boxed, mesh, rules)
-  return ModelSetup(model, mesh, rules, shardings, nn.meta.unbox(boxed))
-
-
-def load_model_params(ms: ModelSetup, path: str, *, what: str, score_head_hint: str = ""):
-  """Parameters of the checkpoint at `path` (a workdir, its checkpoints/ or a step folder) on their shardings.
-
-  Every parameter the model uses must be in the checkpoint (a fresh score head would score nothing, fresh layers
-  would generate nothing). An LM (`model.score_head=False`) refuses a preference/binary model's checkpoint: its LM
-  head was not kept by that training; `score_head_hint` says what to do instead. `what` names the setting that gave
-  `path` in every error (e.g. "checkpoint").
-  """
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  from hhh import sharding  # pylint: disable=g-import-not-at-top
-  from hhh.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  from hhh.models.transformer import init_inputs  # pylint: disable=g-import-not-at-top
-  if ms.model.cfg.score_head is False and any(n.startswith("score_head/") for n in saved_param_names(path, what)):
-    raise ConfigError(f"{what} {path} is a preference or binary model (it has a score head): used as a language "
-                      f"model it would use an LM head its training did not keep." +
-                      (f" {score_head_hint}" if score_head_hint else ""))
-
-  def init(r):
-    return nn.meta.unbox(ms.model.init(r, init_inputs(ms.model.cfg))["params"])
-
-  with sharding.activate(ms.mesh, ms.rules):
-    fresh_params = jax.jit(init, out_shardings=ms.shardings)(jax.random.key(0))
-  try:
-    params, _, fresh = load_params(path, fresh_params, ms.shardings, what)
-  except ValueError as e:
-    if "has shape" not in str(e):
-      raise
-    raise ConfigError(f"{e}: is {path} a run of this model size?") from e
-  if ms.model.cfg.score_head is False:
-    fresh = [f for f in fresh if not f.startswith("score_head")]
-  if fresh:
-    raise ConfigError(f"{what} checkpoint {path} lacks parameters {fresh}: is it the right kind of model "
-                      f"(an LM for checkpoint/distilled_checkpoint, a preference/binary model for pm_checkpoint) "
-                      f"and the right size?")
-  return params
-
-
-def model_from_run(model_cfg, mesh_cfg, path: str, *, what: str, devices=None, score_head_hint: str = "",
-                   setup: ModelSetup | None = None) -> tuple[ModelSetup, Any]:
-  """(model setup, parameters) of the run (or checkpoint) at `path` on the mesh: the one way evaluation, sampling,
-  chat, best-of-n judges and HF export get a trained model (`build_model`, then `load_model_params`); pass `setup`
-  to reuse one already built for the same model and mesh."""
-  ms = setup or build_model(model_cfg, mesh_cfg, devices)
-  return ms, load_model_params(ms, path, what=what, score_head_hint=score_head_hint)

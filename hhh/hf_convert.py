@@ -2,7 +2,7 @@
 
 Import (`tools/hf_import.py`): a HF model directory (config.json + model.safetensors, or a sharded
 model.safetensors.index.json) becomes an hhh run directory: RUN/checkpoints/0/state (orbax, the parameters only, as
-`hhh.checkpoint.load_model_params` and `init_from` read them), RUN/config.json (the hhh `model` section, so
+`hhh.run_model.load_model_params` and `init_from` read them), RUN/config.json (the hhh `model` section, so
 `configs/<objective>.py:RUN` builds the same architecture, and the source HF config) and the tokenizer files
 (`data.vocab = "hf:RUN"`). Conversion is streamed: each hhh parameter is assembled from memory-mapped safetensors
 slices (all layers of a scanned parameter into one buffer), placed on its sharding and its buffer dropped before the next:
@@ -393,6 +393,7 @@ def import_checkpoint(hf_dir: str, out_dir: str, *, mesh_cfg=None, devices=None,
   import jax  # pylint: disable=g-import-not-at-top
 
   from hhh import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  from hhh import run_model  # pylint: disable=g-import-not-at-top
   from hhh import config as hc  # pylint: disable=g-import-not-at-top
   from hhh import paths  # pylint: disable=g-import-not-at-top
   t0 = time.perf_counter()
@@ -413,7 +414,7 @@ def import_checkpoint(hf_dir: str, out_dir: str, *, mesh_cfg=None, devices=None,
   full.update(m)
   full.update(dict(dtype="float32", param_dtype="float32", remat="none", scan_layers=True, score_head=False))
   mesh_cfg = mesh_cfg or hc.base_config("tiny").mesh
-  ms = ckpt_lib.build_model(full, mesh_cfg, devices)
+  ms = run_model.build_model(full, mesh_cfg, devices)
   reader = SafetensorsReader(hf_dir)
   names = reader.names()
   flat_abstract = ckpt_lib.flatten(ms.abstract)
@@ -563,20 +564,21 @@ def export_checkpoint(run_dir: str, out_dir: str, *, log: Callable[[str], None] 
   from hhh import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
   from hhh import config as hc  # pylint: disable=g-import-not-at-top
   from hhh import paths  # pylint: disable=g-import-not-at-top
+  from hhh import run_model  # pylint: disable=g-import-not-at-top
   t0 = time.perf_counter()
   run_dir, out_dir = paths.resolve(run_dir), paths.resolve(out_dir)
   rec = read_run(run_dir)
   m = dict(rec["model"])
   source = rec.get("hf", {})
   arch = source.get("architecture") or arch_of_model(m)
-  score_head = "score_head/kernel" in ckpt_lib.saved_param_names(run_dir, "run")
+  score_head = "score_head/kernel" in run_model.saved_param_names(run_dir, "run")
   full = hc.model_config("tiny")
   full.update(m)
   full.update(dict(scan_layers=True, score_head=score_head, dtype="float32", param_dtype="float32"))
   m = full.to_dict()
   mesh = ml_collections.ConfigDict(dict(shape=dict(data=1, fsdp=1, tensor=1), slices=1,
                                         rules=[list(r) for r in hc.base_config("tiny").mesh.rules]))
-  _, params = ckpt_lib.model_from_run(full, mesh, run_dir, what="run", devices=jax.devices()[:1])
+  _, params = run_model.model_from_run(full, mesh, run_dir, what="run", devices=jax.devices()[:1])
   params = jax.tree.map(np.asarray, jax.device_get(params))
   flat = ckpt_lib.flatten(params)
   out: dict = {}

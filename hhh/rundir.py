@@ -133,28 +133,38 @@ def record_config(config: ml_collections.ConfigDict, workdir: str, *, resume_ste
   first = os.path.join(workdir, "config.json")
   new = config_dict(config)
   text = json.dumps(new, indent=2, sort_keys=True) + "\n"
-  if resume_step is not None and os.path.exists(first):
-    with open(first) as f:
-      try:
-        old = json.load(f)
-      except json.JSONDecodeError:
-        old = None
-    if old is not None:
-      diff = config_differences(old, new)
-      fatal = {k: v for k, v in diff.items() if any(k == s or k.startswith(s) for s in STATE_KEYS)}
-      if fatal:
-        listing = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in fatal.items())
-        raise ConfigMismatchError(
-            f"workdir {workdir} holds a run with a different model or objective ({listing}); its checkpoints cannot "
-            f"be resumed with this config. Use another --workdir, or the run's own config ({first}).")
-      if diff:
-        log("resuming with changed settings: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items()))
-        path = os.path.join(workdir, f"config.resume-{resume_step}.json")
-        _write_atomic(path, text)
-        return path
-      return first
+  diff = check_resumable(config, workdir, resume_step=resume_step)
+  if diff is not None:
+    if diff:
+      log("resuming with changed settings: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items()))
+      path = os.path.join(workdir, f"config.resume-{resume_step}.json")
+      _write_atomic(path, text)
+      return path
+    return first
   _write_atomic(first, text)
   return first
+
+
+def check_resumable(config: ml_collections.ConfigDict, workdir: str, *, resume_step: int | None) -> dict | None:
+  """Writes nothing. For a resumed run whose config.json reads: the differences from it ({key: (old, new)}), or
+  ConfigMismatchError when the model or objective changed (its checkpoints cannot be restored). None otherwise (a
+  fresh run, or no readable config.json: the restore decides, and the trainer writes the record only after it)."""
+  first = os.path.join(workdir, "config.json")
+  if resume_step is None or not os.path.exists(first):
+    return None
+  with open(first) as f:
+    try:
+      old = json.load(f)
+    except json.JSONDecodeError:
+      return None
+  diff = config_differences(old, config_dict(config))
+  fatal = {k: v for k, v in diff.items() if any(k == s or k.startswith(s) for s in STATE_KEYS)}
+  if fatal:
+    listing = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in fatal.items())
+    raise ConfigMismatchError(
+        f"workdir {workdir} holds a run with a different model or objective ({listing}); its checkpoints cannot "
+        f"be resumed with this config. Use another --workdir, or the run's own config ({first}).")
+  return diff
 
 
 def _write_atomic(path: str, text: str) -> None:

@@ -645,7 +645,7 @@ def prefix_ids(config, vocab) -> tuple:
 def from_config(config, *, devices=None) -> tuple:
   """(Sampler, Settings, info) for configs/sample.py: the run's parameters on the mesh (hhh.checkpoint's loader),
   the vocabulary and the shared prefix."""
-  from hhh import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  from hhh import run_model  # pylint: disable=g-import-not-at-top
   from hhh import paths  # pylint: disable=g-import-not-at-top
   from hhh.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
   settings = Settings.from_config(config)
@@ -658,7 +658,7 @@ def from_config(config, *, devices=None) -> tuple:
     raise ConfigError(f"model.vocab_size={int(config.model.vocab_size)} is smaller than the vocabulary "
                       f"{config.data.vocab!r} ({vocab.vocab_size} ids)")
   prefix, info = prefix_ids(config, vocab)
-  ms, params = ckpt_lib.model_from_run(config.model, config.mesh, checkpoint, what="checkpoint", devices=devices)
+  ms, params = run_model.model_from_run(config.model, config.mesh, checkpoint, what="checkpoint", devices=devices)
   sampler = Sampler(ms.model, params, ms.mesh, ms.rules, vocab, prefix_tokens=prefix,
                     batch_size=int(config.batch_size))
   info = {"checkpoint": checkpoint, "size": config.size, "vocab": config.data.vocab, "format": config.format,

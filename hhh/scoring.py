@@ -218,7 +218,7 @@ class Scorer:
 
   @classmethod
   def of(cls, ms, params, **kwargs) -> "Scorer":
-    """A scorer of `params` on a hhh.checkpoint.ModelSetup's model and mesh."""
+    """A scorer of `params` on a hhh.run_model.ModelSetup's model and mesh."""
     return cls(ms.model, params, ms.mesh, ms.rules, ms.shardings, **kwargs)
 
   def _ctx(self):

@@ -29,6 +29,7 @@ import numpy as np
 import optax
 
 from hhh import checkpoint as ckpt_lib
+from hhh import run_model
 from hhh import distributed
 from hhh import flops as flops_lib
 from hhh import metric_writer
@@ -418,7 +419,7 @@ def starting_state(setup: Setup, config) -> tuple[TrainState, list, list]:
   state = init_state(setup, jax.random.split(jax.random.key(int(config.seed)), 3)[0])
   if not config.init_from:
     return state, [], []
-  params, loaded, fresh = ckpt_lib.load_params(config.init_from, state.params, setup.state_shardings.params)
+  params, loaded, fresh = run_model.load_params(config.init_from, state.params, setup.state_shardings.params)
   return state.replace(params=params), loaded, fresh
 
 
@@ -457,14 +458,16 @@ def _restore_or_start(setup: Setup, config, checkpointer, primary: bool, log) ->
 def _train_locked(config, workdir, setup, checkpointer, primary, *, train_batches, eval_batches, step_hook) -> dict:
   log = print if primary else (lambda *_: None)
   latest = checkpointer.latest_step()
-  if primary:  # before anything is restored or overwritten: a different model in this workdir is an error
-    rundir.record_config(config, workdir, resume_step=latest, log=log)
-    write_run_record(config, workdir, resume_step=latest, grad_accum=setup.grad_accum)
+  if primary:  # before anything is restored: a different model in this workdir is an error
+    rundir.check_resumable(config, workdir, resume_step=latest)
   steps, log_every = int(config.train.steps), int(config.train.log_every)
   rng = jax.random.key(int(config.seed))
   _, step_rng, eval_rng = jax.random.split(rng, 3)  # [0] initialises (starting_state)
 
   state, aux, batches_done = _restore_or_start(setup, config, checkpointer, primary, log)
+  if primary:  # only now: a run whose checkpoints do not restore with this config keeps its record as it was
+    rundir.record_config(config, workdir, resume_step=latest, log=log)
+    write_run_record(config, workdir, resume_step=latest, grad_accum=setup.grad_accum)
   start = int(jax.device_get(state.step))
   # Records of steps after the restored one came from an attempt that did not save them: drop them.
   writer = metric_writer.MetricWriter(workdir, enabled=primary, resume_step=start)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from hhh import checkpoint as ckpt_lib
+from hhh import run_model
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -41,7 +42,7 @@ def test_bench_import_on_a_small_checkpoint_from_a_relative_dir(tmp_path, monkey
   tensors = {}
   for f in sorted(set(index["weight_map"].values())):
     tensors.update(load_file(str(hf_dir / f)))
-  ms, params = ckpt_lib.model_from_run(hc.model_config(str(run_dir)), hc.base_config("tiny").mesh, str(run_dir),
+  ms, params = run_model.model_from_run(hc.model_config(str(run_dir)), hc.base_config("tiny").mesh, str(run_dir),
                                        what="checkpoint")
   np.testing.assert_array_equal(np.asarray(params["embedding"]), tensors["gpt_neox.embed_in.weight"])
   np.testing.assert_array_equal(np.asarray(params["unembedding"]["kernel"]), tensors["embed_out.weight"].T)

@@ -10,7 +10,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from hhh import checkpoint as ckpt_lib, sharding
+from hhh import sharding
+from hhh import run_model
 from hhh import metrics, scoring
 from hhh.eval import examples, hhh as hhh_eval, run
 from hhh.models.transformer import Transformer, TransformerConfig
@@ -33,7 +34,7 @@ def _mesh_scorer(model, params, prefix=None):
                                             rules=[list(r) for r in sharding.DEFAULT_RULES]))
   mesh = sharding.make_mesh(mesh_cfg)
   rules = sharding.rules_from_config(mesh_cfg.rules)
-  ms = ckpt_lib.build_model(ml_collections.ConfigDict(dict(vars(model.cfg))), mesh_cfg)
+  ms = run_model.build_model(ml_collections.ConfigDict(dict(vars(model.cfg))), mesh_cfg)
   return scoring.Scorer(model, params, mesh, rules, ms.shardings, prefix_tokens=prefix)
 
 
@@ -291,13 +292,13 @@ def _save_params(path, params):
 def test_eval_job_is_deterministic_and_writes_outputs(tmp_path):
   from configs import eval as eval_cfg
   config = eval_cfg.get_config("tiny")
-  ms = ckpt_lib.build_model(config.model, config.mesh)
+  ms = run_model.build_model(config.model, config.mesh)
   lm = ms.model.init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
   lm = jax.tree.map(lambda p: getattr(p, "value", p), lm, is_leaf=lambda p: hasattr(p, "value"))
   _save_params(tmp_path / "lm", lm)
   pm_cfg = ml_collections.ConfigDict(config.model.to_dict())
   pm_cfg.score_head = True
-  pm = ckpt_lib.build_model(pm_cfg, config.mesh).model.init(jax.random.key(1), jnp.zeros((1, 8), jnp.int32))["params"]
+  pm = run_model.build_model(pm_cfg, config.mesh).model.init(jax.random.key(1), jnp.zeros((1, 8), jnp.int32))["params"]
   pm = jax.tree.map(lambda p: getattr(p, "value", p), pm, is_leaf=lambda p: hasattr(p, "value"))
   pm["score_head"]["kernel"] = jax.random.normal(jax.random.key(2), pm["score_head"]["kernel"].shape)
   _save_params(tmp_path / "pm", pm)
@@ -371,7 +372,7 @@ def test_alignment_tax_on_mock_tfds(tmp_path):
   import tensorflow_datasets as tfds
   from configs import eval as eval_cfg
   config = eval_cfg.get_config("tiny")
-  ms = ckpt_lib.build_model(config.model, config.mesh)
+  ms = run_model.build_model(config.model, config.mesh)
   lm = ms.model.init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
   lm = jax.tree.map(lambda p: getattr(p, "value", p), lm, is_leaf=lambda p: hasattr(p, "value"))
   _save_params(tmp_path / "lm", lm)
@@ -426,7 +427,7 @@ def test_truthfulqa_suite_on_real_data(tmp_path, bigbench_dir):
   for a PM, its log line, eval.md table and TensorBoard tags."""
   from configs import eval as eval_cfg
   config = eval_cfg.get_config("tiny")
-  ms = ckpt_lib.build_model(config.model, config.mesh)
+  ms = run_model.build_model(config.model, config.mesh)
   lm = ms.model.init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
   _save_params(tmp_path / "lm", jax.tree.map(lambda p: getattr(p, "value", p), lm, is_leaf=lambda p: hasattr(p, "value")))
   with config.unlocked():
@@ -451,7 +452,7 @@ def test_missing_data_is_reported_and_the_other_suites_run(tmp_path, monkeypatch
   from configs import eval as eval_cfg
   from hhh.data import file_tasks, tasks
   config = eval_cfg.get_config("tiny")
-  ms = ckpt_lib.build_model(config.model, config.mesh)
+  ms = run_model.build_model(config.model, config.mesh)
   lm = ms.model.init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
   _save_params(tmp_path / "lm", jax.tree.map(lambda p: getattr(p, "value", p), lm, is_leaf=lambda p: hasattr(p, "value")))
   monkeypatch.setenv("HHH_BIGBENCH_DIR", str(tmp_path / "no_bigbench"))

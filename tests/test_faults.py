@@ -318,7 +318,7 @@ def test_late_reads_are_quieted_before_the_first_restore_not_after_a_failure(tmp
   checkpointer = ckpt_lib.Checkpointer(str(tmp_path), every=1, keep=2, async_save=False)
   hook_at_restore = []
 
-  def failing_restore(step, abstract_state):
+  def failing_restore(step, abstract_state, verify=True):
     hook_at_restore.append(getattr(sys.unraisablehook, "hhh_quiet_late_reads", False))
     raise ValueError(f"step {step} is damaged")
 

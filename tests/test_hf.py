@@ -20,6 +20,7 @@ transformers = pytest.importorskip("transformers")
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
 from hhh import checkpoint as ckpt_lib  # noqa: E402
+from hhh import run_model
 from hhh import config as hc  # noqa: E402
 from hhh import hf_convert  # noqa: E402
 
@@ -69,7 +70,7 @@ def _hf_logits(model, tokens, mask):
 
 def _hhh_logits(run_dir, tokens, mesh_cfg=None, devices=None):
   m = hc.model_config(str(run_dir))
-  ms, params = ckpt_lib.model_from_run(m, mesh_cfg or hc.base_config("tiny").mesh, str(run_dir), what="checkpoint",
+  ms, params = run_model.model_from_run(m, mesh_cfg or hc.base_config("tiny").mesh, str(run_dir), what="checkpoint",
                                        devices=devices)
   from hhh import sharding
   with sharding.activate(ms.mesh, ms.rules):
@@ -158,7 +159,7 @@ def test_per_choice_logprobs_match_pytorch_with_the_bigbench_convention(tmp_path
   except Exception as e:  # pylint: disable=broad-except
     pytest.skip(f"BIG-bench hhh_alignment not available: {e}")
   m = hc.model_config(str(tmp_path / "run"))
-  ms, params = ckpt_lib.model_from_run(m, hc.base_config("tiny").mesh, str(tmp_path / "run"), what="checkpoint")
+  ms, params = run_model.model_from_run(m, hc.base_config("tiny").mesh, str(tmp_path / "run"), what="checkpoint")
   scorer = scoring.Scorer.of(ms, params)
   got = scoring.score_lm(scorer, ex, batch_size=4)["sum"]
   for i in range(len(ex)):
@@ -204,7 +205,7 @@ def test_import_train_a_preference_step_export_and_score_in_pytorch(tmp_path):
   eoc = np.asarray([len(ids) - 1, len(ids) - 6], np.int32)
   m = hc.model_config(str(tmp_path / "runs" / "pm"))
   m.score_head = True
-  ms, params = ckpt_lib.model_from_run(m, hc.base_config("tiny").mesh, str(tmp_path / "runs" / "pm"),
+  ms, params = run_model.model_from_run(m, hc.base_config("tiny").mesh, str(tmp_path / "runs" / "pm"),
                                        what="checkpoint")
   ours = np.asarray(ms.model.apply({"params": params}, jnp.asarray(rows), score_index=jnp.asarray(eoc),
                                    return_logits=False)["score"])
@@ -251,7 +252,7 @@ def test_exported_classifier_absorbs_the_score_bias_or_records_it(arch, tmp_path
   hf_convert.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "run"), log=lambda s: None)
   m = hc.model_config(str(tmp_path / "run"))
   m.score_head = True
-  ms = ckpt_lib.build_model(m, hc.base_config("tiny").mesh)
+  ms = run_model.build_model(m, hc.base_config("tiny").mesh)
   kernel = jax.random.normal(jax.random.key(1), (m.d_model, 1))
   params = {**jax.device_get(_load_lm(tmp_path / "run")),
             "score_head": {"kernel": kernel, "bias": jnp.asarray([0.75], jnp.float32)}}
@@ -280,7 +281,7 @@ def test_exported_classifier_absorbs_the_score_bias_or_records_it(arch, tmp_path
 
 def _load_lm(run_dir):
   m = hc.model_config(str(run_dir))
-  return ckpt_lib.model_from_run(m, hc.base_config("tiny").mesh, str(run_dir), what="checkpoint")[1]
+  return run_model.model_from_run(m, hc.base_config("tiny").mesh, str(run_dir), what="checkpoint")[1]
 
 
 def test_an_import_never_overwrites_a_training_run_and_overwrite_replaces_only_an_earlier_import(tmp_path):

@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from hhh import checkpoint as ckpt_lib
+from hhh import run_model
 from hhh import config as hc
 from hhh import sampling, sharding
 from hhh.data import vocab as vocab_lib
@@ -171,7 +171,7 @@ def make_sampler(mesh_shape=(1, 1, 1), *, prefix_len=24, batch_size=8, eos_id=No
     c = hc.base_config("tiny")
     mesh_cfg = ml_collections.ConfigDict(c.mesh.to_dict())
     mesh_cfg.shape = ml_collections.ConfigDict(dict(zip(("data", "fsdp", "tensor"), mesh_shape)))
-    ms = ckpt_lib.build_model(c.model, mesh_cfg, jax.devices()[:n])
+    ms = run_model.build_model(c.model, mesh_cfg, jax.devices()[:n])
     with sharding.activate(ms.mesh, ms.rules):
       params = jax.jit(lambda r: nn.meta.unbox(ms.model.init(r, init_inputs(ms.model.cfg))["params"]),
                        out_shardings=ms.shardings)(jax.random.key(3))

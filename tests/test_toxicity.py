@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from hhh import best_of_n
-from hhh import checkpoint as ckpt_lib
+from hhh import run_model
 from hhh.data import sources
 from hhh.eval import run, toxicity
 
@@ -152,7 +152,7 @@ def _save(path, params, model_cfg=None):
 def _init(config, score_head, seed):
   mc = ml_collections.ConfigDict(config.model.to_dict())
   mc.score_head = score_head
-  p = ckpt_lib.build_model(mc, config.mesh).model.init(jax.random.key(seed), jnp.zeros((1, 8), jnp.int32))["params"]
+  p = run_model.build_model(mc, config.mesh).model.init(jax.random.key(seed), jnp.zeros((1, 8), jnp.int32))["params"]
   p = jax.tree.map(lambda x: getattr(x, "value", x), p, is_leaf=lambda x: hasattr(x, "value"))
   if score_head:
     p["score_head"]["kernel"] = jax.random.normal(jax.random.key(seed + 10), p["score_head"]["kernel"].shape)
@@ -189,7 +189,7 @@ class _Scorer:
 
 def test_best_of_n_picks_the_pm_argmax_and_the_judge_compares_with_an_independent_sample(checkpoints):
   from configs import sample as sample_cfg
-  from hhh import checkpoint as ckpt_lib, sampling
+  from hhh import sampling
   c = sample_cfg.get_config("tiny")
   with c.unlocked():
     c.checkpoint, c.prompt, c.prompts = str(checkpoints / "lm"), "none", "x"
@@ -204,7 +204,7 @@ def test_best_of_n_picks_the_pm_argmax_and_the_judge_compares_with_an_independen
   assert len(rows) == 4 and summary["best_of"] == 3 and summary["judge"]["pairs"] == 4
   # An independent PM forward over context + response + end-of-context token gives the same scores.
   assert policy.model_config["score_head"] is True
-  ms, params = ckpt_lib.model_from_run(ml_collections.ConfigDict(policy.model_config), c.mesh, str(checkpoints / "pm"),
+  ms, params = run_model.model_from_run(ml_collections.ConfigDict(policy.model_config), c.mesh, str(checkpoints / "pm"),
                                        what="pm")
   eoc = sampler.vocab.vocab_size - 1
   for r in rows:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from hhh import checkpoint as ckpt_lib
+from hhh import run_model
 from hhh import config as hc
 from hhh import optimizer, sharding
 from hhh import train
@@ -179,7 +180,7 @@ def test_init_from_loads_lm_parameters_and_creates_a_fresh_score_head(tmp_path, 
   pm.model.score_head = True
   pm_setup = train.build(pm, jax.devices()[:1])
   state = train.init_state(pm_setup, jax.random.key(7))
-  params, loaded, fresh = ckpt_lib.load_params(lm_dir, state.params, pm_setup.state_shardings.params)
+  params, loaded, fresh = run_model.load_params(lm_dir, state.params, pm_setup.state_shardings.params)
   assert fresh == ["score_head/bias", "score_head/kernel"]
   assert "embedding" in loaded and len(loaded) == len(jax.tree.leaves(lm_state.params))
   np.testing.assert_array_equal(params["embedding"], lm_state.params["embedding"])
@@ -193,9 +194,9 @@ def test_init_from_without_a_checkpoint_is_a_clear_error(tmp_path):
   setup = train.build(c, jax.devices()[:1])
   state = train.init_state(setup, jax.random.key(0))
   with pytest.raises(ckpt_lib.CheckpointNotFoundError, match="no checkpoint found at"):
-    ckpt_lib.load_params(str(tmp_path / "empty"), state.params, setup.state_shardings.params)
+    run_model.load_params(str(tmp_path / "empty"), state.params, setup.state_shardings.params)
   with pytest.raises(ckpt_lib.CheckpointNotFoundError, match="does not exist"):
-    ckpt_lib.load_params(str(tmp_path / "missing"), state.params, setup.state_shardings.params)
+    run_model.load_params(str(tmp_path / "missing"), state.params, setup.state_shardings.params)
 
 
 @pytest.mark.parametrize("change, message", [

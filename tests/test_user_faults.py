@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from hhh import checkpoint as ckpt_lib
+from hhh import run_model
 from hhh import sampling
 from hhh import train
 from hhh.errors import ConfigError
@@ -28,7 +28,7 @@ def _params_of(work, step_or_run, log=None):
   setup = train.build(tiny_config(), None)
   fresh = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), setup.abstract_state.params)
   lines = []
-  params, _, _ = ckpt_lib.load_params(step_or_run, fresh, setup.state_shardings.params, "checkpoint",
+  params, _, _ = run_model.load_params(step_or_run, fresh, setup.state_shardings.params, "checkpoint",
                                       log=log or lines.append)
   return jax.device_get(params), lines
 
@@ -44,7 +44,7 @@ def test_a_stray_or_damaged_latest_checkpoint_falls_back_like_the_trainer_and_sa
   os.makedirs(os.path.join(work, "checkpoints", "40"))
   got, lines = _params_of(work, work)
   assert lines == [] and jax.tree.all(jax.tree.map(np.array_equal, got, step4))
-  assert ckpt_lib.saved_param_names(work, "checkpoint")
+  assert run_model.saved_param_names(work, "checkpoint")
   # A damaged latest checkpoint: one warning naming it, one naming the step used; the previous one is loaded.
   _truncate_data_file(os.path.join(work, "checkpoints", "4"))
   got, lines = _params_of(work, work)
@@ -53,6 +53,8 @@ def test_a_stray_or_damaged_latest_checkpoint_falls_back_like_the_trainer_and_sa
   assert lines[1] == f"WARNING: checkpoint: using the previous complete checkpoint {work}/checkpoints/2"
   assert jax.tree.all(jax.tree.map(np.array_equal, got, step2))
   assert sorted(os.listdir(os.path.join(work, "checkpoints"))) == ["1", "2", "4", "40"]  # read-only: nothing moved
+  from hhh.eval import run as eval_run
+  assert eval_run.checkpoint_step(work) == 2  # eval.json records the step it evaluated, not the damaged newest
 
 
 @pytest.mark.parametrize("spec, message", [

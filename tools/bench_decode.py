@@ -78,7 +78,7 @@ def main(_):
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from hhh import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  from hhh import run_model  # pylint: disable=g-import-not-at-top
   from hhh import flops as flops_lib  # pylint: disable=g-import-not-at-top
   from hhh import sampling  # pylint: disable=g-import-not-at-top
   from hhh.models.transformer import init_inputs  # pylint: disable=g-import-not-at-top
@@ -92,7 +92,7 @@ def main(_):
         f"{_BANDWIDTH_MIB.value} MiB) {bw['read_bytes_per_s'] / 1e9:.1f} GB/s, copy {bw['copy_bytes_per_s'] / 1e9:.1f} "
         f"GB/s; matmul peak {peak / 1e9:.1f} GFLOP/s per device ({'table' if table_peak else 'measured fp32'})")
 
-  ms = ckpt_lib.build_model(config.model, config.mesh)
+  ms = run_model.build_model(config.model, config.mesh)
   cfg = ms.model.cfg
   with sharding.activate(ms.mesh, ms.rules):
     params = jax.jit(lambda r: nn.meta.unbox(ms.model.init(r, init_inputs(cfg))["params"]),

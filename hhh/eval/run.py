@@ -39,6 +39,7 @@ import ml_collections
 import numpy as np
 
 from hhh import checkpoint as ckpt_lib
+from hhh import run_model
 from hhh import metric_writer
 from hhh import paths
 from hhh import prompts, scoring
@@ -55,14 +56,14 @@ HHH_TASK = hhh_eval.TASK
 
 
 def _model_from_run(model_cfg, config, path: str, *, what: str, devices, setup=None):
-  """The model and its parameters on the mesh (hhh.checkpoint.model_from_run, shared with hhh.sample / hhh.chat)."""
-  return ckpt_lib.model_from_run(model_cfg, config.mesh, path, what=what, devices=devices, setup=setup,
+  """The model and its parameters on the mesh (hhh.run_model.model_from_run, shared with hhh.sample / hhh.chat)."""
+  return run_model.model_from_run(model_cfg, config.mesh, path, what=what, devices=devices, setup=setup,
                                  score_head_hint=f"Pass it as --config.pm_checkpoint, and an LM run as --config.{what}.")
 
 
 def checkpoint_step(path: str) -> int:
   try:
-    p = ckpt_lib._state_item_dir(path)  # pylint: disable=protected-access
+    p = run_model._state_item_dir(path)  # pylint: disable=protected-access
   except ckpt_lib.CheckpointNotFoundError:
     return 0
   for part in reversed(p.parts):
