@@ -150,6 +150,8 @@ def main():
   workdir = flags.DEFINE_string("workdir", "", "scratch directory (default: a new temporary one, removed at the end)")
 
   def run(_):
+    import logging  # pylint: disable=g-import-not-at-top
+    logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's INFO lines per save/restore, as hhh.train does
     root = os.path.abspath(workdir.value) if workdir.value else tempfile.mkdtemp(prefix="hhh-integrity-")
     if workdir.value and os.path.isdir(root) and os.listdir(root):
       from hhh.errors import ConfigError  # pylint: disable=g-import-not-at-top
