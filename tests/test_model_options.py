@@ -34,16 +34,22 @@ def config(arch=None, **kw):
 
 
 def random_params(cfg, seed=0):
-  """Parameters with every leaf random (biases and norm scales too, so the reference checks them)."""
-  params = nn.meta.unbox(Transformer(cfg).init(jax.random.key(seed), init_inputs(cfg)))["params"]
-  leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
-  keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
-  out = []
-  for (path, x), k in zip(leaves, keys):
-    name = jax.tree_util.keystr(path)
-    noise = jax.random.normal(k, x.shape, x.dtype)
-    out.append(1.0 + 0.2 * noise if "scale" in name else noise if "embedding" in name else 0.2 * noise)
-  return jax.tree.unflatten(treedef, out)
+  """Parameters with every leaf random (biases and norm scales too, so the reference checks them). One jitted
+  program: eager init and per-leaf sampling compiled a kernel per op and shape (~8 s per architecture)."""
+
+  @jax.jit
+  def make():
+    params = nn.meta.unbox(Transformer(cfg).init(jax.random.key(seed), init_inputs(cfg)))["params"]
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+    keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
+    out = []
+    for (path, x), k in zip(leaves, keys):
+      name = jax.tree_util.keystr(path)
+      noise = jax.random.normal(k, x.shape, x.dtype)
+      out.append(1.0 + 0.2 * noise if "scale" in name else noise if "embedding" in name else 0.2 * noise)
+    return jax.tree.unflatten(treedef, out)
+
+  return make()
 
 
 def tokens(shape, seed=0, vocab=BASE["vocab_size"]):
@@ -360,11 +366,11 @@ def test_sharded_equals_unsharded_for_the_llama_like_config():
   flat = _flat(cfg)
   params = random_params(cfg)
   t = tokens((4, 12))
-  want = Transformer(cfg).apply({"params": params}, t)["logits"]
+  want = jax.jit(lambda p, x: Transformer(cfg).apply({"params": p}, x)["logits"])(params, t)  # one device
   fparams = unrolled_params(params, cfg.n_layers)
   lengths = jnp.asarray([12, 7, 3, 9], jnp.int32)
-  want_cache, want_prefill = sampling.prefill(flat, fparams, t, lengths, 16)
-  want_step = sampling.decode_step(flat, fparams, want_cache, t[:, :1])[0]
+  want_cache, want_prefill = jax.jit(lambda p, x, n: sampling.prefill(flat, p, x, n, 16))(fparams, t, lengths)
+  want_step = jax.jit(lambda p, c, x: sampling.decode_step(flat, p, c, x)[0])(fparams, want_cache, t[:, :1])
 
   mesh = sharding.make_mesh(ml_collections.ConfigDict(dict(shape=dict(data=2, fsdp=2, tensor=2), slices=1)))
   rules = sharding.DEFAULT_RULES
