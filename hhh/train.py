@@ -465,10 +465,11 @@ def _train_locked(config, workdir, setup, checkpointer, primary, *, train_batche
   _, step_rng, eval_rng = jax.random.split(rng, 3)  # [0] initialises (starting_state)
 
   state, aux, batches_done = _restore_or_start(setup, config, checkpointer, primary, log)
-  if primary:  # only now: a run whose checkpoints do not restore with this config keeps its record as it was
-    rundir.record_config(config, workdir, resume_step=latest, log=log)
-    write_run_record(config, workdir, resume_step=latest, grad_accum=setup.grad_accum)
   start = int(jax.device_get(state.step))
+  resumed = None if latest is None else start  # (the step restored: older than `latest` after a fallback)
+  if primary:  # only now: a run whose checkpoints do not restore with this config keeps its record as it was
+    rundir.record_config(config, workdir, resume_step=resumed, log=log)
+    write_run_record(config, workdir, resume_step=resumed, grad_accum=setup.grad_accum)
   # Records of steps after the restored one came from an attempt that did not save them: drop them.
   writer = metric_writer.MetricWriter(workdir, enabled=primary, resume_step=start)
 

@@ -65,6 +65,8 @@ def test_bit_flips_are_detected_and_the_previous_checkpoint_resumes_exactly(stop
   assert f"WARNING: checkpoint {work}/checkpoints/4 cannot be used: CorruptFilesError: {flipped}" in text, text
   assert "resuming from the previous complete checkpoint, step 2" in text
   assert os.path.isdir(os.path.join(work, "checkpoints_corrupt", "4"))
+  assert json.loads(open(os.path.join(work, "run.resume-2.json")).read())["resumed_from_step"] == 2  # not 4
+  assert not os.path.exists(os.path.join(work, "run.resume-4.json"))
   assert losses(work) == reference_losses
   # Evaluation and sampling read the corrupt copy's previous checkpoint too (read-only: the same rule, no moves).
   shutil.copytree(os.path.join(work, "checkpoints_corrupt", "4"), os.path.join(work, "checkpoints", "40"))
