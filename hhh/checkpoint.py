@@ -148,7 +148,7 @@ class Checkpointer:
   def _write_checksums(self) -> None:
     """Checksums (hhh.checksums) of the steps this Checkpointer saved, once orbax has finished them. Only those: a
     checkpoint found on disk is never blessed with checksums it was not saved with."""
-    pending = getattr(self, "_unchecksummed", None)
+    pending = self._unchecksummed
     if not pending:
       return
     self.manager.wait_until_finished()
