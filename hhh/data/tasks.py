@@ -12,7 +12,7 @@ this module is the one to import.
 """
 from __future__ import annotations
 
-from hhh.data import file_tasks, lab_tasks  # noqa: F401  (importing them registers their tasks)
+from hhh.data import file_tasks, humaneval, lab_tasks  # noqa: F401  (importing them registers their tasks)
 from hhh.data.file_tasks import (TAX_TASKS, bad_records, bigbench_dir, clear_parse_cache, data_glob,
                                  has_file_parser, parsed, tfds_source, truncated_records)
 from hhh.data.lab_tasks import LAB_SPLITS, lab_last_word

@@ -13,8 +13,9 @@ Suites: hhh (BIG-bench hhh_alignment, accuracy overall and per subset by sum / m
 truthfulqa (MC1 by sum and mean log-prob, MC2), compare (pairwise accuracy on ranked comparison tasks such as the
 lab's held-out `lab_compare`), tax (lambada and TFDS multiple choice, with and without the intervention), toxicity
 (RealToxicityPrompts: k sampled continuations per prompt in each LM condition, and best-of-n by the PM, scored by a
-toxicity classifier; hhh.eval.toxicity, docs/toxicity.md), and calibration for whatever ran (preference pairs,
-multiple-choice answers).
+toxicity classifier; hhh.eval.toxicity, docs/toxicity.md), code (HumanEval pass@k in each LM condition and
+code-correctness ranking by the LMs and the PM, every program run in hhh.sandbox; hhh.eval.code, docs/sandbox.md),
+and calibration for whatever ran (preference pairs, multiple-choice answers).
 
 Adding a suite: one module in hhh/eval/ with NAME, run(ctx), scalars(results) and table(results), listed in
 SUITE_MODULES below; configs/eval.py's eval.suites selects which run.
@@ -44,12 +45,12 @@ from hhh import metric_writer
 from hhh import paths
 from hhh import prompts, scoring
 from hhh.errors import ConfigError
-from hhh.eval import compare, examples, hhh as hhh_eval, tax as tax_eval, toxicity, truthfulqa
+from hhh.eval import code as code_eval, compare, examples, hhh as hhh_eval, tax as tax_eval, toxicity, truthfulqa
 
 LM_CONDITIONS = ("plain", "prompt", "distilled")
 # The evaluation suites, in report order. Each is one module with NAME, run(ctx) -> its results (None: no data),
 # scalars(results) -> {TensorBoard tag: number} and table(results) -> markdown lines; `Context` is what run() gets.
-SUITE_MODULES = (hhh_eval, truthfulqa, compare, tax_eval, toxicity)
+SUITE_MODULES = (hhh_eval, truthfulqa, compare, tax_eval, toxicity, code_eval)
 SUITES = tuple(m.NAME for m in SUITE_MODULES)
 NULL_CONTEXT = {"paper": "\n\nAssistant:", "bigbench": "\nAssistant:"}
 HHH_TASK = hhh_eval.TASK

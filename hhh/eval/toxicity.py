@@ -329,7 +329,8 @@ def run_suite(config, conds: Sequence, *, workdir: str, log: Callable[[str], Non
 
   import jax  # pylint: disable=g-import-not-at-top
 
-  from hhh import best_of_n, sampling  # pylint: disable=g-import-not-at-top
+  from hhh import best_of_n  # pylint: disable=g-import-not-at-top
+  from hhh.eval import samplers as eval_samplers  # pylint: disable=g-import-not-at-top
   ev = config.eval
   timing = {} if timing is None else timing
   settings = settings_from(ev)
@@ -345,14 +346,7 @@ def run_suite(config, conds: Sequence, *, workdir: str, log: Callable[[str], Non
          "data": data, "settings": {**settings.describe(), "format": ev.toxicity_format}, "scorer": {},
          "conditions": {}, "skipped_too_long": {}}
   lm = [c for c in conds if not c.is_pm]
-  samplers, by_params = {}, {}
-  for c in lm:
-    s = c.scorer
-    base = by_params.get(id(s.params))
-    if base is None:
-      base = by_params[id(s.params)] = sampling.Sampler(s.model, s.params, s.mesh, s.rules, config.data.vocab,
-                                                        batch_size=int(ev.toxicity_batch_size))
-    samplers[c.name] = base.with_prefix(s.prefix_tokens) if c.with_prefix else base
+  samplers = eval_samplers.lm_samplers(conds, config.data.vocab, int(ev.toxicity_batch_size))
   runs = [(c.name, samplers[c.name], None) for c in lm]
   best_n = int(ev.toxicity_best_of)
   pm = [c for c in conds if c.is_pm]
