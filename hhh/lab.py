@@ -320,7 +320,7 @@ def _run_seed(p: dict, workdir: str, log: Callable[[str], None], *, label: str =
   have_bb = bigbench_available() and (p["hhh"] or p["truthfulqa"])
   prog = Progress(stage_costs(p), os.path.join(workdir, "stage_times.json"), label=label)
   res: dict = {"preset": p, "sizes": {s: _param_count(s) for s in sizes}, "train": {}, "objectives": {},
-               "objectives_ci": {}, "hhh": {}, "truthfulqa": {}, "tax": {}, "toxicity": {},
+               "objectives_ci": {}, "hhh": {}, "truthfulqa": {}, "tax": {}, "toxicity": {}, "code": {},
                "pmp": {"pmp": {}, "no_pmp": {}}, "pmp_ci": {"pmp": {}, "no_pmp": {}}, "calibration": {}, "ece": {},
                "examples": {"objectives": {}, "pmp": {"pmp": {}, "no_pmp": {}}}}
 
@@ -417,7 +417,7 @@ def _run_seed(p: dict, workdir: str, log: Callable[[str], None], *, label: str =
 
   # Evaluation.
   suites = ["compare", "tax", "toxicity"] + (["hhh"] if have_bb and p["hhh"] else []) + (["truthfulqa"] if have_bb and p["truthfulqa"]
-                                                                      else [])
+                                                                      else []) + (["code"] if p["code_problems"] else [])
   if not have_bb:
     res["bigbench_missing"] = bigbench_howto()
     log(res["bigbench_missing"])
@@ -436,6 +436,10 @@ def _run_seed(p: dict, workdir: str, log: Callable[[str], None], *, label: str =
       res["truthfulqa"][s] = out["truthfulqa"]["conditions"]
     if TAX_TASK in out.get("tax", {}):
       res["tax"][s] = out["tax"][TAX_TASK]
+    if "code" in out:  # without the per-problem lists (eval/<size>/eval.json keeps them)
+      strip = lambda d: {k: strip(v) for k, v in d.items() if k != "per_problem"} if isinstance(d, dict) else d  # noqa
+      res["code"][s] = strip({k: out["code"][k] for k in ("problems", "pool", "chance", "conditions", "tax",
+                                                           "execution") if k in out["code"]})
     if "toxicity" in out:
       res["toxicity"][s] = out["toxicity"]["conditions"]
       res["toxicity_info"] = {k: out["toxicity"][k] for k in ("source", "prompts", "challenging", "settings",
@@ -596,6 +600,7 @@ def _eval_config(size, p, *, checkpoint, pm, suites, distilled="", conditions="p
     c.eval.toxicity_prompts, c.eval.toxicity_max_prompts = "embedded", p["toxicity_prompts"]
     c.eval.toxicity_samples, c.eval.toxicity_max_new_tokens = p["toxicity_samples"], p["toxicity_tokens"]
     c.eval.toxicity_seed = p["seed"]
+    c.eval.code_mode, c.eval.code_problems, c.eval.code_ks = "pool", p["code_problems"], "1"
   return c
 
 

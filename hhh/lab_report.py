@@ -16,6 +16,19 @@ def _ci(v, ci):
   return intervals.fmt(v, ci)
 
 
+def _signed(v, ci):
+  """'+1.2 [-3.4, +5.6]' points; '-' for missing."""
+  if v is None or v != v:
+    return "-"
+  return f"{100 * v:+.1f}" + (f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]" if ci else "")
+
+
+def _top1(cond: dict, ranker: str) -> str:
+  """A code condition's top-1 (value [interval]) by `ranker`."""
+  d = cond.get("ranked", {}).get(ranker, {}).get("1") or {}
+  return _ci(d.get("value"), d.get("ci"))
+
+
 def _above_chance(items: dict) -> list:
   """Names whose 95% interval lies above 50%."""
   return [k for k, (v, ci) in items.items() if ci and ci[0] is not None and ci[0] > 0.5]
@@ -118,12 +131,36 @@ def report_markdown(res: dict) -> str:
           "|---|---|---|---|---|---|---|"]
     for s, t in res["tax"].items():
       L.append(f"| {s} | {t['n']} | " + " | ".join(tax_eval.table_cells(t)) + " |")
+    for s, c in res.get("code", {}).items():  # code: the LM picks a correct candidate (top-1 by mean log-prob)
+      cells = [_top1(c["conditions"].get(k, {}), "lm_mean") for k in ("plain", "prompt", "distilled")]
+      cells += [_signed(c.get("tax", {}).get(k, {}).get("value"), c.get("tax", {}).get(k, {}).get("ci"))
+                for k in ("prompt", "distilled")]
+      L.append(f"| {s}, code (top-1 of a HumanEval pool by mean log-prob) | {c['problems']} | " + " | ".join(cells)
+               + " |")
     L += ["", "**What this shows.** LAMBADA's format (the last word is right when greedy decoding reproduces it) on "
           "held-out dialogues of the embedded corpus: accuracy % [95% interval] and, in brackets, the word's mean "
           "summed log-prob (nats), which is graded where accuracy is near 0; tax = with - without the intervention "
           "(paired interval), negative = a capability cost. The paper's benchmarks (LAMBADA, HellaSwag, ARC, "
           "OpenBookQA, PIQA from TFDS) run with `python -m hhh.eval --config.eval.suites=tax` where their TFDS data "
           "is available.", "", "![tax](plots/tax.png)", ""]
+  if res.get("code"):
+    L += ["## Code-correctness ranking (HumanEval candidate pools, top-1 %)", "",
+          "| size | problems | candidates (correct) | chance | LM sum log-prob | LM mean log-prob | ranked PM |",
+          "|---|---|---|---|---|---|---|"]
+    for s, c in res["code"].items():
+      cond, pool = c["conditions"], c["pool"]
+      L.append(f"| {s} | {c['problems']} | {pool['candidates']} ({pool['correct']}) | "
+               f"{_ci(c['chance']['1']['value'], c['chance']['1']['ci'])} | {_top1(cond.get('plain', {}), 'lm_sum')} | "
+               f"{_top1(cond.get('plain', {}), 'lm_mean')} | {_top1(cond.get('pm', {}), 'pm')} |")
+    sbx = next(iter(res["code"].values()))["execution"]["sandbox"]
+    L += ["", "**What this shows.** Each problem's pool is its canonical solution and deterministic mutants of it "
+          "(a flipped comparison, an integer off by one, swapped returns, a dropped statement); every candidate was "
+          "executed against the problem's tests for its label (a mutant that still passes counts as correct), and "
+          "the chance line is the pool's correct fraction. The paper's claim: a ranked preference model picks correct "
+          "code better than the LM's own likelihood. The lab's models never saw code ranking, so near-chance numbers "
+          f"are expected at these sizes. Sandbox: {sbx['isolation']}" + (" + seccomp" if sbx["seccomp"] else "") +
+          (" + guard" if sbx["guard"] else "") + " (docs/sandbox.md); every candidate and its verdict: "
+          "eval/<size>/code_samples.jsonl.", ""]
   if res.get("toxicity"):
     info = res.get("toxicity_info", {})
     st = info.get("settings", {})

@@ -130,7 +130,15 @@ def _fake_results():
           "toxicity_info": {"source": "embedded", "prompts": 40, "challenging": 20, "scorer": {"name": "offline"},
                             "settings": {"num_samples": 4, "max_new_tokens": 32, "top_p": 0.9}},
           "dialogues": [{"condition": "prompt", "context": "\n\nHuman: Hi\n\nAssistant:", "sample": " Hello!",
-                         "stop_reason": "stop"}]}
+                         "stop_reason": "stop"}],
+          "code": {"b": {"problems": 40, "pool": {"candidates": 170, "correct": 45},
+                         "chance": {"1": {"value": .25, "ci": [.2, .3]}},
+                         "conditions": {"plain": {"ranked": {"lm_sum": {"1": {"value": .3, "ci": [.2, .4]}},
+                                                             "lm_mean": {"1": {"value": .35, "ci": [.25, .45]}}}},
+                                        "prompt": {"ranked": {"lm_mean": {"1": {"value": .4, "ci": [.3, .5]}}}},
+                                        "pm": {"ranked": {"pm": {"1": {"value": .5, "ci": [.4, .6]}}}}},
+                         "tax": {"prompt": {"value": .05, "ci": [-.02, .12]}},
+                         "execution": {"sandbox": {"isolation": "namespaces", "seccomp": True, "guard": True}}}}}
 
 
 def _tox(emt, n):
@@ -148,8 +156,11 @@ def test_report_has_every_table_and_its_plots(tmp_path):
   md = lab.report_markdown(res)
   for title in ("## Training runs", "## Telling better from worse", "## HHH evaluations", "## TruthfulQA",
                 "## Alignment tax", "## PMP sample efficiency", "## Calibration", "## Toxicity of sampled continuations",
-                "## Sampled dialogues"):
+                "## Sampled dialogues", "## Code-correctness ranking"):
     assert title in md
+  assert "| b | 40 | 170 (45) | 25.0 [20.0, 30.0] | 30.0 [20.0, 40.0] | 35.0 [25.0, 45.0] | 50.0 [40.0, 60.0] |" in md
+  assert ("| b, code (top-1 of a HumanEval pool by mean log-prob) | 40 | 35.0 [25.0, 45.0] | 40.0 [30.0, 50.0] | - | "
+          "+5.0 [-2.0, +12.0] | - |") in md and "Sandbox: namespaces + seccomp + guard" in md
   for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
     assert os.path.exists(tmp_path / link), link
   assert "| b | [pm](eval/b/eval.md) | - | - | - | 70.0 | 70.0 |" in md
@@ -196,6 +207,10 @@ def test_smoke_preset_end_to_end(tmp_path, monkeypatch, no_session_compile_cache
   assert tox["plain"]["overall"]["samples_scored"] == 12  # 6 prompts x k = 2, every sample scored (offline)
   assert [d["condition"] for d in saved["dialogues"]] == ["plain", "prompt", "distilled"]
   assert "## Toxicity of sampled continuations" in md and "## Sampled dialogues" in md
+  code = saved["code"]["tiny"]  # HumanEval pools: 6 problems, every canonical solution among the correct
+  assert code["problems"] == 6 and code["pool"]["by_kind"]["canonical"] == [6, 6]
+  assert set(code["conditions"]) == {"plain", "prompt", "distilled", "pm"} and set(code["tax"]) == {"prompt", "distilled"}
+  assert "## Code-correctness ranking" in md and "| tiny, code (top-1 of a HumanEval pool" in md
   if lab.bigbench_available():
     assert set(saved["hhh"]["tiny"]) == {"plain", "prompt", "distilled", "pm"}
   else:
