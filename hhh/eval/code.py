@@ -266,7 +266,7 @@ def scalars(res: dict) -> dict:
   out = {}
   for cond, c in res.get("conditions", {}).items():
     for k, v in c.get("pass_at_k", {}).items():
-      out[f"code/{cond}/pass@{k}"] = v["value"]
+      out[f"code/{cond}/pass_at_{k}"] = v["value"]  # TensorBoard tags take no "@"
     for ranker, by_k in c.get("ranked", {}).items():
       for k, v in by_k.items():
         out[f"code/{cond}/{ranker}/top{k}"] = v["value"]
