@@ -27,6 +27,7 @@ COMMANDS = {
     "tools/bench_decode.py": ["--config", "--batch_sizes", "--new_tokens"],
     "tools/bench_import.py": ["--layers", "--shards", "--keep"],
     "tools/bench_objectives.py": ["--distill_sizes", "--pm_size", "--reps"],
+    "tools/bench_sandbox.py": ["--workers", "--rounds", "--json"],
     "tools/checkpoint_integrity.py": ["--trials", "--overhead_size", "--workdir"],
     "tools/hf_export.py": ["--run", "--out"],
     "tools/hf_import.py": ["--hf", "--out", "--vocab_size", "--overwrite"],
