@@ -297,6 +297,8 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
   if len(seeds) > 1:
     from hhh import seeds as seeds_lib  # pylint: disable=g-import-not-at-top
     res["across_seeds"] = seeds_lib.summary(results, seeds)
+    from hhh import findings  # pylint: disable=g-import-not-at-top
+    res["findings"] = findings.findings(res, runs=results)  # verdicts over seeds and examples
     res["wall_time_s"] = time.perf_counter() - t0
     with open(os.path.join(workdir, "lab.json"), "w") as f:
       json.dump(res, f, indent=1, default=str)

@@ -57,11 +57,16 @@ def report_markdown(res: dict) -> str:
        "Every accuracy below carries its 95% bootstrap interval over the evaluated examples in brackets "
        "(hhh.eval.intervals: 2,000 resamples of the examples, fixed seed). Two numbers on the same examples are "
        "compared by the paired bootstrap of their difference, which is tighter than comparing the two intervals.", ""]
+  n_seeds = len(res.get("across_seeds", {}).get("seeds", [])) or 1
   L += ["## Paper finding vs this run", "",
         "Each of the paper's trends (docs: paper.md section 5) tested at these sizes by the difference that decides "
         "it, with its paired 95% interval. supports: the interval is on the claimed side (above 0; for 'about the "
         "same', inside +-5 points); contradicts: on the other side; cannot tell: the interval straddles the line, "
-        "or the measurement cannot decide it here.", ""]
+        "or the measurement cannot decide it here.", "",
+        (f"The intervals include training-seed variance: each is a hierarchical bootstrap over the {n_seeds} seeds "
+         "and the evaluation examples (the `seeds` column), and each seed's own verdict is counted." if n_seeds > 1
+         else "The intervals cover the evaluation examples of one trained model only, not training-seed variance "
+              "(`--config.seeds=N` decides each verdict over N seeds)."), ""]
   L += findings.table(res.get("findings") or findings.findings(res)) + [""]
   if res.get("across_seeds"):
     from hhh import seeds as seeds_lib  # pylint: disable=g-import-not-at-top

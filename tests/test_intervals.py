@@ -109,3 +109,42 @@ def test_tax_finding_is_uninformative_when_almost_no_word_is_right():
   assert row["verdict"] == "cannot tell" and "at most 4 words right" in row["note"] and row["value"] is None
   row = {r["claim"]: r for r in findings.findings({**base, "tax": tax(5)})}[claim]
   assert row["value"] == 0.0 and row["verdict"] == "supports"  # 5 right: measured, and equal with and without
+
+
+def test_bootstrap_over_seeds_reduces_to_examples_with_one_seed_and_widens_with_seed_spread():
+  rng = np.random.default_rng(3)
+  a, b = rng.integers(0, 2, 80).astype(float), rng.integers(0, 2, 80).astype(float)
+  one = intervals.bootstrap_seeds([(1.0, [(a, None)]), (-1.0, [(b, None)])])
+  ref = intervals.bootstrap_combination([(1.0, a, None), (-1.0, b, None)])
+  assert (one["value"], one["ci"], one["p_le_0"], one["seeds"]) == (ref["value"], ref["ci"], ref["p_le_0"], 1)
+  # Seed 1's PM gets 80 of 100 right, seed 2's 40; imitation gets 50 in both. One seed alone supports PM > IL;
+  # over both seeds the mean difference is +10 points, but a resample drawing seed 2 twice (1 in 4) gives -10.
+  def right(k):
+    return np.array([1.0] * k + [0.0] * (100 - k))
+  first = intervals.bootstrap_combination([(1.0, right(80), None), (-1.0, right(50), None)])
+  assert intervals.verdict(first["ci"]) == "supports"
+  both = intervals.bootstrap_seeds([(1.0, [(right(80), None), (right(40), None)]),
+                                    (-1.0, [(right(50), None), (right(50), None)])])
+  assert both["value"] == pytest.approx(0.1) and both["seeds"] == 2
+  assert both["ci"][0] < 0 < both["ci"][1] and intervals.verdict(both["ci"]) == "cannot tell"
+  assert 0.2 < both["p_le_0"] < 0.35  # about the 1 in 4 resamples that draw seed 2 twice
+  mixed = intervals.bootstrap_seeds([(1.0, [(right(80), None), (right(70), None), (right(75), None)]),
+                                     (-1.0, [(right(50), None)])])  # a term trained once
+  assert mixed["value"] == pytest.approx(0.25) and mixed["seeds"] == 3 and mixed["ci"][0] > 0
+  with pytest.raises(ValueError, match="same examples"):
+    intervals.bootstrap_seeds([(1.0, [(right(80), None)]), (-1.0, [(np.ones(50), None)])])
+
+
+def test_findings_over_seeds_count_the_seeds_and_each_seeds_verdict():
+  runs = [_res(0.7, 0.5), _res(0.3, 0.5)]  # the PM beats imitation in seed 1 (80 vs 50), loses in seed 2 (40 vs 50)
+  rows = {r["claim"]: r for r in findings.findings(runs[0], runs=runs)}
+  pm = rows["A ranked PM tells better from worse more accurately than imitation learning"]
+  assert pm["seeds"] == 2 and pm["seed_verdicts"] == ["supports", "contradicts"]
+  assert pm["value"] == pytest.approx(0.1) and pm["verdict"] == "cannot tell"
+  assert rows["Binary discrimination performs about like imitation learning"]["seed_verdicts"] == ["supports"] * 2
+  md = "\n".join(findings.table(list(rows.values())))
+  assert "| 2 | cannot tell; supported in 1 of 2 seeds (supports 1, contradicts 1) |" in md
+  assert "| 2 | supports; supported in 2 of 2 seeds |" in md
+  single = {r["claim"]: r for r in findings.findings(runs[0])}
+  assert single["A ranked PM tells better from worse more accurately than imitation learning"]["seeds"] == 1
+  assert single["A ranked PM tells better from worse more accurately than imitation learning"]["seed_verdicts"] == []

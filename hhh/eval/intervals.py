@@ -71,6 +71,40 @@ def bootstrap_combination(terms: Sequence[tuple], *, resamples: int = RESAMPLES,
           "p_le_0": float(np.nanmean(v <= 0))}
 
 
+def bootstrap_seeds(terms: Sequence[tuple], *, resamples: int = RESAMPLES, level: float = LEVEL,
+                    seed: int = 0) -> dict:
+  """The hierarchical paired bootstrap of sum_i w_i * acc_i over training seeds AND evaluation examples.
+
+  `terms` are (w_i, replicates_i) with replicates_i = [(correct, counts or None), ...], one per independently
+  trained seed, every array over the same examples. Each resample draws the examples with replacement (the same draw
+  for every term and seed: paired) and the seeds with replacement (the same draw for every term that has the most
+  seeds, so the terms of one seed, e.g. two objectives finetuned from that seed's pretrained LM, stay together; a
+  term with fewer seeds draws its own), and takes the mean over the drawn seeds. The point estimate is the mean over
+  seeds. With one seed per term this is bootstrap_combination exactly (the same example draws).
+  {"value", "ci", "p_le_0", "seeds": the most seeds of any term}."""
+  terms = [(float(w), [_as_arrays(c, n) for c, n in reps]) for w, reps in terms]
+  if any(not reps for _, reps in terms):
+    raise ValueError("bootstrap_seeds: every term needs at least one seed's outcomes")
+  sizes = {c.size for _, reps in terms for c, _ in reps}
+  if len(sizes) != 1:
+    raise ValueError(f"a paired bootstrap needs the same examples in every term and seed, got lengths {sorted(sizes)}")
+  size, most = sizes.pop(), max(len(reps) for _, reps in terms)
+  if size == 0 or any(n.sum() <= 0 for _, reps in terms for _, n in reps):
+    return {"value": float("nan"), "ci": [float("nan"), float("nan")], "p_le_0": float("nan"), "seeds": most}
+  idx = _indices(size, resamples, seed)
+  rng = np.random.default_rng(seed + 1)
+  shared = rng.integers(0, most, size=(resamples, most))
+  v = np.zeros(resamples)
+  for w, reps in terms:
+    per_seed = np.stack([_ratio(c, n, idx) for c, n in reps], axis=1)  # [resamples, seeds]
+    draw = shared if len(reps) == most else rng.integers(0, len(reps), size=(resamples, len(reps)))
+    v += w * np.take_along_axis(per_seed, draw, axis=1).mean(axis=1)
+  a = (1 - level) / 2
+  lo, hi = np.nanquantile(v, [a, 1 - a])
+  value = sum(w * np.mean([c.sum() / n.sum() for c, n in reps]) for w, reps in terms)
+  return {"value": float(value), "ci": [float(lo), float(hi)], "p_le_0": float(np.nanmean(v <= 0)), "seeds": most}
+
+
 def bootstrap_diff(correct_a, correct_b, counts_a=None, counts_b=None, **kw) -> dict:
   """The paired bootstrap of acc(a) - acc(b) on the same examples (row i of a and of b is the same example):
   {"value", "ci", "p_le_0"} as bootstrap_combination."""
