@@ -152,6 +152,6 @@ def table(rows: list) -> list:
     if per:  # each seed's own verdict: the finding holds (supports) in k of n seeds
       counts = {v: per.count(v) for v in ("supports", "contradicts", "cannot tell") if v in per}
       verdict += f"; supported in {counts.get('supports', 0)} of {len(per)} seeds" + (
-          "" if len(counts) == 1 else " (" + ", ".join(f"{v} {k}" for v, k in counts.items()) + ")")
+          "" if counts == {"supports": len(per)} else " (" + ", ".join(f"{v} {k}" for v, k in counts.items()) + ")")
     out.append(f"| {r['claim']} | {r['compared']} | {diff} | {r.get('seeds') or '-'} | {verdict} |")
   return out
