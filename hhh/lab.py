@@ -23,7 +23,9 @@ Runs, in-process through the one trainer (hhh.train.train; no subprocesses, Tens
   7. DIR/report.md with the tables and the plots (DIR/plots/*.png), DIR/lab.json with every number.
 Every run lives in DIR/runs/<name>, every evaluation in DIR/eval/<name>; rerunning the command resumes (finished runs
 and evaluations return at once). Every accuracy in the report has a 95% bootstrap interval (hhh.eval.intervals) and
-the report tests the paper's findings against this run (hhh.findings); --config.seeds=N adds the spread over seeds.
+the report tests the paper's findings against this run (hhh.findings). The default preset trains 2 seeds
+(--config.seeds=N; the second and later in DIR/seed_<seed>): every verdict is decided over the seeds and the
+examples, and the report adds the spread over seeds.
 """
 from __future__ import annotations
 
