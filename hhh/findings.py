@@ -145,8 +145,7 @@ def table(rows: list) -> list:
   out = ["| paper's finding | compared in this run | difference (points) [95% interval] | seeds | this run |",
          "|---|---|---|---|---|"]
   for r in rows:
-    diff = "-" if r["value"] is None else (f"{100 * r['value']:+.1f} [{100 * r['ci'][0]:+.1f}, "
-                                           f"{100 * r['ci'][1]:+.1f}]")
+    diff = intervals.fmt(r["value"], r["ci"], signed=True)
     verdict = r["verdict"] + (f" ({r['note']})" if r.get("note") else "")
     per = r.get("seed_verdicts") or []
     if per:  # each seed's own verdict: the finding holds (supports) in k of n seeds

@@ -316,6 +316,7 @@ def _run_seed(p: dict, workdir: str, log: Callable[[str], None], *, label: str =
   from hhh import train as train_lib  # pylint: disable=g-import-not-at-top
   from hhh.eval import run as eval_run  # pylint: disable=g-import-not-at-top
   from hhh.eval import plots  # pylint: disable=g-import-not-at-top
+  from hhh.eval import code as code_eval  # pylint: disable=g-import-not-at-top
 
   t0 = time.perf_counter()
   sizes, big, pmp_size = p["sizes"], p["sizes"][-1], p["pmp_size"]
@@ -441,9 +442,7 @@ def _run_seed(p: dict, workdir: str, log: Callable[[str], None], *, label: str =
     if TAX_TASK in out.get("tax", {}):
       res["tax"][s] = out["tax"][TAX_TASK]
     if "code" in out:  # without the per-problem lists (eval/<size>/eval.json keeps them)
-      strip = lambda d: {k: strip(v) for k, v in d.items() if k != "per_problem"} if isinstance(d, dict) else d  # noqa
-      res["code"][s] = strip({k: out["code"][k] for k in ("problems", "pool", "chance", "conditions", "tax",
-                                                           "execution") if k in out["code"]})
+      res["code"][s] = code_eval.headline(out["code"])
     if "toxicity" in out:
       res["toxicity"][s] = out["toxicity"]["conditions"]
       res["toxicity_info"] = {k: out["toxicity"][k] for k in ("source", "prompts", "challenging", "settings",

@@ -3,6 +3,9 @@
 seeds (hhh.seeds) and the stage times. Input: hhh.lab.run_lab's results (the same dict as DIR/lab.json)."""
 from __future__ import annotations
 
+from hhh import sandbox
+from hhh.eval import intervals
+
 def _pct(v):
   return "-" if v is None else f"{100 * float(v):.1f}"
 
@@ -12,15 +15,7 @@ def _num(v):
 
 
 def _ci(v, ci):
-  from hhh.eval import intervals  # pylint: disable=g-import-not-at-top
   return intervals.fmt(v, ci)
-
-
-def _signed(v, ci):
-  """'+1.2 [-3.4, +5.6]' points; '-' for missing."""
-  if v is None or v != v:
-    return "-"
-  return f"{100 * v:+.1f}" + (f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]" if ci else "")
 
 
 def _top1(cond: dict, ranker: str) -> str:
@@ -138,8 +133,8 @@ def report_markdown(res: dict) -> str:
       L.append(f"| {s} | {t['n']} | " + " | ".join(tax_eval.table_cells(t)) + " |")
     for s, c in res.get("code", {}).items():  # code: the LM picks a correct candidate (top-1 by mean log-prob)
       cells = [_top1(c["conditions"].get(k, {}), "lm_mean") for k in ("plain", "prompt", "distilled")]
-      cells += [_signed(c.get("tax", {}).get(k, {}).get("value"), c.get("tax", {}).get(k, {}).get("ci"))
-                for k in ("prompt", "distilled")]
+      cells += [intervals.fmt(c.get("tax", {}).get(k, {}).get("value"), c.get("tax", {}).get(k, {}).get("ci"),
+                              signed=True) for k in ("prompt", "distilled")]
       L.append(f"| {s}, code (top-1 of a HumanEval pool by mean log-prob) | {c['problems']} | " + " | ".join(cells)
                + " |")
     L += ["", "**What this shows.** LAMBADA's format (the last word is right when greedy decoding reproduces it) on "
@@ -163,9 +158,8 @@ def report_markdown(res: dict) -> str:
           "executed against the problem's tests for its label (a mutant that still passes counts as correct), and "
           "the chance line is the pool's correct fraction. The paper's claim: a ranked preference model picks correct "
           "code better than the LM's own likelihood. The lab's models never saw code ranking, so near-chance numbers "
-          f"are expected at these sizes. Sandbox: {sbx['isolation']}" + (" + seccomp" if sbx["seccomp"] else "") +
-          (" + guard" if sbx["guard"] else "") + " (docs/sandbox.md); every candidate and its verdict: "
-          "eval/<size>/code_samples.jsonl.", ""]
+          f"are expected at these sizes. Sandbox: {sandbox.layers(sbx)} (docs/sandbox.md); every candidate and its "
+          "verdict: eval/<size>/code_samples.jsonl.", ""]
   if res.get("toxicity"):
     info = res.get("toxicity_info", {})
     st = info.get("settings", {})
@@ -217,7 +211,6 @@ def report_markdown(res: dict) -> str:
 def _pmp_section(res: dict, p: dict) -> list:
   """The PMP sample-efficiency table: each arm at its rate picked on validation, the paired difference, and the whole
   learning-rate grid (validation accuracy, test accuracy with its interval) with paired differences at matched rates."""
-  from hhh.eval import intervals  # pylint: disable=g-import-not-at-top
   ho = res.get("pmp_heldout", {})
   L = [f"## PMP sample efficiency (finetuning on lab_compare_hhh at {p.get('pmp_size', '?')}; pairwise accuracy % on "
        f"{ho.get('examples', '?')} held-out {ho.get('task', '?')} comparisons ({ho.get('split', '?')}"

@@ -99,7 +99,6 @@ def test_mutants_are_the_documented_edits():
   assert pool["swapped_return"] == ("    n = 0\n    for x in xs:\n        if x < t:\n            n += 2\n    if n == 0:\n"
                                     "        return n\n    return -1\n")
   assert pool["dropped_statement"] == solution.replace("    n = 0\n", "", 1)
-  assert all(m.startswith(prompt) is False for m in pool.values())  # completions only, the prompt untouched
   # One return: it returns None; nothing to flip or count: those mutants are left out.
   assert code_pool.pool("def g():\n", "    return 'a'\n") == [("canonical", "    return 'a'\n"),
                                                               ("swapped_return", "    return None\n")]
@@ -187,6 +186,6 @@ def test_code_suite_sample_mode_end_to_end(checkpoints, tmp_path):
     assert plain["pass_at_k"][str(k)]["value"] == pytest.approx(np.mean([metrics.pass_at_k(
         2, sum(r["task_id"] == t and r["status"] == "passed" for r in records), k) for t in ids]))
     assert plain["ranked"]["pm"][str(k)]["value"] == pytest.approx(_recompute(records, "pm", ids, k))
-  assert all(r["status"] in sandbox.STATUSES and len(r["completion"]) <= 8 * 4 for r in records)
+  assert all(r["status"] in sandbox.STATUSES and len(r["completion"]) <= 8 for r in records)  # 8 byte tokens
   assert c["settings"]["stop"] == list(code.STOP) and c["settings"]["num_samples"] == 2
   assert "| plain | random (pass@k) |" in (tmp_path / "e" / "eval.md").read_text()

@@ -70,6 +70,7 @@ def test_verdicts():
   assert intervals.verdict([0.01, 0.2], expect="similar") == "cannot tell"
   assert intervals.verdict([float("nan")] * 2) == "cannot tell"
   assert intervals.fmt(0.623, [0.55, 0.694]) == "62.3 [55.0, 69.4]" and intervals.fmt(None) == "-"
+  assert intervals.fmt(0.05, [-0.02, 0.12], signed=True) == "+5.0 [-2.0, +12.0]"
 
 
 def _res(pm_right: float, il_right: float, sizes=("s", "m")):

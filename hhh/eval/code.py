@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from hhh import metrics
+from hhh import metrics, sandbox
 from hhh.errors import ConfigError
 from hhh.eval import examples as examples_lib
 from hhh.eval import intervals
@@ -35,7 +35,6 @@ from hhh.eval import intervals
 NAME = "code"
 MODES = ("sample", "pool")
 STOP = ("\ndef", "\nclass", "\nif", "\nprint", "\n#")  # Codex's: the completion ends with the function body
-LM_RANKERS = ("lm_sum", "lm_mean")
 
 
 def ks_of(spec: str, n: int = 0) -> list:
@@ -49,7 +48,6 @@ def ks_of(spec: str, n: int = 0) -> list:
 
 
 def sandbox_from(ev):
-  from hhh import sandbox  # pylint: disable=g-import-not-at-top
   return sandbox.Sandbox(sandbox.Limits(timeout_s=float(ev.code_timeout_s), memory_mb=int(ev.code_memory_mb)),
                          isolation=ev.code_isolation, workers=int(ev.code_workers))
 
@@ -93,8 +91,8 @@ def chance(correct: list, ks: list) -> dict:
           for k in ks}
 
 
-def execute(sb, problems, completions: list, log, what: str) -> list:
-  """Runs every completion of every problem; -> [[Result]] in the same nesting."""
+def execute(sb, problems, completions: list, log, what: str) -> tuple:
+  """Runs every completion of every problem; -> ([[Result]] in the same nesting, seconds)."""
   from hhh.data import humaneval  # pylint: disable=g-import-not-at-top
   flat = [humaneval.program(p, c) for p, cs in zip(problems, completions) for c in cs]
   t0, last = time.perf_counter(), [time.perf_counter()]
@@ -108,8 +106,9 @@ def execute(sb, problems, completions: list, log, what: str) -> list:
   for cs in completions:
     out.append(results[i:i + len(cs)])
     i += len(cs)
-  log(f"hhh.eval: code {what}: {len(flat)} programs in {time.perf_counter() - t0:.1f}s")
-  return out
+  seconds = time.perf_counter() - t0
+  log(f"hhh.eval: code {what}: {len(flat)} programs in {seconds:.1f}s")
+  return out, seconds
 
 
 def _score(ctx, cond, ex) -> dict:
@@ -138,14 +137,13 @@ def _tax(conditions: dict, key, task_ids: list) -> dict:
   return out
 
 
-def run_pool(ctx, problems, sb, ks, vocab, eoc_id) -> dict:
+def run_pool(ctx, problems, sb, ks, vocab, eoc_id) -> tuple:
+  """(results, JSON records, every Result, seconds executing) of the pool mode."""
   from hhh.eval import code_pool  # pylint: disable=g-import-not-at-top
   pools = [code_pool.pool(p.prompt, p.canonical_solution) for p in problems]
   kinds = [[k for k, _ in pl] for pl in pools]
   completions = [[c for _, c in pl] for pl in pools]
-  t0 = time.perf_counter()
-  results = execute(sb, problems, completions, ctx.log, "pool")
-  seconds = time.perf_counter() - t0
+  results, seconds = execute(sb, problems, completions, ctx.log, "pool")
   correct = [np.asarray([r.status == "passed" for r in rs]) for rs in results]
   ex = candidate_examples([vocab.encode(p.prompt) for p in problems],
                           [[vocab.encode(c) for c in cs] for cs in completions], length=int(ctx.config.eval.seq_len),
@@ -171,11 +169,13 @@ def run_pool(ctx, problems, sb, ks, vocab, eoc_id) -> dict:
       seconds
 
 
-def run_sample(ctx, problems, sb, ks, vocab, eoc_id) -> dict:
+def run_sample(ctx, problems, sb, ks, vocab, eoc_id) -> tuple:
+  """(results, JSON records, every Result, seconds executing) of the sample mode."""
   from hhh import best_of_n, sampling  # pylint: disable=g-import-not-at-top
   from hhh.eval import samplers as eval_samplers  # pylint: disable=g-import-not-at-top
   ev = ctx.config.eval
   n = int(ev.code_samples)
+  ks = [k for k in ks if k <= n]
   settings = sampling.Settings(max_new_tokens=int(ev.code_max_new_tokens), temperature=float(ev.code_temperature),
                                top_p=float(ev.code_top_p), num_samples=n, stop=STOP, seed=int(ev.code_seed))
   samplers = eval_samplers.lm_samplers(ctx.conditions, ctx.config.data.vocab, int(ev.code_batch_size))
@@ -193,10 +193,10 @@ def run_sample(ctx, problems, sb, ks, vocab, eoc_id) -> dict:
     drawn = sampler.generate([ids[i] for i in keep], settings, prompt_indices=keep)
     samples = [drawn[i * n:(i + 1) * n] for i in range(len(keep))]
     completions = [[s.text for s in ss] for ss in samples]
-    t0 = time.perf_counter()
-    results = execute(sb, probs, completions, ctx.log, cond.name)
-    seconds += time.perf_counter() - t0
-    all_results += [r for rs in results for r in rs]
+    results, took = execute(sb, probs, completions, ctx.log, cond.name)
+    seconds += took
+    flat = [r for rs in results for r in rs]
+    all_results += flat
     correct = [np.asarray([r.status == "passed" for r in rs]) for rs in results]
     ex = candidate_examples([ids[i] for i in keep],
                             [[best_of_n.response_ids(s, sampler.eos_id) for s in ss] for ss in samples],
@@ -204,10 +204,9 @@ def run_sample(ctx, problems, sb, ks, vocab, eoc_id) -> dict:
     scores = _score(ctx, cond, ex)
     if pm:
       scores.update(_score(ctx, pm[0], ex))
-    from hhh import sandbox  # pylint: disable=g-import-not-at-top
     out["conditions"][cond.name] = {
-        "pass_at_k": chance(correct, ks_of(ev.code_ks, n)), "ranked": rankings(scores, correct, ks_of(ev.code_ks, n)),
-        "counts": sandbox.counts([r for rs in results for r in rs]), "problems": len(keep),
+        "pass_at_k": chance(correct, ks), "ranked": rankings(scores, correct, ks),
+        "counts": sandbox.counts(flat), "problems": len(keep),
         "skipped_too_long": len(problems) - len(keep), "truncated_rows": ex.stats["truncated_rows"],
         "task_ids": [p.task_id for p in probs]}
     records += _records(probs, [["sample"] * n] * len(probs), completions, results, cond.name, scores)
@@ -218,7 +217,6 @@ def run_sample(ctx, problems, sb, ks, vocab, eoc_id) -> dict:
 
 
 def run(ctx) -> dict | None:
-  from hhh import sandbox  # pylint: disable=g-import-not-at-top
   from hhh.data import humaneval, sources  # pylint: disable=g-import-not-at-top
   from hhh.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
   ev = ctx.config.eval
@@ -239,8 +237,7 @@ def run(ctx) -> dict | None:
   if int(ev.code_problems) > 0:
     problems = problems[:int(ev.code_problems)]
   sb = sandbox_from(ev)
-  ctx.log(f"hhh.eval: code ({ev.code_mode}): {len(problems)} problems; sandbox {sb.isolation}"
-          f"{' + seccomp' if sb.seccomp else ''}{' + guard' if sb.guard else ''}")
+  ctx.log(f"hhh.eval: code ({ev.code_mode}): {len(problems)} problems; sandbox {sandbox.layers(sb.describe())}")
   vocab = vocab_lib.get_vocabulary(ctx.config.data.vocab)
   t0 = time.perf_counter()
   body, records, results, seconds = (run_pool if ev.code_mode == "pool" else run_sample)(
@@ -260,6 +257,13 @@ def run(ctx) -> dict | None:
 
 
 # ----------------------------------------------------------------------------------------------- outputs
+
+
+def headline(res: dict) -> dict:
+  """The suite's results without the per-problem lists (what the laboratory's lab.json keeps)."""
+  def strip(d):
+    return {k: strip(v) for k, v in d.items() if k != "per_problem"} if isinstance(d, dict) else d
+  return strip({k: res[k] for k in ("problems", "pool", "chance", "conditions", "tax", "execution") if k in res})
 
 
 def scalars(res: dict) -> dict:
@@ -282,8 +286,7 @@ def table(res: dict) -> list:
   sbx = ex["sandbox"]
   lines = [f"## Code (HumanEval, {res['mode']} mode, {res['problems']} problems; % with 95% intervals over problems)",
            "", f"Executed {ex['programs']} programs in {ex['seconds']:.1f}s ({ex['programs_per_s']:.1f}/s): " +
-           ", ".join(f"{k} {v}" for k, v in ex["counts"].items()) + f". Sandbox: {sbx['isolation']}" +
-           (" + seccomp" if sbx["seccomp"] else "") + (" + guard" if sbx["guard"] else "") + ".", ""]
+           ", ".join(f"{k} {v}" for k, v in ex["counts"].items()) + f". Sandbox: {sandbox.layers(sbx)}.", ""]
   if res["mode"] == "pool":
     pool = res["pool"]
     lines += [f"Pool: {pool['candidates']} candidates, {pool['correct']} correct (" +
@@ -300,6 +303,5 @@ def table(res: dict) -> list:
       lines.append(f"| {cond} | {ranker} | " + " | ".join(fmt(by_k.get(k)) for k in ks) + " |")
   if res.get("tax"):
     lines += ["", f"Alignment tax on code ({res['tax_metric']}, with - without, points): " +
-              "; ".join(f"{c} {100 * v['value']:+.1f} [{100 * v['ci'][0]:+.1f}, {100 * v['ci'][1]:+.1f}]"
-                        for c, v in res["tax"].items())]
+              "; ".join(f"{c} {intervals.fmt(v['value'], v['ci'], signed=True)}" for c, v in res["tax"].items())]
   return lines + [""]

@@ -127,11 +127,12 @@ def verdict(ci: Sequence[float], *, expect: str = "greater", margin: float = 0.0
   raise ValueError(f"expect must be 'greater' or 'similar', got {expect!r}")
 
 
-def fmt(value, ci=None, *, scale: float = 100.0, digits: int = 1) -> str:
-  """'62.3 [55.0, 69.4]' (percent by default); '-' for missing."""
+def fmt(value, ci=None, *, scale: float = 100.0, digits: int = 1, signed: bool = False) -> str:
+  """'62.3 [55.0, 69.4]' (percent by default; signed: '+1.2 [-3.4, +5.6]', for differences); '-' for missing."""
   if value is None or (isinstance(value, float) and value != value):
     return "-"
-  s = f"{scale * float(value):.{digits}f}"
+  spec = f"{'+' if signed else ''}.{digits}f"
+  s = f"{scale * float(value):{spec}}"
   if ci is not None and all(x is not None and x == x for x in ci):
-    s += f" [{scale * ci[0]:.{digits}f}, {scale * ci[1]:.{digits}f}]"
+    s += f" [{scale * ci[0]:{spec}}, {scale * ci[1]:{spec}}]"
   return s

@@ -1,19 +1,20 @@
 """The sandbox's child: runs ONE untrusted program and reports its verdict (hhh.sandbox.execute starts it).
 
 This file is executed by a fresh `python -I -c <this source>` child of the evaluator, never imported by hhh: it uses
-the standard library only. It reads a JSON spec from argv[1] and the verdict goes to fd 3 as one JSON object. Order:
+the standard library only. It reads a JSON spec from argv[1]; the verdict goes to the descriptor spec["verdict_fd"]
+as one JSON object. Order:
 
 1. Read the program; set up isolation (`spec["isolation"]`):
-   namespaces  as root, first drop to uid/gid 65534 (nobody); then new user, mount, network, PID, IPC and UTS
-               namespaces. Every mount is remounted read-only except the private working directory; the network
-               namespace has no interfaces up (no network, no localhost); the program runs as PID 1 of its own PID
-               namespace with a fresh /proc, so no process outside is visible or signalable, and when it exits the
-               kernel kills everything it started.
-   process     no namespaces (where the OS refuses them): resource limits and the guard below only.
+   namespaces  new user, mount, network, PID, IPC and UTS namespaces. Every mount is remounted read-only except
+               the private working directory; the network namespace has no interfaces up (no network, no
+               localhost); the program runs as PID 1 of its own PID namespace with a fresh /proc, so no process
+               outside is visible or signalable, and when it exits the kernel kills everything it started.
+   process     no namespaces (where the OS refuses them): the layers below only.
 2. Resource limits: address space, CPU seconds, processes, file size (which bounds stdout/stderr too), no core dumps.
-3. Close stdin; the guard (`spec["guard"]`): a Python audit hook that refuses sockets, process creation, signals,
-   ctypes, writes/deletes outside the working directory and other processes' /proc entries. A refused action is a
-   violation: the program is reported as crashed even if it caught the exception.
+3. Close stdin; the seccomp filter (`spec["seccomp"]`, see `seccomp`); the guard (`spec["guard"]`): a Python audit
+   hook that refuses sockets, process creation, signals, ctypes, writes/deletes outside the working directory and
+   other processes' /proc entries. A refused action is a violation: the program is reported as crashed even if it
+   caught the exception.
 4. Run the program; the verdict: passed (it ran to the end) / failed (an exception: the assertion or error line) /
    crashed (MemoryError, SystemExit before the end, a guard violation). A child that dies without a verdict (a
    signal, a limit, os._exit) is classified by the parent from its exit status.
@@ -235,7 +236,6 @@ def main():
   violations = []
   if spec["guard"]:
     guard(workdir, violations)
-  code = None
   try:
     code = compile(program, "program.py", "exec")
     exec(code, {"__name__": "__main__", "__builtins__": __builtins__})  # pylint: disable=exec-used

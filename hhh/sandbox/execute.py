@@ -8,16 +8,17 @@ clock or CPU time) / crashed (the reason: a limit, a signal, an early exit, a re
 threat model: what this stops, and what it does not.
 
 Isolation (`isolation=`): "namespaces" (new user, mount, network, PID, IPC and UTS namespaces; everything outside
-the working directory read-only; no network at all; as root, run as nobody), "process" (resource limits and the
-guard only: where the OS refuses namespaces) or "auto" (namespaces where a probe shows they work, else process, and
-the reason is recorded). The guard (an audit hook refusing sockets, process creation, signals, ctypes and writes
-outside the working directory) is on in both unless guard=False; tests turn it off to show what the OS layer holds
-by itself.
+the working directory read-only; no network at all), "process" (no namespaces: where the OS refuses them) or
+"auto" (namespaces where a probe shows they work, else process, and the reason is recorded). A seccomp filter (no
+process creation, exec, sockets or signals; seccomp="auto": where a probe shows it works) applies in both. The guard
+(an audit hook refusing sockets, process creation, signals, ctypes and writes outside the working directory) is on
+in both unless guard=False; tests turn the layers off one by one to show what each holds by itself.
 """
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -32,7 +33,19 @@ from typing import Callable, Optional, Sequence
 
 STATUSES = ("passed", "failed", "timed_out", "crashed")
 ISOLATIONS = ("auto", "namespaces", "process")
-CHILD_SOURCE = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "child.py"), encoding="utf-8").read()
+
+
+@functools.lru_cache(maxsize=1)
+def _child_source() -> str:
+  """hhh/sandbox/child.py's text, read on the first run (not at import)."""
+  with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "child.py"), encoding="utf-8") as f:
+    return f.read()
+
+
+def layers(described: dict) -> str:
+  """'namespaces + seccomp + guard' from Sandbox.describe() (or the same keys read back from a report)."""
+  return described["isolation"] + (" + seccomp" if described["seccomp"] else "") + (
+      " + guard" if described["guard"] else "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +160,7 @@ def _run_one(program: str, limits: Limits, isolation: str, *, guard: bool, secco
       spec = {"program": prog, "workdir": work, "isolation": isolation, "guard": bool(guard), "seccomp": bool(seccomp),
               "limits": limits.child(), "verdict_fd": verdict.fileno()}
       env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": work, "TMPDIR": work}
-      proc = subprocess.Popen([sys.executable, "-I", "-c", CHILD_SOURCE, json.dumps(spec)], cwd=work, env=env,
+      proc = subprocess.Popen([sys.executable, "-I", "-c", _child_source(), json.dumps(spec)], cwd=work, env=env,
                               stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                               pass_fds=(verdict.fileno(),), start_new_session=True)
       timed_out = False
