@@ -93,6 +93,7 @@ def test_gpu_preset_runs_end_to_end_at_13m_shrunk(tmp_path, monkeypatch):
   c.finetune_examples, c.finetune_lr_factors, c.finetune_eval_examples = "8", "1", 8
   c.compare_examples, c.eval_seq_len, c.prompt_tokens, c.hhh, c.truthfulqa = 8, 96, 512, 0, 0
   c.toxicity_prompts, c.toxicity_samples, c.toxicity_tokens, c.dialogues = 2, 1, 4, 1
+  c.code_problems = 2  # the preset's 164 pools are 692 candidates to score per condition: the path, not the count
   res = lab.run_lab(c, "runs/gpu", log=lambda s: None)
   saved = json.loads((tmp_path / "runs" / "gpu" / "lab.json").read_text())
   assert saved["train"]["pretrain_13m"]["step"] == 2 and saved["sizes"]["13m"] == res["sizes"]["13m"]
@@ -102,6 +103,7 @@ def test_gpu_preset_runs_end_to_end_at_13m_shrunk(tmp_path, monkeypatch):
   written = json.loads((tmp_path / "runs" / "gpu" / "runs" / "pretrain_13m" / "config.json").read_text())
   assert written["model"]["vocab_size"] == 512 and written["model"]["d_model"] == 512
   assert "## Paper finding vs this run" in (tmp_path / "runs" / "gpu" / "report.md").read_text()
+  assert saved["code"]["13m"]["problems"] == 2 and saved["code"]["13m"]["pool"]["by_kind"]["canonical"] == [2, 2]
 
 
 def _fake_results():

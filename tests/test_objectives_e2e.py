@@ -20,7 +20,7 @@ from hhh import scoring
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("optimized_compile")]  # hundreds of steps: compile fully
 
 
 def config(name, arg="tiny", **overrides):

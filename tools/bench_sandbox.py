@@ -22,9 +22,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hhh import sandbox  # noqa: E402
-from hhh.data import humaneval  # noqa: E402
-
 
 def _bare(n: int, workers: int) -> float:
   t0 = time.perf_counter()
@@ -39,6 +36,9 @@ def main(argv=None) -> int:
   ap.add_argument("--rounds", type=int, default=2, help="best of this many runs of each measurement")
   ap.add_argument("--json", default="", help="also write the numbers to this file")
   args = ap.parse_args(argv)
+  # After parsing: the data package pulls in seqio and TensorFlow (seconds), which --help does not need.
+  from hhh import sandbox  # pylint: disable=g-import-not-at-top
+  from hhh.data import humaneval  # pylint: disable=g-import-not-at-top
   problems, _ = humaneval.read_problems()
   programs = [humaneval.program(p, p.canonical_solution) for p in problems]
   out = {"programs": len(programs), "cpu": _cpu(), "cores": os.cpu_count()}
