@@ -1,7 +1,8 @@
 """The laboratory's presets (python -m hhh.lab --workdir=DIR [--config.preset=smoke]); any field can be overridden,
 e.g. --config.sizes=lab_s,lab_m --config.pretrain_steps=600 (docs/lab.md). Switches (hhh, truthfulqa, compile_cache:
 JAX's persistent compilation cache in WORKDIR/jax_cache) are 0 / 1. code_problems: HumanEval problems whose candidate
-pools (canonical solution + mutants, hhh.eval.code's pool mode) each size's LM and PM rank; 0 = no code rows."""
+pools (canonical solution + mutants, hhh.eval.code's pool mode) each size's LM and PM rank; 0 = no code rows.
+dialogue_tokens: the new tokens of each sampled dialogue response (every preset: 96)."""
 
 import ml_collections
 
@@ -41,6 +42,6 @@ def get_config(arg=None):
   preset = (arg or "default").strip()
   if preset not in PRESETS:
     raise ValueError(f"unknown lab preset {preset!r}; choose one of {sorted(PRESETS)}")
-  c = ml_collections.ConfigDict(dict(preset=preset, **PRESETS[preset], seed=0, compile_cache=1))
+  c = ml_collections.ConfigDict(dict(preset=preset, **PRESETS[preset], seed=0, compile_cache=1, dialogue_tokens=96))
   c.lock()  # a typo in an override fails and names the key
   return c

@@ -264,7 +264,7 @@ def stage_costs(p: dict) -> dict:
     sampled = p["toxicity_prompts"] * p["toxicity_samples"] * p["toxicity_tokens"] * (3 if s == big else 2)
     out[f"eval_{s}"] = 4 * STAGE_STARTUP_S + 2 * n[s] * (rows * half + sampled * 64) / NOMINAL_FLOPS
     out[f"eval_objectives_{s}"] = STAGE_STARTUP_S + 2 * n[s] * p["compare_examples"] * 4 * 2 * half / NOMINAL_FLOPS
-  out["dialogues"] = STAGE_STARTUP_S + 2 * n[big] * p["dialogues"] * 3 * 96 * 64 / NOMINAL_FLOPS
+  out["dialogues"] = STAGE_STARTUP_S + 2 * n[big] * p["dialogues"] * 3 * p["dialogue_tokens"] * 64 / NOMINAL_FLOPS
   out["report"] = 2.0
   return out
 
@@ -578,7 +578,7 @@ def sample_dialogues(size: str, p: dict, *, lm: str, distilled: str, out_dir: st
     with c.unlocked():
       c.checkpoint, c.prompts, c.format, c.prompt = ckpt, prompts_file, "raw", prompt
       c.prompt_max_tokens = p["prompt_tokens"] if prompt == "hhh" else 0
-      c.max_new_tokens, c.temperature, c.top_p, c.seed = 96, 0.7, 0.9, p["seed"]
+      c.max_new_tokens, c.temperature, c.top_p, c.seed = p["dialogue_tokens"], 0.7, 0.9, p["seed"]
     recs = sample_lib.sample_to_file(c, os.path.join(out_dir, f"{cond}.jsonl"), log=lambda s: None)
     out += [{"condition": cond, "context": r["context"], "sample": r["sample"], "stop_reason": r["stop_reason"]}
             for r in recs]

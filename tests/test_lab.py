@@ -94,12 +94,14 @@ def test_gpu_preset_runs_end_to_end_at_13m_shrunk(tmp_path, monkeypatch):
   c.compare_examples, c.eval_seq_len, c.prompt_tokens, c.hhh, c.truthfulqa = 8, 96, 512, 0, 0
   c.toxicity_prompts, c.toxicity_samples, c.toxicity_tokens, c.dialogues = 2, 1, 4, 1
   c.code_problems = 2  # the preset's 164 pools are 692 candidates to score per condition: the path, not the count
+  c.dialogue_tokens = 8
   res = lab.run_lab(c, "runs/gpu", log=lambda s: None)
   saved = json.loads((tmp_path / "runs" / "gpu" / "lab.json").read_text())
   assert saved["train"]["pretrain_13m"]["step"] == 2 and saved["sizes"]["13m"] == res["sizes"]["13m"]
   assert set(saved["objectives"]["13m"]) == set(lab_report.OBJECTIVES)
   assert saved["pmp_heldout"]["examples"] == 8 and saved["tax"]["13m"]["n"] == 8
   assert [d["condition"] for d in saved["dialogues"]] == ["plain", "prompt", "distilled"]
+  assert all(len(d["sample"]) <= 8 for d in saved["dialogues"])  # dialogue_tokens byte tokens: 8 characters at most
   written = json.loads((tmp_path / "runs" / "gpu" / "runs" / "pretrain_13m" / "config.json").read_text())
   assert written["model"]["vocab_size"] == 512 and written["model"]["d_model"] == 512
   assert "## Paper finding vs this run" in (tmp_path / "runs" / "gpu" / "report.md").read_text()
