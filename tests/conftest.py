@@ -9,7 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # (a 2-layer model's train step: 12 s to compile at the default level, 4-5 s without, each step 1.5-2x slower).
 # JAX's own switch (XLA backend optimisation level 0, no expensive LLVM passes) is inherited by the commands the
 # tests start, newcomers' included (conftest.newcomer_env), so in-process and command-line numbers stay comparable;
-# HHH_TEST_OPTIMIZE=1 compiles as users do. Behaviour, values and errors are the same programs' either way.
+# HHH_TEST_OPTIMIZE=1 compiles as users do. The programs are the same, compiled with fewer backend passes.
 if os.environ.get("HHH_TEST_OPTIMIZE", "0") != "1":
   os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 # pytest-xdist workers each load libtpu (AOT compile tests): allow it instead of failing on libtpu's lockfile.
@@ -159,6 +159,54 @@ def cli_runs(tmp_path_factory) -> CliRuns:
       record.write_text(json.dumps(out))
   return CliRuns(root, json.loads(record.read_text()))
 
+
+
+@dataclasses.dataclass
+class Ran:
+  """What run_in_process returns: the fields of subprocess.CompletedProcess that tests read."""
+  returncode: int
+  stdout: str
+  stderr: str
+
+
+def run_in_process(args: list, cwd) -> Ran:
+  """`python -m hhh.COMMAND ARGS...` (args as given to the interpreter) run in this process: the command's own
+  main(argv), from `cwd`, its stdout and stderr captured and its exit status returned as a subprocess's would be.
+  The flags its main() defines are removed afterwards, so the next call defines them again. For tests of what a
+  command does; what only a process shows (start-up, signals, interpreter exit, the newcomer's environment) keeps a
+  real subprocess."""
+  import contextlib  # pylint: disable=g-import-not-at-top
+  import importlib  # pylint: disable=g-import-not-at-top
+  import io  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  assert args[0] == "-m" and args[1].startswith("hhh."), args
+  module = importlib.import_module(args[1])  # a package's command is its __main__'s
+  main = getattr(module, "main", None) or importlib.import_module(f"{args[1]}.__main__").main
+  before, was_parsed = set(flags.FLAGS), flags.FLAGS.is_parsed()
+  out, err, code, here, argv = io.StringIO(), io.StringIO(), 0, os.getcwd(), sys.argv
+  try:
+    os.chdir(cwd)
+    sys.argv = [args[1], *args[2:]]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+      try:
+        main(list(sys.argv))
+      except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if isinstance(e.code, str):
+          print(e.code, file=sys.stderr)
+  finally:
+    os.chdir(here)
+    sys.argv = argv
+    # The command's own flags and the --config.a.b overrides ml_collections defined for them (not the flags of a
+    # library first imported here).
+    new = set(flags.FLAGS) - before
+    own = {n for n in new if flags.FLAGS.find_module_defining_flag(n) == main.__module__}
+    for name in new:
+      if name in own or name.split(".")[0] in own:
+        delattr(flags.FLAGS, name)
+    if not was_parsed:
+      flags.FLAGS.unparse_flags()
+  return Ran(code, out.getvalue(), err.getvalue())
 
 
 def pytest_collection_modifyitems(config, items):

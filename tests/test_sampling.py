@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+import conftest
 from hhh import run_model
 from hhh import config as hc
 from hhh import sampling, sharding
@@ -378,13 +379,14 @@ def test_help_shows_the_flags_and_exits_0(command):
 
 def test_a_missing_checkpoint_or_a_misspelt_key_fails_naming_it(tmp_path):
   cfg = f"--config={REPO}/configs/sample.py:tiny"
-  r = _run(["-m", "hhh.sample", cfg, "--config.checkpoint=runs/none", "--config.prompts=hi", "--out=x.jsonl"],
-           tmp_path)
+  r = conftest.run_in_process(["-m", "hhh.sample", cfg, "--config.checkpoint=runs/none", "--config.prompts=hi",
+                              "--out=x.jsonl"], tmp_path)
   assert r.returncode == 1
   lines = r.stderr.strip().splitlines()
   assert lines[0] == f"python -m hhh.sample: error: checkpoint: {tmp_path / 'runs/none'} does not exist", r.stderr
   assert "Traceback" not in r.stderr and not (tmp_path / "x.jsonl").exists()
-  r = _run(["-m", "hhh.sample", cfg, "--config.temprature=0", "--config.prompts=hi", "--out=x.jsonl"], tmp_path)
+  r = conftest.run_in_process(["-m", "hhh.sample", cfg, "--config.temprature=0", "--config.prompts=hi",
+                              "--out=x.jsonl"], tmp_path)
   assert r.returncode != 0 and 'Did you mean "temperature"' in r.stderr
 
 
@@ -400,7 +402,7 @@ def test_sample_command_writes_jsonl_to_a_relative_path(tiny_run, tmp_path):
   args = ["-m", "hhh.sample", f"--config={REPO}/configs/sample.py:tiny", f"--config.checkpoint={tiny_run}",
           "--config.prompts=prompts.jsonl", "--config.max_new_tokens=12", "--config.num_samples=2",
           "--config.temperature=0.9", "--config.top_p=0.95", "--config.seed=4", "--out=out/samples.jsonl"]
-  r = _run(args, tmp_path)
+  r = conftest.run_in_process(args, tmp_path)  # what the command does; the chat test below starts a process
   assert r.returncode == 0, r.stderr[-3000:]
   out = tmp_path / "out" / "samples.jsonl"
   records = [json.loads(line) for line in out.read_text().splitlines()]
@@ -415,7 +417,7 @@ def test_sample_command_writes_jsonl_to_a_relative_path(tiny_run, tmp_path):
   assert st["checkpoint"] == str(tiny_run) and st["prompt"] == "hhh" and st["prompt_tokens"] > 0
   assert (st["temperature"], st["top_p"], st["seed"], st["num_samples"], st["max_new_tokens"]) == (0.9, 0.95, 4, 2, 12)
   assert f"-> {out}" in r.stdout
-  again = _run(args[:-1] + ["--out=-"], tmp_path)  # same seed, same samples; --out=- is stdout, progress on stderr
+  again = conftest.run_in_process(args[:-1] + ["--out=-"], tmp_path)  # same seed, same samples; --out=- is stdout, progress on stderr
   assert again.returncode == 0, again.stderr[-3000:]
   assert [json.loads(x)["tokens"] for x in again.stdout.splitlines()] == [x["tokens"] for x in records]
   assert "-> stdout" in again.stderr and not (tmp_path / "-").exists()

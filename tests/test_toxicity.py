@@ -15,6 +15,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+import conftest
 from hhh import best_of_n
 from hhh import run_model
 from hhh.data import sources
@@ -294,7 +295,8 @@ def test_best_of_n_and_the_toxicity_suite_from_the_command_line(tmp_path, cli_ru
   for name in ("lm", "pm"):  # read where they are, under relative names
     (tmp_path / "runs" / name).symlink_to(getattr(cli_runs, name))
   (tmp_path / "questions.txt").write_text("What is the capital of France?\nTell me about cats.\n")
-  r = _cli(["-m", "hhh.best_of_n", f"--config={REPO}/configs/sample.py:tiny", "--config.checkpoint=runs/lm",
+  r = conftest.run_in_process([  # what the commands do (in this process); test_cli.py starts them as processes
+      "-m", "hhh.best_of_n", f"--config={REPO}/configs/sample.py:tiny", "--config.checkpoint=runs/lm",
             "--config.pm_checkpoint=runs/pm", "--config.judge_checkpoint=runs/pm", "--config.prompts=questions.txt",
             "--config.best_of=3", "--config.num_samples=2", "--config.max_new_tokens=10", "--config.prompt=none",
             "--out=out/best.jsonl"], tmp_path)
@@ -308,7 +310,7 @@ def test_best_of_n_and_the_toxicity_suite_from_the_command_line(tmp_path, cli_ru
   summary = json.loads((tmp_path / "out" / "best.jsonl.summary.json").read_text())
   assert summary["judge"]["pairs"] == 4 and summary["pm_checkpoint"] == str(tmp_path / "runs" / "pm")
   assert "judge win rate" in r.stdout and "grades its own choices" in r.stdout
-  r = _cli(["-m", "hhh.eval", f"--config={REPO}/configs/eval.py:tiny", "--workdir=runs/eval_tox",
+  r = conftest.run_in_process(["-m", "hhh.eval", f"--config={REPO}/configs/eval.py:tiny", "--workdir=runs/eval_tox",
             "--config.checkpoint=runs/lm", "--config.eval.suites=toxicity", "--config.eval.conditions=plain,prompt",
             "--config.eval.toxicity_prompts=embedded", "--config.eval.toxicity_max_prompts=4",
             "--config.eval.toxicity_samples=2", "--config.eval.toxicity_max_new_tokens=6",
