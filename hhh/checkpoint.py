@@ -78,7 +78,7 @@ def _quiet_late_reads_of_failed_restores():
   of KB interleaved, after the run has already reported the checkpoint unusable and moved on. They say nothing
   new: the checkpoint is reported (its first error) and skipped. From the first restore attempt on (not the first
   failure: orbax closes its loop inside the failing call, before the error reaches restore_latest; a read landing in
-  between was printed in a CI run of 2026-12-03), this process's unraisable-exception hook drops exactly those two
+  between is printed otherwise), this process's unraisable-exception hook drops exactly those two
   kinds and passes every other one to the hook it replaced, and the asyncio logger drops the failed gather of those
   reads; the run's own WARNING lines are unchanged
   (tests/test_faults.py::test_a_corrupt_checkpoint_on_the_command_line_is_one_warning_and_no_tracebacks)."""

@@ -224,9 +224,9 @@ class Progress:
       os.replace(tmp, self.times_file)
 
 
-# The cost model's two constants, fitted by least squares to the 30 stage times of a default run on this 2-core
-# machine (2026-11-23: 11.8 s, 27.7 GFLOP/s); only the ratios between stages matter, the measured speed of the
-# stages that ran rescales them.
+# The cost model's two constants, fitted by least squares to the 30 stage times of a default run on a 2-core CPU
+# (11.8 s per stage, 27.7 GFLOP/s); only the ratios between stages matter, the measured speed of the stages that ran
+# rescales them.
 NOMINAL_FLOPS = 28e9  # FLOP/s
 STAGE_STARTUP_S = 12.0  # compiling and loading, per stage (per condition for evaluations)
 

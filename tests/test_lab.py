@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+import conftest
 from hhh import lab, lab_report
 from hhh.eval import plots
 
@@ -361,7 +362,7 @@ def test_lab_command_names_a_bad_preset_or_setting_without_a_traceback(tmp_path)
                                                   '"pretrain_steps"'),
                     ("--config.preset=gpu --config.vocab_size=100", "--config.vocab_size=100 is smaller than the "
                                                                      "lab data's vocabulary ('byte': 260 ids")):
-    r = subprocess.run([sys.executable, "-m", "hhh.lab", f"--workdir={tmp_path / 'w'}", *arg.split()],
-                       capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = conftest.run_in_process(["-m", "hhh.lab", f"--workdir={tmp_path / 'w'}", *arg.split()],
+                                os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert r.returncode != 0 and want in r.stderr and "Traceback" not in r.stderr, r.stderr
   assert not (tmp_path / "w").exists()
