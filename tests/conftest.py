@@ -202,7 +202,7 @@ def run_in_process(args: list, cwd) -> Ran:
     new = set(flags.FLAGS) - before
     own = {n for n in new if flags.FLAGS.find_module_defining_flag(n) == main.__module__}
     for name in new:
-      if name in own or name.split(".")[0] in own:
+      if name.split(".")[0] in own:
         delattr(flags.FLAGS, name)
     if not was_parsed:
       flags.FLAGS.unparse_flags()

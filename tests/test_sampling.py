@@ -417,7 +417,8 @@ def test_sample_command_writes_jsonl_to_a_relative_path(tiny_run, tmp_path):
   assert st["checkpoint"] == str(tiny_run) and st["prompt"] == "hhh" and st["prompt_tokens"] > 0
   assert (st["temperature"], st["top_p"], st["seed"], st["num_samples"], st["max_new_tokens"]) == (0.9, 0.95, 4, 2, 12)
   assert f"-> {out}" in r.stdout
-  again = conftest.run_in_process(args[:-1] + ["--out=-"], tmp_path)  # same seed, same samples; --out=- is stdout, progress on stderr
+  # Same seed, same samples; --out=- is stdout, progress on stderr.
+  again = conftest.run_in_process(args[:-1] + ["--out=-"], tmp_path)
   assert again.returncode == 0, again.stderr[-3000:]
   assert [json.loads(x)["tokens"] for x in again.stdout.splitlines()] == [x["tokens"] for x in records]
   assert "-> stdout" in again.stderr and not (tmp_path / "-").exists()

@@ -6,8 +6,6 @@ end inside hhh.eval."""
 import json
 import os
 import pathlib
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -279,11 +277,6 @@ def test_missing_tfds_data_is_reported_not_fatal(checkpoints, tmp_path, monkeypa
 
 
 # ----------------------------------------------------------------------------------------------- as a user types it
-
-
-def _cli(args, cwd):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
-  return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=900, env=env)
 
 
 @pytest.mark.slow
