@@ -4,7 +4,6 @@ file), PM rows under the truncation rule, best-of-n choices against an independe
 end inside hhh.eval."""
 
 import json
-import os
 import pathlib
 
 import jax
