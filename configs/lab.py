@@ -11,7 +11,7 @@ PRESETS = {
     # --config.sizes=lab_s,lab_m,lab_l, which takes ~40 min here (measured step times).
     # PMP -> finetuning runs at lab_s (a third of lab_m's cost); distillation at the largest size.
     # TruthfulQA (--config.truthfulqa=1: at the largest size, ~1.5 min more here) is left out of the default.
-    # Two training seeds: the paper-vs-run verdicts are decided over seeds and examples (hhh.findings). With one seed,
+    # Two training seeds: the paper-vs-run verdicts are decided over seeds and examples (hhh.lab.findings). With one seed,
     # 2 of 8 verdicts changed under other XLA CPU numerics on one machine; with two, 0 of 8 (docs/lab.md).
     "default": dict(sizes="tiny,lab_s,lab_m", batch_size=16, seq_len=128, pretrain_steps=150, objective_steps=30,
                     pmp_size="lab_s", pmp_steps=30, finetune_examples="32,256", distill_steps=30,

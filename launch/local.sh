@@ -12,7 +12,7 @@ Runs the command after "--" from the project root with the project's .venv/bin/p
 
 With --num-processes N > 1 it starts N processes that form one jax distributed system on
 localhost (JAX_COORDINATOR_ADDRESS=localhost:PORT, JAX_NUM_PROCESSES=N, JAX_PROCESS_ID=i; read by
-hhh.distributed.maybe_initialize), which exercises the multi-host code paths (process-0-only
+hhh.core.distributed.maybe_initialize), which exercises the multi-host code paths (process-0-only
 logging, per-host input, cooperative checkpoints) on one machine. Process 0 is echoed to the
 terminal; if any process fails the others are killed and the exit status is non-zero.
 

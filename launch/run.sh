@@ -14,7 +14,7 @@ installed. A leading "python"/"python3" becomes the checkout's .venv/bin/python.
 is passed through exactly (overrides with spaces or quotes survive).
 
 On each worker the command runs with JAX_PLATFORMS=tpu (fail loudly instead of falling back to
-CPU), HHH_DISTRIBUTED=on (hhh.distributed joins the multi-host runtime), PYTHONUNBUFFERED=1,
+CPU), HHH_DISTRIBUTED=on (hhh.core.distributed joins the multi-host runtime), PYTHONUNBUFFERED=1,
 HHH_RUN_NAME=RUN, plus any --env. Stale processes holding the TPU are killed first (as kill.sh).
 
 Logs: every worker writes REMOTE_DIR/logs/RUN/worker-N.log on its own disk (REMOTE_DIR/logs/latest

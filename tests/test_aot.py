@@ -1,4 +1,4 @@
-"""AOT compilation of the real train step for TPU topologies on this CPU host (tools/aot_compile.py, hhh/aot.py).
+"""AOT compilation of the real train step for TPU topologies on this CPU host (tools/aot_compile.py, hhh/train/aot.py).
 
 Tests marked `tpu` need libtpu (the `tpu` extra) and skip with the reason when TPU topology devices cannot be
 created. The replication check of the paper sizes runs on abstract shapes only (no compile, no libtpu).
@@ -12,9 +12,10 @@ import jax
 import numpy as np
 import pytest
 
-from hhh import aot, sharding
+from hhh.train import aot
+from hhh.core import sharding
 from hhh import config as hc
-from hhh.sharding import MeshError
+from hhh.core.sharding import MeshError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from hhh import sharding
+from hhh.core import sharding
 from hhh.models import attention as A
 from hhh.models.transformer import Transformer, TransformerConfig, init_inputs
 
@@ -221,7 +221,8 @@ def test_model_with_blockwise_attention_equals_xla_with_packing_and_prefix_cache
 @pytest.mark.tpu
 def test_aot_tpu_train_step_runs_the_splash_kernel():
   """The real train step compiled for a TPU slice with attention=auto holds the splash kernels (forward, dq, dkv)."""
-  from hhh import aot, config as hc, train  # pylint: disable=g-import-not-at-top
+  from hhh import config as hc, train  # pylint: disable=g-import-not-at-top
+  from hhh.train import aot  # pylint: disable=g-import-not-at-top
   reason = aot.libtpu_unavailable_reason()
   if reason:
     pytest.skip(reason)

@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hhh import checkpoint as ckpt_lib
-from hhh import run_model
+from hhh.run import checkpoint as ckpt_lib
+from hhh.run import model as run_model
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ def test_bench_import_on_a_small_checkpoint_from_a_relative_dir(tmp_path, monkey
   pytest.importorskip("safetensors")
   from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
   from hhh import config as hc  # pylint: disable=g-import-not-at-top
-  from hhh import hf_convert  # pylint: disable=g-import-not-at-top
+  from hhh.hf import convert as hf_convert  # pylint: disable=g-import-not-at-top
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
   out = subprocess.run([sys.executable, str(REPO / "tools" / "bench_import.py"), "--layers=2", "--d_model=64",
                         "--heads=4", "--vocab=128", "--shards=2", "--dir=bench", "--keep", "--json=result.json"],

@@ -1,4 +1,4 @@
-"""A damaged checkpoint is never restored as good (hhh.checksums, issue 34): bit flips that orbax would read back as
+"""A damaged checkpoint is never restored as good (hhh.run.checksums, issue 34): bit flips that orbax would read back as
 finite numbers are caught by the checksums written at save time; the trainer, evaluation and sampling fall back to
 the previous checkpoint; a run's record is written only once its checkpoints restore."""
 
@@ -10,8 +10,8 @@ import signal
 import numpy as np
 import pytest
 
-from hhh import checksums
-from hhh import run_model
+from hhh.run import checksums
+from hhh.run import model as run_model
 from hhh import train
 from test_faults import losses, reference_losses, saved_steps  # noqa: F401  (a fixture)
 from test_train import lm_batches, tiny_config

@@ -11,7 +11,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from hhh import objectives, sharding
+from hhh import objectives
+from hhh.core import sharding
 from hhh.models import transformer
 from hhh.models.transformer import Transformer, TransformerConfig, init_inputs
 from hhh import scoring

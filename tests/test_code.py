@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from hhh import metrics, sandbox
+from hhh import sandbox
+from hhh.core import metrics
 from hhh.data import humaneval, sources
 from hhh.eval import code, code_pool, run
 from test_toxicity import _init, _save

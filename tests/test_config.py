@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from hhh import config as hc
-from hhh.errors import ConfigError
+from hhh.core.errors import ConfigError
 from hhh.models.transformer import TransformerConfig
 
 

@@ -43,12 +43,12 @@ _CORE = _BLOCKER + textwrap.dedent("""
     import flax.linen as nn
 
     import hhh.data, hhh.data.specs, hhh.data.vocab
-    import hhh.aot
+    import hhh.train.aot
     import hhh.train as train
     import hhh.objectives.lm, hhh.objectives.imitation, hhh.objectives.binary
     import hhh.objectives.preference, hhh.objectives.distill
     from hhh import config as hc
-    from hhh import sharding
+    from hhh.core import sharding
     from hhh.data.specs import family_spec
 
     L, B = 32, 8

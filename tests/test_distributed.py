@@ -1,4 +1,4 @@
-"""hhh.distributed: multi-host detection, idempotent initialise, process-0 logging, preemption flag."""
+"""hhh.core.distributed: multi-host detection, idempotent initialise, process-0 logging, preemption flag."""
 
 import os
 import signal
@@ -6,7 +6,7 @@ import signal
 import jax
 import pytest
 
-from hhh import distributed as dist
+from hhh.core import distributed as dist
 
 
 @pytest.fixture(autouse=True)

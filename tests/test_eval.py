@@ -10,9 +10,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from hhh import sharding
-from hhh import run_model
-from hhh import metrics, scoring
+from hhh.core import sharding
+from hhh.run import model as run_model
+from hhh import scoring
+from hhh.core import metrics
 from hhh.eval import examples, hhh as hhh_eval, run
 from hhh.models.transformer import Transformer, TransformerConfig
 
@@ -282,7 +283,7 @@ def test_hhh_real_data_subset_counts(bigbench_dir):
 
 
 def _save_params(path, params):
-  from hhh import checkpoint as ckpt_lib
+  from hhh.run import checkpoint as ckpt_lib
   c = ckpt_lib.Checkpointer(str(path), every=1, keep=1, async_save=False)
   c.save(7, {"params": params, "step": jnp.asarray(7)}, {"train_batches": 0}, force=True)
   c.wait()

@@ -18,8 +18,8 @@ import types
 import numpy as np
 import pytest
 
-from hhh import checkpoint as ckpt_lib
-from hhh import rundir
+from hhh.run import checkpoint as ckpt_lib
+from hhh.run import rundir
 from hhh import train
 from test_train import lm_batches, read_metrics, tiny_config
 
@@ -150,7 +150,7 @@ def test_a_held_workdir_is_refused_naming_the_holder_and_a_killed_holder_does_no
   holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
       import sys, time
       sys.path.insert(0, {REPO!r})
-      from hhh import rundir
+      from hhh.run import rundir
       lock = rundir.WorkdirLock({work!r})
       lock.acquire()
       print("held", flush=True)

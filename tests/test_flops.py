@@ -1,4 +1,4 @@
-"""hhh.flops: peak table, analytic FLOPs (hand-computed), MFU, CPU measurement."""
+"""hhh.core.flops: peak table, analytic FLOPs (hand-computed), MFU, CPU measurement."""
 
 import importlib.util
 from types import SimpleNamespace
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import jax
 import pytest
 
-from hhh import flops
+from hhh.core import flops
 
 
 def dev(kind, platform="tpu", num_cores=None):

@@ -1,4 +1,4 @@
-"""Hugging Face interop (hhh.hf_convert, tools/hf_import.py, tools/hf_export.py): random-init HF models of each
+"""Hugging Face interop (hhh.hf.convert, tools/hf_import.py, tools/hf_export.py): random-init HF models of each
 architecture built here with transformers (no downloads) -> import -> the same logits as transformers on padded
 batches; export -> identical tensors; sharded import; a preference step on an imported model and the exported
 classifier's score in PyTorch; per-choice log-probs as PyTorch computes them."""
@@ -19,10 +19,10 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
-from hhh import checkpoint as ckpt_lib  # noqa: E402
-from hhh import run_model
+from hhh.run import checkpoint as ckpt_lib  # noqa: E402
+from hhh.run import model as run_model
 from hhh import config as hc  # noqa: E402
-from hhh import hf_convert  # noqa: E402
+from hhh.hf import convert as hf_convert  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 VOCAB = 300  # covers the byte vocabulary (260 ids with the end-of-context token)
@@ -72,7 +72,7 @@ def _hhh_logits(run_dir, tokens, mesh_cfg=None, devices=None):
   m = hc.model_config(str(run_dir))
   ms, params = run_model.model_from_run(m, mesh_cfg or hc.base_config("tiny").mesh, str(run_dir), what="checkpoint",
                                        devices=devices)
-  from hhh import sharding
+  from hhh.core import sharding
   with sharding.activate(ms.mesh, ms.rules):
     return np.asarray(jax.jit(lambda p, t: ms.model.apply({"params": p}, t)["logits"])(params, jnp.asarray(tokens)))
 
@@ -217,7 +217,7 @@ def test_import_train_a_preference_step_export_and_score_in_pytorch(tmp_path):
 
   # docs/interop.md's HHH evaluation of that PM, as typed there (256-byte rows to keep it short), and the same choices
   # from the exported classifier in PyTorch on the same token ids, all 221 comparisons.
-  from hhh import metrics
+  from hhh.core import metrics
   from hhh.eval import examples
   try:
     ex = examples.load("hhh_alignment_bigbench_mc", split="test", seq_len=256, k=2, vocab="byte")

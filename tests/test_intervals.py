@@ -1,8 +1,8 @@
-"""Bootstrap intervals (hhh.eval.intervals) and the paper-vs-run verdicts built on them (hhh.findings)."""
+"""Bootstrap intervals (hhh.eval.intervals) and the paper-vs-run verdicts built on them (hhh.lab.findings)."""
 import numpy as np
 import pytest
 
-from hhh import findings
+from hhh.lab import findings
 from hhh.eval import intervals
 
 

@@ -8,8 +8,9 @@ import sys
 import pytest
 
 import conftest
-from hhh import lab, lab_report
-from hhh.eval import plots
+from hhh import lab
+from hhh.lab import report as lab_report
+from hhh.lab import plots
 
 
 def test_presets_resolve_and_overrides_win():
@@ -255,7 +256,7 @@ def test_smoke_preset_end_to_end(tmp_path, monkeypatch, no_session_compile_cache
 
 
 def test_plot_tool_merges_sweeps(tmp_path):
-  from hhh.eval import plots
+  from hhh.lab import plots
   a = {"sizes": {"a": 10}, "objectives": {"a": {"IL": .5}}, "pmp": {"pmp": {"16": .6}},
        "tax": {"a": {"n": 5, "conditions": {"plain": {"accuracy": .2}, "prompt": {"accuracy": .4}}}}}
   b = {"sizes": {"b": 100}, "objectives": {"a": {"PM": .7}, "b": {"PM": .8}}, "pmp": {"no_pmp": {"16": .5}}}

@@ -213,7 +213,7 @@ def test_setup_tarball_really_excludes_venv_and_git(fake):
   r = sh(fake, "setup.sh", "--name", "a", "--zone", "z", "--tarball", str(fake["tmp"] / "src.tgz"))
   names = subprocess.run(["tar", "-tzf", str(fake["tmp"] / "src.tgz")], capture_output=True,
                          text=True, check=True).stdout.split()
-  assert "./launch/run.sh" in names and "./hhh/distributed.py" in names
+  assert "./launch/run.sh" in names and "./hhh/core/distributed.py" in names
   assert not [n for n in names if n.startswith(("./.venv/", "./.git/", "./logs/"))]
   calls = gcloud_calls(fake)
   assert [c[:4] for c in calls] == [["compute", "tpus", "tpu-vm", "scp"], ["compute", "tpus", "tpu-vm", "ssh"]]

@@ -6,8 +6,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from hhh import sharding
-from hhh.sharding import MeshError, make_mesh, resolve_mesh_shape
+from hhh.core import sharding
+from hhh.core.sharding import MeshError, make_mesh, resolve_mesh_shape
 
 
 def mesh_cfg(slices=1, **shape):

@@ -9,7 +9,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from hhh import flops, sampling, sharding
+from hhh import sampling
+from hhh.core import flops
+from hhh.core import sharding
 from hhh.models import transformer
 from hhh.models.transformer import Transformer, TransformerConfig, init_inputs, rotary, unembed, unrolled_params
 from hhh.objectives import lm

@@ -10,7 +10,8 @@ import pytest
 
 from hhh import objectives
 from hhh.models.transformer import Transformer, TransformerConfig, init_inputs
-from hhh import metrics, scoring
+from hhh import scoring
+from hhh.core import metrics
 from hhh.objectives import binary, preference
 
 V = 260  # byte vocabulary; the end-of-context token is V - 1

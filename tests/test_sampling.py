@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 
 import conftest
-from hhh import run_model
+from hhh.run import model as run_model
 from hhh import config as hc
-from hhh import sampling, sharding
+from hhh import sampling
+from hhh.core import sharding
 from hhh.data import vocab as vocab_lib
-from hhh.errors import ConfigError
+from hhh.core.errors import ConfigError
 from hhh.models.transformer import Transformer, TransformerConfig, init_inputs, unrolled_params
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import conftest
-from hhh import best_of_n
-from hhh import run_model
+from hhh.sampling import best_of_n
+from hhh.run import model as run_model
 from hhh.data import sources
 from hhh.eval import run, toxicity
 
@@ -138,7 +138,7 @@ def test_win_rate_counts_ties_as_half():
 
 
 def _save(path, params, model_cfg=None):
-  from hhh import checkpoint as ckpt_lib
+  from hhh.run import checkpoint as ckpt_lib
   c = ckpt_lib.Checkpointer(str(path), every=1, keep=1, async_save=False)
   c.save(3, {"params": params, "step": jnp.asarray(3)}, {"train_batches": 0}, force=True)
   c.wait()

@@ -14,7 +14,7 @@ import urllib.parse
 
 import pytest
 
-from hhh.errors import ConfigError
+from hhh.core.errors import ConfigError
 from hhh.eval import toxicity_scorers as ts
 
 KEY = "test-key-Zq8/+x"

@@ -10,10 +10,11 @@ import jax
 import numpy as np
 import pytest
 
-from hhh import checkpoint as ckpt_lib
-from hhh import run_model
+from hhh.run import checkpoint as ckpt_lib
+from hhh.run import model as run_model
 from hhh import config as hc
-from hhh import optimizer, sharding
+from hhh.train import optimizer
+from hhh.core import sharding
 from hhh import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,10 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from hhh import run_model
+from hhh.run import model as run_model
 from hhh import sampling
 from hhh import train
-from hhh.errors import ConfigError
+from hhh.core.errors import ConfigError
 from test_faults import _truncate_data_file
 from test_train import lm_batches, tiny_config
 
@@ -80,7 +80,7 @@ def test_a_prompts_file_that_is_not_utf8_names_the_line(tmp_path):
 
 
 def test_a_workdir_that_cannot_be_written_is_refused_before_anything_is_built(tmp_path):
-  from hhh import rundir
+  from hhh.run import rundir
   (tmp_path / "afile").write_text("mine")
   with pytest.raises(ConfigError, match=r"--workdir=.*afile is a file, not a directory"):
     train.train(tiny_config(steps=1), str(tmp_path / "afile"), train_batches=lm_batches())
@@ -122,7 +122,7 @@ def test_unknown_data_settings_and_an_evaluation_typo_are_config_errors():
 
 def test_a_split_with_no_records_names_the_task_and_how_to_see_the_exclusions():
   from hhh.data import task_registry
-  from hhh.errors import DataError
+  from hhh.core.errors import DataError
   source = task_registry.function_source(lambda split: [], "lm", ["train"], "local_text")
   with pytest.raises(DataError, match=r"local_text, split 'train': no records .*show_task.py local_text "
                                       r"--split=train --count"):
@@ -146,7 +146,7 @@ def test_config_file_errors_on_the_command_line_are_one_line(tmp_path):
 def test_a_long_local_document_enters_in_pieces_and_files_without_text_are_named(tmp_path, monkeypatch):
   """A 20 MB line used to cost ~57x its size in memory (TF's per-byte strings); it is read in bounded pieces now."""
   from hhh.data import file_tasks, tasks
-  from hhh.errors import DataError
+  from hhh.core.errors import DataError
   text = ("word " * 30_000 + "\n") * 3 + "x" * 200_000  # 450,003 characters of words, then an unbreakable run
   pieces = file_tasks.split_text(text, 65_536)
   assert "".join(pieces) == text and max(map(len, pieces)) <= 65_536 and len(pieces) == 11

@@ -49,7 +49,7 @@ flags.mark_flags_as_required(["config", "topology"])
 
 def main(_):
   logging.getLogger("absl").setLevel(logging.WARNING)
-  from hhh import aot  # pylint: disable=g-import-not-at-top
+  from hhh.train import aot  # pylint: disable=g-import-not-at-top
   sys.exit(aot.compile_and_check(_CONFIG.value, _TOPOLOGY.value, _NUM_SLICES.value, mfu=_MFU.value, json_path=_JSON.value,
                max_replicated_fraction=_MAX_REPL.value, replication_check_min_params=_MIN_PARAMS.value))
 

@@ -5,7 +5,7 @@ PyTorch reference.
   python tools/bench.py --config=configs/pretrain.py:197m --attention=xla,auto --remat=full,dots   # a sweep
   python tools/bench.py --config=configs/preference.py:cpu --torch_python=/path/to/torchvenv/bin/python --rounds=3
 
-On CPU the peak is the fp32 matmul throughput this process measures (hhh.flops.measure_matmul_flops): at the start
+On CPU the peak is the fp32 matmul throughput this process measures (hhh.core.flops.measure_matmul_flops): at the start
 and, with `--rounds` > 1, again after each round, the best of them (the shared CPU's speed drifts within a run; one
 measurement at the start once came out below what the step itself then achieved); on
 TPU/GPU it is the device kind's table value (bf16). The step is the trainer's own jitted train step (hhh.train), fed
@@ -189,7 +189,7 @@ class Variant:
 
   def run(self, steps: int) -> float:
     import jax  # pylint: disable=g-import-not-at-top
-    from hhh import sharding  # pylint: disable=g-import-not-at-top
+    from hhh.core import sharding  # pylint: disable=g-import-not-at-top
     with sharding.activate(self.setup.mesh, self.setup.rules):
       if self.compile_s is None:
         t0 = time.perf_counter()
@@ -264,7 +264,7 @@ def variants(config) -> list[tuple[str, object]]:
 
 def main(_):
   import jax  # pylint: disable=g-import-not-at-top
-  from hhh import flops as flops_lib  # pylint: disable=g-import-not-at-top
+  from hhh.core import flops as flops_lib  # pylint: disable=g-import-not-at-top
   from hhh import train  # pylint: disable=g-import-not-at-top
 
   config = _CONFIG.value

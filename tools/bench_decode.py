@@ -74,12 +74,12 @@ def _tree_bytes(tree) -> int:
 
 def main(_):
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  from hhh import sharding  # pylint: disable=g-import-not-at-top
+  from hhh.core import sharding  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from hhh import run_model  # pylint: disable=g-import-not-at-top
-  from hhh import flops as flops_lib  # pylint: disable=g-import-not-at-top
+  from hhh.run import model as run_model  # pylint: disable=g-import-not-at-top
+  from hhh.core import flops as flops_lib  # pylint: disable=g-import-not-at-top
   from hhh import sampling  # pylint: disable=g-import-not-at-top
   from hhh.models.transformer import init_inputs  # pylint: disable=g-import-not-at-top
 

@@ -141,7 +141,7 @@ def main():
   json_out = flags.DEFINE_string("json", "", "also write the result here")
 
   def run(_):
-    from hhh import paths  # pylint: disable=g-import-not-at-top
+    from hhh.core import paths  # pylint: disable=g-import-not-at-top
     root = paths.resolve(directory.value)
     hf_dir, out_dir = os.path.join(root, "hf"), os.path.join(root, "run")
     config = neox_config(layers.value, d_model.value, heads.value, d_ff.value or 4 * d_model.value, vocab.value)

@@ -89,7 +89,7 @@ def bench_pm(size, batch, k, reps):
   from configs import preference as pref_cfg
   from hhh import train as train_lib
   from hhh.data import pipeline
-  from hhh import metrics
+  from hhh.core import metrics
 
   c = pref_cfg.get_config(size)
   c.unlock()

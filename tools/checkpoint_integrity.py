@@ -1,4 +1,4 @@
-"""Checkpoint checksums under fire (hhh.checksums; docs/reliability.md): random bit flips, and what the checksums cost.
+"""Checkpoint checksums under fire (hhh.run.checksums; docs/reliability.md): random bit flips, and what the checksums cost.
 
   python tools/checkpoint_integrity.py [--trials=100] [--seed=0] [--overhead_size=cpu] [--workdir=DIR]
 
@@ -66,7 +66,8 @@ def _quiet(fn, *a, **k):
 
 def trials(n: int, seed: int, root: str) -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from hhh import checksums, train  # pylint: disable=g-import-not-at-top
+  from hhh import train  # pylint: disable=g-import-not-at-top
+  from hhh.run import checksums  # pylint: disable=g-import-not-at-top
   ref, stopped = os.path.join(root, "reference"), os.path.join(root, "stopped")
   _quiet(train.train, _config(12), ref, train_batches=_batches)
 
@@ -110,7 +111,9 @@ def trials(n: int, seed: int, root: str) -> dict:
 def overhead(size: str, root: str) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  from hhh import checkpoint as ckpt_lib, checksums, config as hc, train  # pylint: disable=g-import-not-at-top
+  from hhh import config as hc, train  # pylint: disable=g-import-not-at-top
+  from hhh.run import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  from hhh.run import checksums  # pylint: disable=g-import-not-at-top
   c = hc.base_config(size)
   setup = train.build(c, None)
   state = train.init_state(setup, jax.random.key(0))
@@ -154,7 +157,7 @@ def main():
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's INFO lines per save/restore, as hhh.train does
     root = os.path.abspath(workdir.value) if workdir.value else tempfile.mkdtemp(prefix="hhh-integrity-")
     if workdir.value and os.path.isdir(root) and os.listdir(root):
-      from hhh.errors import ConfigError  # pylint: disable=g-import-not-at-top
+      from hhh.core.errors import ConfigError  # pylint: disable=g-import-not-at-top
       raise ConfigError(f"--workdir={root} is not empty: give a new or empty directory")
     os.makedirs(root, exist_ok=True)
     summary = {}

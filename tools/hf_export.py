@@ -26,7 +26,7 @@ def main():
   flags.mark_flags_as_required(["run", "out"])
 
   def run(_):
-    from hhh import hf_convert  # pylint: disable=g-import-not-at-top
+    from hhh.hf import convert as hf_convert  # pylint: disable=g-import-not-at-top
     hf_convert.export_checkpoint(run_dir.value, out.value)
 
   cli.run(run)

@@ -2,7 +2,7 @@
 
   python tools/lab_diff.py RUN_A/lab.json RUN_B/lab.json [--tolerance=0]
 
-The numbers are hhh.seeds.headline's (pairwise accuracy per size and objective, HHH accuracy per condition, PMP
+The numbers are hhh.lab.seeds.headline's (pairwise accuracy per size and objective, HHH accuracy per condition, PMP
 finetuning accuracy, the tax's word log-prob, every run's held-out loss) plus the paper-vs-run differences and
 verdicts. Prints one line per number that differs by more than --tolerance and a summary; exits 1 when any does
 (so `tools/lab_diff.py a b && echo identical` checks reproducibility). docs/lab.md, "Reproducibility", lists what
@@ -16,7 +16,7 @@ import sys
 
 
 def load(path: str) -> dict:
-  from hhh import seeds  # pylint: disable=g-import-not-at-top
+  from hhh.lab import seeds  # pylint: disable=g-import-not-at-top
   with open(path) as f:
     res = json.load(f)
   out = {k: v for k, (v, _) in seeds.headline(res).items()}

@@ -23,7 +23,7 @@ def main(argv=None):
   ap.add_argument("inputs", nargs="+", help="lab.json or sweep.json files")
   ap.add_argument("--out", default="plots", help="output directory")
   args = ap.parse_args(argv)
-  from hhh.eval import plots  # pylint: disable=g-import-not-at-top
+  from hhh.lab import plots  # pylint: disable=g-import-not-at-top
   res = plots.merge_results([json.load(open(p)) for p in args.inputs])
   os.makedirs(args.out, exist_ok=True)
   made = []

@@ -31,7 +31,8 @@ def store(config, out: str, splits, max_examples: int = 0, top_k: int = 0, batch
   import jax
   import jax.numpy as jnp
   from hhh.data import pipeline, teacher_files
-  from hhh import paths, scoring
+  from hhh import scoring
+  from hhh.core import paths
   from hhh import train as train_lib
   from hhh.objectives import distill
 

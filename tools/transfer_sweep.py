@@ -162,7 +162,7 @@ def main(_):
 
 def ranking_pairs(rows):
   import numpy as np
-  from hhh import metrics
+  from hhh.core import metrics
   return float(np.asarray(metrics.pair_mask(rows["score"], rows["valid"])).sum())
 
 

@@ -15,9 +15,9 @@ import tensorflow_datasets as tfds
 
 from hhh.data import sources
 from hhh.data.task_registry import define_task, function_source
-from hhh.errors import DataError
+from hhh.core.errors import DataError
+from hhh.core.paths import CHECKOUT
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _GLOBS = {
     "stackexchange": "stackexchange/*Posts.xml*",
     "reddit": "reddit/RC_*",
@@ -33,7 +33,7 @@ _GLOBS = {
 
 
 def bigbench_dir() -> str:
-  return os.path.normpath(os.environ.get("HHH_BIGBENCH_DIR", os.path.join(REPO_DIR, "..", "shared", "data", "bigbench")))
+  return os.path.normpath(os.environ.get("HHH_BIGBENCH_DIR", os.path.join(CHECKOUT, "..", "shared", "data", "bigbench")))
 
 
 def data_glob(dataset: str, split: str = "") -> str:

@@ -44,7 +44,7 @@ import zlib
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from hhh.data import dialogue
-from hhh.errors import UserError
+from hhh.core.errors import UserError
 
 # Canonical download locations (the loaders read local copies; `download` fetches them when online).
 URLS = {

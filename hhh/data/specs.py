@@ -1,6 +1,6 @@
 """The feature families' shapes and the data floor's other constants, importable WITHOUT TensorFlow or seqio.
 
-The model, the objectives, the trainer step, AOT compilation (hhh/aot.py) and tools/bench.py only need to know
+The model, the objectives, the trainer step, AOT compilation (hhh/train/aot.py) and tools/bench.py only need to know
 what a batch of a family looks like; they import it from here so that they run on a machine without
 TensorFlow/seqio (tests/test_core_imports.py). The tf.data pipeline (hhh.data.features / pipeline / tasks) builds
 batches of exactly these shapes and re-exports these names. docs/contracts.md describes every field.

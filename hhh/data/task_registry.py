@@ -10,7 +10,7 @@ import seqio
 import tensorflow as tf
 
 from hhh.data import tokenize as tok
-from hhh.errors import ConfigError, DataError
+from hhh.core.errors import ConfigError, DataError
 from hhh.data import vocab as vocab_lib
 from hhh.data.specs import KIND_TO_FAMILY
 

@@ -72,7 +72,7 @@ from typing import Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
-from hhh.errors import ConfigError
+from hhh.core.errors import ConfigError
 
 PAD_ID = 0
 EOS_ID = 1

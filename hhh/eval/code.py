@@ -5,10 +5,10 @@ and counted, never silently scored. Modes (`eval.code_mode`):
 
   sample  n = eval.code_samples completions per problem from each LM condition (plain, prompt: after the HHH
           prompt, distilled), sampled by hhh's sampler (eval.code_temperature, eval.code_top_p, the stop strings
-          STOP, eval.code_max_new_tokens), executed: pass@k by the unbiased estimator (hhh.metrics.pass_at_k) for
+          STOP, eval.code_max_new_tokens), executed: pass@k by the unbiased estimator (hhh.core.metrics.pass_at_k) for
           each k in eval.code_ks up to n. The same samples ranked by the LM's own sum and mean log-prob, and by
           the preference model (condition pm): the chance that a correct one is in the top k
-          (hhh.metrics.ranked_top_k), next to random choice (= pass@k).
+          (hhh.core.metrics.ranked_top_k), next to random choice (= pass@k).
   pool    for models too small to write code: each problem's canonical solution and its mutants
           (hhh.eval.code_pool), each executed for its label; ranked by each LM condition's sum and mean log-prob
           and by the PM. The chance line is the pool's pass@k.
@@ -27,8 +27,9 @@ from typing import Sequence
 
 import numpy as np
 
-from hhh import metrics, sandbox
-from hhh.errors import ConfigError
+from hhh import sandbox
+from hhh.core import metrics
+from hhh.core.errors import ConfigError
 from hhh.eval import examples as examples_lib
 from hhh.eval import intervals
 
@@ -55,8 +56,8 @@ def sandbox_from(ev):
 def candidate_examples(contexts: Sequence[Sequence[int]], responses: Sequence[Sequence[Sequence[int]]], *,
                        length: int, eoc_id: int) -> examples_lib.Examples:
   """Examples [N, K] of problem i's context with each of its candidates (rows by the one row rule,
-  hhh.best_of_n.pm_row); K = the most candidates of any problem, the rest padding (valid 0)."""
-  from hhh import best_of_n  # pylint: disable=g-import-not-at-top
+  hhh.sampling.best_of_n.pm_row); K = the most candidates of any problem, the rest padding (valid 0)."""
+  from hhh.sampling import best_of_n  # pylint: disable=g-import-not-at-top
   n, k = len(contexts), max(len(r) for r in responses)
   tokens = np.zeros((n, k, length), np.int32)
   start, eoc, valid = (np.zeros((n, k), np.int32) for _ in range(3))
@@ -171,7 +172,8 @@ def run_pool(ctx, problems, sb, ks, vocab, eoc_id) -> tuple:
 
 def run_sample(ctx, problems, sb, ks, vocab, eoc_id) -> tuple:
   """(results, JSON records, every Result, seconds executing) of the sample mode."""
-  from hhh import best_of_n, sampling  # pylint: disable=g-import-not-at-top
+  from hhh import sampling  # pylint: disable=g-import-not-at-top
+  from hhh.sampling import best_of_n  # pylint: disable=g-import-not-at-top
   from hhh.eval import samplers as eval_samplers  # pylint: disable=g-import-not-at-top
   ev = ctx.config.eval
   n = int(ev.code_samples)

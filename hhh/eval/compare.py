@@ -1,10 +1,10 @@
 """Ranked comparisons (the lab's held-out comparisons, or any comparison task): pairwise accuracy of every way of
 scoring responses (a PM's score; an LM's summed / mean log-prob and mutual information) over the pairs of responses
-with different ranks (hhh.metrics.pairwise_correct; chance 50%), with 95% bootstrap intervals and per-example counts
+with different ranks (hhh.core.metrics.pairwise_correct; chance 50%), with 95% bootstrap intervals and per-example counts
 for paired comparisons in the lab report."""
 from __future__ import annotations
 
-from hhh import metrics
+from hhh.core import metrics
 from hhh.eval import intervals
 
 NAME = "compare"

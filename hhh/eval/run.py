@@ -39,12 +39,12 @@ import jax
 import ml_collections
 import numpy as np
 
-from hhh import checkpoint as ckpt_lib
-from hhh import run_model
-from hhh import metric_writer
-from hhh import paths
+from hhh.run import checkpoint as ckpt_lib
+from hhh.run import model as run_model
+from hhh.run import metric_writer
+from hhh.core import paths
 from hhh import prompts, scoring
-from hhh.errors import ConfigError
+from hhh.core.errors import ConfigError
 from hhh.eval import code as code_eval, compare, examples, hhh as hhh_eval, tax as tax_eval, toxicity, truthfulqa
 
 LM_CONDITIONS = ("plain", "prompt", "distilled")
@@ -57,7 +57,7 @@ HHH_TASK = hhh_eval.TASK
 
 
 def _model_from_run(model_cfg, config, path: str, *, what: str, devices, setup=None):
-  """The model and its parameters on the mesh (hhh.run_model.model_from_run, shared with hhh.sample / hhh.chat)."""
+  """The model and its parameters on the mesh (hhh.run.model.model_from_run, shared with hhh.sample / hhh.chat)."""
   return run_model.model_from_run(model_cfg, config.mesh, path, what=what, devices=devices, setup=setup,
                                  score_head_hint=f"Pass it as --config.pm_checkpoint, and an LM run as --config.{what}.")
 

@@ -9,7 +9,7 @@ checkpoint) minus the same evaluation without it.
 """
 from __future__ import annotations
 
-from hhh import metrics
+from hhh.core import metrics
 from hhh.eval import intervals
 
 NAME = "tax"

@@ -61,7 +61,7 @@ import urllib.parse
 import urllib.request
 from typing import Callable, Optional, Sequence
 
-from hhh.errors import ConfigError
+from hhh.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

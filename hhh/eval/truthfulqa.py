@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from hhh import metrics
+from hhh.core import metrics
 from hhh.eval import intervals
 
 NAME = "truthfulqa"

@@ -345,7 +345,7 @@ _flash.defvjp(_flash_fwd, _flash_bwd)
 def _spec_axes(logical: str, dim: int, mesh) -> tuple | None:
   """Mesh axes that shard a dimension of size `dim` named `logical`, by the active rules (batch: every data axis,
   heads: tensor by default); axes that do not divide `dim` are dropped (that dimension is then replicated)."""
-  from hhh import sharding  # pylint: disable=g-import-not-at-top
+  from hhh.core import sharding  # pylint: disable=g-import-not-at-top
   rules = nn.get_logical_axis_rules() or sharding.DEFAULT_RULES
   axes = nn.logical_to_mesh_axes((logical,), rules)[0]
   if axes is None:

@@ -1,6 +1,6 @@
 """Decoder-only transformer with an LM head and a scalar score head.
 
-Every parameter and activation carries logical axis names (see `hhh.sharding` for the table that maps them onto the
+Every parameter and activation carries logical axis names (see `hhh.core.sharding` for the table that maps them onto the
 (slice, data, fsdp, tensor) mesh), so the same module runs on one CPU and on a pod slice.
 
 Architecture (`TransformerConfig`; the defaults are the paper's ladder): pre-norm blocks, causal attention in which
@@ -55,7 +55,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from hhh import sharding
+from hhh.core import sharding
 from hhh.models import attention as attention_lib
 from hhh.models.attention import attention_mask  # noqa: F401  (re-exported: the reference mask)
 
@@ -72,7 +72,7 @@ ROTARY_LAYOUTS = ("half", "interleaved")
 POSITIONS = ("rotary", "learned")
 
 # Logical axes of each layer's decode cache k and v [batch, kv heads, slots, head_dim]: sharded like the activations
-# (hhh.sharding rules: batch over every data-parallel axis, heads over tensor; slots and head_dim whole). Heads
+# (hhh.core.sharding rules: batch over every data-parallel axis, heads over tensor; slots and head_dim whole). Heads
 # before slots: each (row, head) reads its slots contiguously (no transposed copies for the attention matmuls).
 CACHE_AXES = ("activation_batch", "activation_heads", "activation_length", "activation_kv")
 _CACHE_MASK = -0.7 * float(jnp.finfo(jnp.float32).max)  # masked cache slots (finite: as hhh.models.attention)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from hhh import metrics, scoring
+from hhh import scoring
+from hhh.core import metrics
 
 FAMILY = "comparison"
 DEFAULTS = {"margin": 0.0, "margin_mode": "constant"}

@@ -55,8 +55,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from hhh import sharding
-from hhh.errors import ConfigError
+from hhh.core import sharding
+from hhh.core.errors import ConfigError
 from hhh.models import transformer
 
 BUCKET = 64  # prompt lengths are padded to a multiple of this (bounds recompilation)
@@ -568,7 +568,7 @@ def _tokens_within(vocab, tokens, text: str) -> int:
 def read_prompts(spec: str) -> list:
   """The prompts named by --config.prompts: a .jsonl file (a JSON string, or an object with "prompt", per line), any
   other existing file (one prompt per non-empty line), or else the text itself (one prompt)."""
-  from hhh import paths  # pylint: disable=g-import-not-at-top
+  from hhh.core import paths  # pylint: disable=g-import-not-at-top
   if not spec:
     raise ConfigError("--config.prompts is required: a .jsonl file, a text file (one prompt per line) or the prompt "
                       "text itself")
@@ -622,7 +622,8 @@ def format_context(text: str, fmt: str) -> str:
 
 def prefix_ids(config, vocab) -> tuple:
   """(token ids of the shared prefix or None, description) for config.prompt: hhh | none | PATH of a prompt file."""
-  from hhh import paths, prompts  # pylint: disable=g-import-not-at-top
+  from hhh import prompts  # pylint: disable=g-import-not-at-top
+  from hhh.core import paths  # pylint: disable=g-import-not-at-top
   spec = str(config.prompt).strip()
   if spec.lower() in ("none", ""):
     return None, {"prompt": "none", "prompt_tokens": 0}
@@ -643,10 +644,10 @@ def prefix_ids(config, vocab) -> tuple:
 
 
 def from_config(config, *, devices=None) -> tuple:
-  """(Sampler, Settings, info) for configs/sample.py: the run's parameters on the mesh (hhh.checkpoint's loader),
+  """(Sampler, Settings, info) for configs/sample.py: the run's parameters on the mesh (hhh.run.checkpoint's loader),
   the vocabulary and the shared prefix."""
-  from hhh import run_model  # pylint: disable=g-import-not-at-top
-  from hhh import paths  # pylint: disable=g-import-not-at-top
+  from hhh.run import model as run_model  # pylint: disable=g-import-not-at-top
+  from hhh.core import paths  # pylint: disable=g-import-not-at-top
   from hhh.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
   settings = Settings.from_config(config)
   format_context("", config.format)  # validates format

@@ -23,7 +23,7 @@ import sys
 from typing import TextIO
 
 from hhh import sampling
-from hhh.errors import ConfigError
+from hhh.core.errors import ConfigError
 
 COMMANDS = "/settings [key=value ...], /reset, /quit"
 CHANGEABLE = {"temperature": float, "top_k": int, "top_p": float, "max_new_tokens": int, "seed": int}

@@ -20,8 +20,8 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from hhh import flops as flops_lib
-from hhh import sharding
+from hhh.core import flops as flops_lib
+from hhh.core import sharding
 
 GiB = 1024**3
 

@@ -17,6 +17,12 @@ CONFIG_PATHS = ("init_from", "checkpoint", "pm_checkpoint", "judge_checkpoint", 
                 "objective.prompt_file", "objective.teacher_dir")
 
 
+# This checkout: the directory holding hhh/ and configs/ (the lab's and the commands' config files, the BIG-bench
+# data beside it in ../shared).
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIGS_DIR = os.path.join(CHECKOUT, "configs")
+
+
 def is_remote(path: str) -> bool:
   return "://" in str(path)
 

@@ -1,6 +1,6 @@
 """The laboratory's report (DIR/report.md): every table with its 95% intervals and a "what this shows" paragraph
-(chance, caveats, links to the per-size evaluation pages), the paper-vs-run table (hhh.findings), the spread across
-seeds (hhh.seeds) and the stage times. Input: hhh.lab.run_lab's results (the same dict as DIR/lab.json)."""
+(chance, caveats, links to the per-size evaluation pages), the paper-vs-run table (hhh.lab.findings), the spread across
+seeds (hhh.lab.seeds) and the stage times. Input: hhh.lab.run_lab's results (the same dict as DIR/lab.json)."""
 from __future__ import annotations
 
 from hhh import sandbox
@@ -40,7 +40,7 @@ def _chance_sentence(items: dict, what: str) -> str:
 
 
 def report_markdown(res: dict) -> str:
-  from hhh import findings  # pylint: disable=g-import-not-at-top
+  from hhh.lab import findings  # pylint: disable=g-import-not-at-top
   from hhh.eval import tax as tax_eval  # pylint: disable=g-import-not-at-top
   p = res["preset"]
   L = [f"# hhh laboratory report (preset {p['preset']})", "",
@@ -64,7 +64,7 @@ def report_markdown(res: dict) -> str:
               "(`--config.seeds=N` decides each verdict over N seeds)."), ""]
   L += findings.table(res.get("findings") or findings.findings(res)) + [""]
   if res.get("across_seeds"):
-    from hhh import seeds as seeds_lib  # pylint: disable=g-import-not-at-top
+    from hhh.lab import seeds as seeds_lib  # pylint: disable=g-import-not-at-top
     L += seeds_lib.table(res["across_seeds"])
   L += ["## Training runs", "",
         "| run | steps | final loss (mean of the last quarter of logged steps) | held-out loss | held-out accuracy "

@@ -23,7 +23,7 @@ Runs, in-process through the one trainer (hhh.train.train; no subprocesses, Tens
   7. DIR/report.md with the tables and the plots (DIR/plots/*.png), DIR/lab.json with every number.
 Every run lives in DIR/runs/<name>, every evaluation in DIR/eval/<name>; rerunning the command resumes (finished runs
 and evaluations return at once). Every accuracy in the report has a 95% bootstrap interval (hhh.eval.intervals) and
-the report tests the paper's findings against this run (hhh.findings). The default preset trains 2 seeds
+the report tests the paper's findings against this run (hhh.lab.findings). The default preset trains 2 seeds
 (--config.seeds=N; the second and later in DIR/seed_<seed>): every verdict is decided over the seeds and the
 examples, and the report adds the spread over seeds.
 """
@@ -38,7 +38,8 @@ from typing import Callable, Optional
 
 import ml_collections
 
-from hhh import errors, paths
+from hhh.core import errors
+from hhh.core import paths
 
 def default_config(preset: str = "default") -> ml_collections.ConfigDict:
   """The lab's settings of `preset` (configs/lab.py:PRESET); `--config.preset=smoke` on the command line picks it."""
@@ -297,9 +298,9 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
                                label=label))
   res = results[0]
   if len(seeds) > 1:
-    from hhh import seeds as seeds_lib  # pylint: disable=g-import-not-at-top
+    from hhh.lab import seeds as seeds_lib  # pylint: disable=g-import-not-at-top
     res["across_seeds"] = seeds_lib.summary(results, seeds)
-    from hhh import findings  # pylint: disable=g-import-not-at-top
+    from hhh.lab import findings  # pylint: disable=g-import-not-at-top
     res["findings"] = findings.findings(res, runs=results)  # verdicts over seeds and examples
     res["wall_time_s"] = time.perf_counter() - t0
     with open(os.path.join(workdir, "lab.json"), "w") as f:
@@ -315,7 +316,7 @@ def _run_seed(p: dict, workdir: str, log: Callable[[str], None], *, label: str =
   """Every stage of the laboratory for one seed (p: resolve()'s settings) in `workdir`."""
   from hhh import train as train_lib  # pylint: disable=g-import-not-at-top
   from hhh.eval import run as eval_run  # pylint: disable=g-import-not-at-top
-  from hhh.eval import plots  # pylint: disable=g-import-not-at-top
+  from hhh.lab import plots  # pylint: disable=g-import-not-at-top
   from hhh.eval import code as code_eval  # pylint: disable=g-import-not-at-top
 
   t0 = time.perf_counter()
@@ -476,7 +477,7 @@ def _run_seed(p: dict, workdir: str, log: Callable[[str], None], *, label: str =
   prog.end("dialogues")
 
   prog.start("report", "plots and report.md")
-  from hhh import findings  # pylint: disable=g-import-not-at-top
+  from hhh.lab import findings  # pylint: disable=g-import-not-at-top
   res["findings"] = findings.findings(res)
   res["stage_times_s"] = dict(prog.times)
   res["reused_stages"] = sorted(prog.reused)
@@ -561,7 +562,7 @@ def _logged_metrics(run_dir: str) -> dict:
 def sample_dialogues(size: str, p: dict, *, lm: str, distilled: str, out_dir: str) -> list:
   """Samples one response per held-out lab question (the first p["dialogues"] hhh-family test contexts) from the
   LM plain, after the HHH prompt, and distilled (hhh.sample; JSONL in out_dir); returns the records."""
-  from hhh import sample as sample_lib  # pylint: disable=g-import-not-at-top
+  from hhh.sampling import sample as sample_lib  # pylint: disable=g-import-not-at-top
   from hhh.data import lab_corpus  # pylint: disable=g-import-not-at-top
   n = int(p["dialogues"])
   if n <= 0:
@@ -620,8 +621,8 @@ def bigbench_howto() -> str:
 
 
 def report_markdown(res: dict) -> str:
-  """DIR/report.md's text (hhh.lab_report)."""
-  from hhh import lab_report  # pylint: disable=g-import-not-at-top
+  """DIR/report.md's text (hhh.lab.report)."""
+  from hhh.lab import report as lab_report  # pylint: disable=g-import-not-at-top
   return lab_report.report_markdown(res)
 
 

@@ -28,18 +28,18 @@ import ml_collections
 import numpy as np
 import optax
 
-from hhh import checkpoint as ckpt_lib
-from hhh import run_model
-from hhh import distributed
-from hhh import flops as flops_lib
-from hhh import metric_writer
+from hhh.run import checkpoint as ckpt_lib
+from hhh.run import model as run_model
+from hhh.core import distributed
+from hhh.core import flops as flops_lib
+from hhh.run import metric_writer
 from hhh import objectives
-from hhh import optimizer
-from hhh import paths
-from hhh import rundir
-from hhh import sharding
+from hhh.train import optimizer
+from hhh.core import paths
+from hhh.run import rundir
+from hhh.core import sharding
 from hhh.data import specs
-from hhh.errors import ConfigError, UserError
+from hhh.core.errors import ConfigError, UserError
 from hhh.models.transformer import Transformer, TransformerConfig, init_inputs
 
 

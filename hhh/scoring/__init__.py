@@ -19,7 +19,7 @@ Pure functions (for jit: objectives, evaluation) come first; then `Scorer`, whic
 mesh: batches are trimmed to a bucketed length (a multiple of 64 covering every end-of-context token) so that short
 examples do not pay for the longest one; buckets bound recompilation. `score_lm` / `score_pm` score whole sets
 as fixed-size batches of valid rows, compiling each (kind, rows, length) program once, ahead of time. Set-level
-metrics of the scores (pairwise accuracy, MC1/MC2, calibration) are in hhh.metrics.
+metrics of the scores (pairwise accuracy, MC1/MC2, calibration) are in hhh.core.metrics.
 """
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hhh import metrics
-from hhh import sharding
+from hhh.core import metrics
+from hhh.core import sharding
 from hhh.models import transformer
 
 BUCKET = 64
@@ -146,7 +146,7 @@ def _response_stats(nxt, hit, tokens, response_start, eoc_index):
 
 
 def comparison_accuracy(model, params, batches, scorer: str, max_batches: int | None = None) -> dict:
-  """Pairwise accuracy (hhh.metrics.pair_stats; and pairwise ECE for score-head models) of `scorer` over an iterable
+  """Pairwise accuracy (hhh.core.metrics.pair_stats; and pairwise ECE for score-head models) of `scorer` over an iterable
   of comparison batches: every (better, worse) pair with different ranks; chance is 0.5."""
   fn = jax.jit(lambda p, b: comparison_scores(model, p, b, scorer))
   scores, ranks, valid = [], [], []
@@ -218,7 +218,7 @@ class Scorer:
 
   @classmethod
   def of(cls, ms, params, **kwargs) -> "Scorer":
-    """A scorer of `params` on a hhh.run_model.ModelSetup's model and mesh."""
+    """A scorer of `params` on a hhh.run.model.ModelSetup's model and mesh."""
     return cls(ms.model, params, ms.mesh, ms.rules, ms.shardings, **kwargs)
 
   def _ctx(self):

@@ -18,8 +18,8 @@ import tempfile
 
 import ml_collections
 
-from hhh import paths
-from hhh.errors import ConfigError, UserError
+from hhh.core import paths
+from hhh.core.errors import ConfigError, UserError
 
 LOCK_NAME = ".lock"
 # Differences in these keys change the shapes in the checkpoint: resuming with them changed cannot work.

@@ -2,7 +2,7 @@
 
 Import (`tools/hf_import.py`): a HF model directory (config.json + model.safetensors, or a sharded
 model.safetensors.index.json) becomes an hhh run directory: RUN/checkpoints/0/state (orbax, the parameters only, as
-`hhh.run_model.load_model_params` and `init_from` read them), RUN/config.json (the hhh `model` section, so
+`hhh.run.model.load_model_params` and `init_from` read them), RUN/config.json (the hhh `model` section, so
 `configs/<objective>.py:RUN` builds the same architecture, and the source HF config) and the tokenizer files
 (`data.vocab = "hf:RUN"`). Conversion is streamed: each hhh parameter is assembled from memory-mapped safetensors
 slices (all layers of a scanned parameter into one buffer), placed on its sharding and its buffer dropped before the next:
@@ -30,7 +30,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from hhh.errors import ConfigError
+from hhh.core.errors import ConfigError
 
 ARCHITECTURES = {
     "GPTNeoXForCausalLM": "gpt_neox", "GPTNeoXForSequenceClassification": "gpt_neox",
@@ -392,10 +392,10 @@ def import_checkpoint(hf_dir: str, out_dir: str, *, mesh_cfg=None, devices=None,
 
   import jax  # pylint: disable=g-import-not-at-top
 
-  from hhh import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
-  from hhh import run_model  # pylint: disable=g-import-not-at-top
+  from hhh.run import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  from hhh.run import model as run_model  # pylint: disable=g-import-not-at-top
   from hhh import config as hc  # pylint: disable=g-import-not-at-top
-  from hhh import paths  # pylint: disable=g-import-not-at-top
+  from hhh.core import paths  # pylint: disable=g-import-not-at-top
   t0 = time.perf_counter()
   hf_dir, out_dir = paths.resolve(hf_dir), paths.resolve(out_dir)
   hf = read_hf_config(hf_dir)
@@ -532,7 +532,7 @@ def hf_config(arch: str, m: dict, source: Optional[dict] = None, *, score_head: 
 
 def read_run(run_dir: str) -> dict:
   """The config.json of an hhh run (written by training or by import)."""
-  from hhh import paths  # pylint: disable=g-import-not-at-top
+  from hhh.core import paths  # pylint: disable=g-import-not-at-top
   path = os.path.join(paths.resolve(run_dir), "config.json")
   if not os.path.isfile(path):
     raise ConfigError(f"{run_dir} has no config.json: export needs the run directory (its `model` section says the "
@@ -561,10 +561,10 @@ def export_checkpoint(run_dir: str, out_dir: str, *, log: Callable[[str], None] 
   import ml_collections  # pylint: disable=g-import-not-at-top
   from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
 
-  from hhh import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  from hhh.run import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
   from hhh import config as hc  # pylint: disable=g-import-not-at-top
-  from hhh import paths  # pylint: disable=g-import-not-at-top
-  from hhh import run_model  # pylint: disable=g-import-not-at-top
+  from hhh.core import paths  # pylint: disable=g-import-not-at-top
+  from hhh.run import model as run_model  # pylint: disable=g-import-not-at-top
   t0 = time.perf_counter()
   run_dir, out_dir = paths.resolve(run_dir), paths.resolve(out_dir)
   rec = read_run(run_dir)

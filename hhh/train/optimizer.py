@@ -9,7 +9,7 @@ import jax
 import ml_collections
 import optax
 
-from hhh.errors import ConfigError
+from hhh.core.errors import ConfigError
 
 
 # Every optimiser number, with the range it must lie in: (key, low, high, low_open, high_open, what it is).

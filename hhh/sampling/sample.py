@@ -26,9 +26,9 @@ import sys
 import time
 from typing import Callable
 
-from hhh import paths
+from hhh.core import paths
 from hhh import sampling
-from hhh.errors import ConfigError
+from hhh.core.errors import ConfigError
 
 
 def sample_to_file(config, out: str | None, *, devices=None, log: Callable[[str], None] = print) -> list:

@@ -3,9 +3,9 @@
 Layout: `WORKDIR/checkpoints/<step>/{state,data}`. Saves are asynchronous and atomic (orbax writes to a temporary
 directory and renames), every host writes its own shards cooperatively, old steps beyond `keep` are deleted.
 Restores go directly onto the target sharding (abstract arrays carry their `NamedSharding`), so a 52B state is
-never materialised whole on one host. Every finished save gets checksums (hhh.checksums), verified before a restore.
+never materialised whole on one host. Every finished save gets checksums (hhh.run.checksums), verified before a restore.
 
-Reading a trained run without training it (hhh.eval, hhh.sample, hhh.chat, init_from, export) is hhh.run_model.
+Reading a trained run without training it (hhh.eval, hhh.sample, hhh.chat, init_from, export) is hhh.run.model.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from etils import epath
 
-from hhh import checksums
-from hhh import paths
-from hhh.errors import UserError
+from hhh.run import checksums
+from hhh.core import paths
+from hhh.core.errors import UserError
 
 STATE, DATA = "state", "data"
 CORRUPT_DIR = "checkpoints_corrupt"
@@ -146,7 +146,7 @@ class Checkpointer:
     return saved
 
   def _write_checksums(self) -> None:
-    """Checksums (hhh.checksums) of the steps this Checkpointer saved, once orbax has finished them. Only those: a
+    """Checksums (hhh.run.checksums) of the steps this Checkpointer saved, once orbax has finished them. Only those: a
     checkpoint found on disk is never blessed with checksums it was not saved with."""
     pending = self._unchecksummed
     if not pending:

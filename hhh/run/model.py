@@ -1,8 +1,8 @@
 """A trained run, read: the newest checkpoint of a run (or a step folder) that reads back whole, and its parameters
 on a mesh. The one way evaluation, sampling, chat, best-of-n judges, `init_from` and HF export load a trained model.
 
-The trainer's rule for a damaged run (hhh.checkpoint.Checkpointer.restore_latest) without its writes: step folders
-with no written state item are passed over, a checkpoint whose checksums (hhh.checksums) or restore fail is reported
+The trainer's rule for a damaged run (hhh.run.checkpoint.Checkpointer.restore_latest) without its writes: step folders
+with no written state item are passed over, a checkpoint whose checksums (hhh.run.checksums) or restore fail is reported
 with one WARNING line and the previous one is used; nothing in the run is moved.
 """
 
@@ -18,9 +18,9 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
-from hhh import checksums
-from hhh import paths
-from hhh.checkpoint import (STATE, CheckpointNotFoundError, CorruptCheckpointError, _quiet_late_reads_of_failed_restores,
+from hhh.run import checksums
+from hhh.core import paths
+from hhh.run.checkpoint import (STATE, CheckpointNotFoundError, CorruptCheckpointError, _quiet_late_reads_of_failed_restores,
                             _short, flatten, unflatten)
 
 
@@ -172,7 +172,7 @@ class ModelSetup:
 def build_model(model_cfg, mesh_cfg, devices=None) -> ModelSetup:
   """The model, the mesh and the parameters' shardings (as in training, without optimiser state)."""
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  from hhh import sharding  # pylint: disable=g-import-not-at-top
+  from hhh.core import sharding  # pylint: disable=g-import-not-at-top
   from hhh.models.transformer import Transformer, TransformerConfig, init_inputs  # pylint: disable=g-import-not-at-top
   mc = TransformerConfig.from_config(model_cfg)
   model = Transformer(mc)
@@ -193,8 +193,8 @@ def load_model_params(ms: ModelSetup, path: str, *, what: str, score_head_hint: 
   `path` in every error (e.g. "checkpoint").
   """
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  from hhh import sharding  # pylint: disable=g-import-not-at-top
-  from hhh.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  from hhh.core import sharding  # pylint: disable=g-import-not-at-top
+  from hhh.core.errors import ConfigError  # pylint: disable=g-import-not-at-top
   from hhh.models.transformer import init_inputs  # pylint: disable=g-import-not-at-top
   if ms.model.cfg.score_head is False and any(n.startswith("score_head/") for n in saved_param_names(path, what)):
     raise ConfigError(f"{what} {path} is a preference or binary model (it has a score head): used as a language "

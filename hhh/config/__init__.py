@@ -15,8 +15,9 @@ from typing import Any, Sequence
 
 import ml_collections
 
-from hhh import sharding
-from hhh.errors import ConfigError
+from hhh.core import sharding
+from hhh.core.errors import ConfigError
+from hhh.core.paths import CONFIGS_DIR
 from hhh.models.transformer import TransformerConfig
 
 # The seven sizes of the paper (non-embedding parameters ~ 12 * n_layers * d_model^2), vocab 2^16, context 8192,
@@ -56,7 +57,7 @@ def run_dir_of(size: str) -> str:
   holding an hhh run's config.json (a training run, or an import by tools/hf_import.py) gives its architecture."""
   if size in SIZES:
     return ""
-  from hhh import paths  # pylint: disable=g-import-not-at-top
+  from hhh.core import paths  # pylint: disable=g-import-not-at-top
   path = paths.resolve(size)
   return path if os.path.isfile(os.path.join(path, "config.json")) else ""
 
@@ -179,7 +180,6 @@ def size_and_variants(arg: str | None, usage: str, allowed: Sequence[Sequence[st
   return size, variants
 
 
-CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
 def load(spec: str) -> ml_collections.ConfigDict:

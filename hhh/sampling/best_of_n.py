@@ -32,7 +32,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from hhh.errors import ConfigError
+from hhh.core.errors import ConfigError
 
 
 def pm_row(context: Sequence[int], response: Sequence[int], length: int, eoc_id: int) -> tuple:
@@ -73,8 +73,8 @@ class PreferenceJudge:
            what: str = "pm_checkpoint") -> "PreferenceJudge":
     """The preference model at `path` on the mesh; its architecture from its run's config.json (else model_cfg)."""
     import ml_collections  # pylint: disable=g-import-not-at-top
-    from hhh import run_model  # pylint: disable=g-import-not-at-top
-    from hhh import paths  # pylint: disable=g-import-not-at-top
+    from hhh.run import model as run_model  # pylint: disable=g-import-not-at-top
+    from hhh.core import paths  # pylint: disable=g-import-not-at-top
     from hhh import scoring  # pylint: disable=g-import-not-at-top
     path = paths.resolve(path)
     saved = run_model.run_model_config(path, what)
@@ -163,7 +163,8 @@ def best_of_n(sampler, prompts: Sequence[Sequence[int]], settings, policy: Prefe
 def run(config, out: str, *, devices=None, log: Callable[[str], None] = print) -> dict:
   """The command: samples, chooses, judges, writes OUT (JSONL) and OUT.summary.json; returns the summary."""
   import jax  # pylint: disable=g-import-not-at-top
-  from hhh import paths, sampling  # pylint: disable=g-import-not-at-top
+  from hhh import sampling  # pylint: disable=g-import-not-at-top
+  from hhh.core import paths  # pylint: disable=g-import-not-at-top
   out = paths.resolve(out)
   if not out:
     raise ConfigError("--out is required: the JSONL file the chosen samples go to")

@@ -109,8 +109,8 @@ def _config_section(flag, command: str, example: str | None, given: bool) -> lis
   lines = [f"--{name}=FILE.py:ARG loads get_config(ARG) from FILE.py, e.g. --{name}=configs/pretrain.py:tiny.",
            f"--{name}.a.b=VALUE overrides any field, e.g. --{name}.train.steps=100 --{name}.optim.lr=1e-3 (a "
            f"misspelt field is an error)."]
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  files = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(root, "configs", "*.py"))
+  from hhh.core.paths import CONFIGS_DIR  # pylint: disable=g-import-not-at-top
+  files = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(CONFIGS_DIR, "*.py"))
                  if not p.endswith("__init__.py"))
   if files:
     lines.append(f"  config files (configs/): {', '.join(files)}")
@@ -237,7 +237,7 @@ def _check_config_files(module: str, argv: Sequence[str]) -> None:
       try:
         path = spec.partition(":")[0]
         if not os.path.isfile(path):  # absl loads the path as given, from the current directory
-          from hhh.config import CONFIGS_DIR  # pylint: disable=g-import-not-at-top
+          from hhh.core.paths import CONFIGS_DIR  # pylint: disable=g-import-not-at-top
           raise FileNotFoundError(f"config file {path!r} not found from the current directory {os.getcwd()} (the "
                                   f"project's configs are in {CONFIGS_DIR})")
         _load_config_file(spec)
@@ -247,8 +247,8 @@ def _check_config_files(module: str, argv: Sequence[str]) -> None:
 
 
 def _user_errors_without_traceback(main, command: str):
-  """Errors that explain themselves (hhh.errors.UserError) end the command with one line and status 1."""
-  from hhh.errors import UserError  # pylint: disable=g-import-not-at-top
+  """Errors that explain themselves (hhh.core.errors.UserError) end the command with one line and status 1."""
+  from hhh.core.errors import UserError  # pylint: disable=g-import-not-at-top
 
   def wrapped(argv):
     try:

@@ -1,0 +1,1 @@
+"""Hugging Face checkpoints <-> hhh runs (docs/interop.md)."""
