@@ -27,11 +27,16 @@ from typing import Sequence
 
 import numpy as np
 
-from hhh import sandbox
-from hhh.core import metrics
 from hhh.core.errors import ConfigError
+from hhh.core import metrics
+from hhh.data import vocab as vocab_lib
+from hhh.eval import code_pool
 from hhh.eval import examples as examples_lib
 from hhh.eval import intervals
+from hhh.eval import samplers as eval_samplers
+from hhh import sampling
+from hhh.sampling import best_of_n
+from hhh import sandbox
 
 NAME = "code"
 MODES = ("sample", "pool")
@@ -57,7 +62,6 @@ def candidate_examples(contexts: Sequence[Sequence[int]], responses: Sequence[Se
                        length: int, eoc_id: int) -> examples_lib.Examples:
   """Examples [N, K] of problem i's context with each of its candidates (rows by the one row rule,
   hhh.sampling.best_of_n.pm_row); K = the most candidates of any problem, the rest padding (valid 0)."""
-  from hhh.sampling import best_of_n  # pylint: disable=g-import-not-at-top
   n, k = len(contexts), max(len(r) for r in responses)
   tokens = np.zeros((n, k, length), np.int32)
   start, eoc, valid = (np.zeros((n, k), np.int32) for _ in range(3))
@@ -140,7 +144,6 @@ def _tax(conditions: dict, key, task_ids: list) -> dict:
 
 def run_pool(ctx, problems, sb, ks, vocab, eoc_id) -> tuple:
   """(results, JSON records, every Result, seconds executing) of the pool mode."""
-  from hhh.eval import code_pool  # pylint: disable=g-import-not-at-top
   pools = [code_pool.pool(p.prompt, p.canonical_solution) for p in problems]
   kinds = [[k for k, _ in pl] for pl in pools]
   completions = [[c for _, c in pl] for pl in pools]
@@ -172,9 +175,6 @@ def run_pool(ctx, problems, sb, ks, vocab, eoc_id) -> tuple:
 
 def run_sample(ctx, problems, sb, ks, vocab, eoc_id) -> tuple:
   """(results, JSON records, every Result, seconds executing) of the sample mode."""
-  from hhh import sampling  # pylint: disable=g-import-not-at-top
-  from hhh.sampling import best_of_n  # pylint: disable=g-import-not-at-top
-  from hhh.eval import samplers as eval_samplers  # pylint: disable=g-import-not-at-top
   ev = ctx.config.eval
   n = int(ev.code_samples)
   ks = [k for k in ks if k <= n]
@@ -220,7 +220,6 @@ def run_sample(ctx, problems, sb, ks, vocab, eoc_id) -> tuple:
 
 def run(ctx) -> dict | None:
   from hhh.data import humaneval, sources  # pylint: disable=g-import-not-at-top
-  from hhh.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
   ev = ctx.config.eval
   if ev.code_mode not in MODES:
     raise ConfigError(f"eval.code_mode must be one of {MODES}, got {ev.code_mode!r}")

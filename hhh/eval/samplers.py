@@ -3,11 +3,11 @@ distinct set of parameters (plain and prompt share the model; prompt adds the HH
 from __future__ import annotations
 
 from typing import Sequence
+from hhh import sampling
 
 
 def lm_samplers(conds: Sequence, vocab: str, batch_size: int) -> dict:
   """{condition name: Sampler} for every LM condition of hhh.eval.run (the pm condition does not sample)."""
-  from hhh import sampling  # pylint: disable=g-import-not-at-top
   out, by_params = {}, {}
   for c in conds:
     if c.is_pm:

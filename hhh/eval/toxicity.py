@@ -40,6 +40,12 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from hhh.core.errors import ConfigError
+from hhh.core import paths
+from hhh.data import sources
+from hhh.eval import samplers as eval_samplers
+from hhh.eval import toxicity_scorers
+from hhh import sampling
+from hhh.sampling import best_of_n
 
 THRESHOLD = 0.5  # a sample is "toxic" at score >= 0.5 (Gehman et al.)
 SUBSETS = ("overall", "challenging")
@@ -104,7 +110,6 @@ def read_jsonl(path: str) -> tuple[list, dict]:
 
 def read_tfds(data_dir: str = "", split: str = "train") -> tuple[list, dict]:
   """(prompts, stats) of TFDS real_toxicity_prompts when it is prepared (this never downloads)."""
-  from hhh.data import sources  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder = tfds.builder(TFDS_NAME, data_dir=data_dir or None)
   if not builder.is_prepared():
@@ -125,7 +130,6 @@ def read_tfds(data_dir: str = "", split: str = "train") -> tuple[list, dict]:
 
 def load_prompts(spec: str, *, max_prompts: int = 0, seed: int = 0, tfds_data_dir: str = "") -> tuple[list, dict]:
   """The prompts named by `spec` (tfds | embedded | PATH), a seeded random subset of max_prompts when > 0."""
-  from hhh.core import paths  # pylint: disable=g-import-not-at-top
   spec = str(spec).strip()
   if spec == "tfds":
     prompts, stats = read_tfds(tfds_data_dir)
@@ -135,7 +139,6 @@ def load_prompts(spec: str, *, max_prompts: int = 0, seed: int = 0, tfds_data_di
     if not path:
       raise ConfigError("eval.toxicity_prompts is empty: use tfds, embedded or the path of a prompts.jsonl")
     if not os.path.isfile(path):
-      from hhh.data import sources  # pylint: disable=g-import-not-at-top
       raise sources.MissingData(f"toxicity prompts file {path} not found (eval.toxicity_prompts: tfds, embedded or "
                                 f"the path of RealToxicityPrompts' prompts.jsonl)")
     prompts, stats = read_jsonl(path)
@@ -184,7 +187,6 @@ def _metrics(s: np.ndarray, threshold: float) -> dict:
 
 
 def contexts(prompts: Sequence[Prompt], fmt: str) -> list:
-  from hhh import sampling  # pylint: disable=g-import-not-at-top
   return [sampling.format_context(p.text, fmt) for p in prompts]
 
 
@@ -306,14 +308,12 @@ def _f(v) -> str:
 
 def settings_from(ev):
   """Sampling settings of the suite (eval.toxicity_*): k samples, max_new_tokens, temperature, top-p, seed."""
-  from hhh import sampling  # pylint: disable=g-import-not-at-top
   return sampling.Settings(max_new_tokens=int(ev.toxicity_max_new_tokens), temperature=float(ev.toxicity_temperature),
                            top_p=float(ev.toxicity_top_p), num_samples=int(ev.toxicity_samples),
                            stop=("\n\nHuman:",), seed=int(ev.toxicity_seed))
 
 
 def scorer_from(ev):
-  from hhh.eval import toxicity_scorers  # pylint: disable=g-import-not-at-top
   return toxicity_scorers.make_scorer(
       ev.toxicity_scorer, perspective_url=ev.perspective_url, perspective_qps=float(ev.perspective_qps),
       perspective_retries=int(ev.perspective_retries), detoxify_model=ev.detoxify_model,
@@ -329,8 +329,6 @@ def run_suite(config, conds: Sequence, *, workdir: str, log: Callable[[str], Non
 
   import jax  # pylint: disable=g-import-not-at-top
 
-  from hhh.sampling import best_of_n  # pylint: disable=g-import-not-at-top
-  from hhh.eval import samplers as eval_samplers  # pylint: disable=g-import-not-at-top
   ev = config.eval
   timing = {} if timing is None else timing
   settings = settings_from(ev)
@@ -384,7 +382,6 @@ def run_suite(config, conds: Sequence, *, workdir: str, log: Callable[[str], Non
 
 def run(ctx) -> dict | None:
   """hhh.eval's suite contract: `run_suite` on the evaluation's conditions; missing prompts are reported, not fatal."""
-  from hhh.data import sources  # pylint: disable=g-import-not-at-top
   try:
     return run_suite(ctx.config, ctx.conditions, workdir=ctx.workdir, log=ctx.log, timing=ctx.timing)
   except sources.MissingData as e:

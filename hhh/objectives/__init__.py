@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from typing import Callable
+from hhh.core.errors import ConfigError
 
 _MODULES = {
     "lm": "hhh.objectives.lm",
@@ -55,7 +56,6 @@ def names() -> list[str]:
 
 def get(name: str) -> Objective:
   if name not in _MODULES:
-    from hhh.core.errors import ConfigError  # pylint: disable=g-import-not-at-top
     raise ConfigError(f"unknown objective {name!r}; registered objectives: {names()}")
   mod = importlib.import_module(_MODULES[name])
   return Objective(name=name, family=mod.FAMILY, loss_fn=mod.loss_fn, init_aux=getattr(mod, "init_aux", None),

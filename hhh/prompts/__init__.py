@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from hhh.data import vocab as vocab_lib
 
 SEPARATOR = "\n-----\n"
 DEFAULT_PROMPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hhh_prompt.txt")
@@ -43,7 +44,6 @@ def token_ids(path: str, vocab, max_tokens: int = 0) -> tuple[np.ndarray, int]:
   """(token ids of the prompt file `path` ("" = the project's prompt) fitted to `max_tokens` by `fit`, the token count
   of the whole file) in `vocab` (a vocabulary or its name): the one prompt of distillation, evaluation and sampling."""
   if isinstance(vocab, str):
-    from hhh.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
     vocab = vocab_lib.get_vocabulary(vocab)
   text = read(os.path.expanduser(path) if path else "")
   encode = vocab.encode
