@@ -248,7 +248,7 @@ def test_context_is_a_prefix_of_context_plus_response(toks, name):
 
 
 def test_dummy_prefix_of_sentencepiece_conversions(toks):
-  """Documented in hhh/data/vocab.py: SentencePiece conversions add a dummy prefix '▁' to every encoded piece."""
+  """Documented in hhh/data/vocab/hf.py: SentencePiece conversions add a dummy prefix '▁' to every encoded piece."""
   q, r = dialogue.query("What is 2 + 2?"), dialogue.response("4.")
   for name in BYTE_LEVEL:
     assert not V.get_vocabulary(f"hf:{toks[name][0]}").dummy_prefix

@@ -10,7 +10,7 @@ and the model continues after "Assistant:" with a response that starts with a sp
 Context and response are tokenised separately everywhere (data pipeline, evaluations, sampler). With the byte
 vocabulary and byte-level BPE tokenizers ("hf:", GPT-2/Pythia/Llama-3) the context's ids are then a prefix of the
 whole dialogue's ids: ":" and " reply" never merge. What SentencePiece-converted Hugging Face tokenizers (Llama-2,
-Mistral) do at that boundary is spelled out in hhh/data/vocab.py.
+Mistral) do at that boundary is spelled out in hhh/data/vocab/hf.py.
 """
 from __future__ import annotations
 

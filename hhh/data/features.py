@@ -23,7 +23,7 @@ Truncation rule (a sample is context + response + end-of-context token, length L
 The counts travel through the tf.data pipeline as `_stat_*` features; pipeline.make_iterator sums them into
 `iterator.stats` and strips them from the batches.
 
-Special ids (hhh/data/vocab.py; every id the converters write comes from the vocabulary in use):
+Special ids (hhh/data/vocab/; every id the converters write comes from the vocabulary in use):
   * EOS: appended by hhh/data/tokenize.py (Feature.add_eos: lm targets, imitation targets) as the vocabulary's
     `eos_id` (1 for byte/spm, the tokenizer's EOS for "hf:").
   * end-of-context: `end_id` = vocab.eoc_id(vocab), passed in by pipeline.make_converter.

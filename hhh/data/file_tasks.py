@@ -251,7 +251,7 @@ def _local(dataset):
         continue
       matched += 1
       with open(p, "rb") as f:
-        text = sources._decode(f.read(), p, res.bad)
+        text = sources.decode(f.read(), p, res.bad)
       if text is None:
         continue
       if not text.strip():
