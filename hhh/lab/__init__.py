@@ -29,13 +29,15 @@ examples, and the report adds the spread over seeds.
 
 The package, one concern per module: settings.py (presets, resolved settings, each stage's config), stages.py (what
 each stage runs, for one seed), progress.py (the console progress and time-left estimate), run.py (run_lab: the seeds,
-the compilation cache), main.py (the command), report.py, findings.py, seeds.py, plots.py.
+the compilation cache), main.py (the command), results.py (LabResults: every key of the results, i.e. of
+DIR/lab.json), report.py, findings.py, seeds.py, plots.py.
 """
 from __future__ import annotations
 
 from hhh.lab.main import main  # the function: `hhh.lab.main` names it, not the module (python -m hhh.lab)
 from hhh.lab.progress import Progress, param_count, stage_costs
 from hhh.lab.report import report_markdown
+from hhh.lab.results import LabResults
 from hhh.lab.run import compile_cache, run_lab
 from hhh.lab.settings import (default_config, eval_config, finetune_run_name, load_config, preset_from_argv, resolve,
                               run_config, short_run)

@@ -6,7 +6,6 @@ shares one persistent JAX compilation cache (`compile_cache`, DIR/jax_cache).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
@@ -20,11 +19,11 @@ from hhh.core import paths
 from hhh.lab import findings
 from hhh.lab import seeds as seeds_lib
 from hhh.lab import stages
-from hhh.lab.report import report_markdown
+from hhh.lab.results import LabResults, write_results
 from hhh.lab.settings import resolve
 
 
-def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str], None] = print) -> dict:
+def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str], None] = print) -> LabResults:
   """Runs the laboratory in `workdir` (see the module docstring). With --config.seeds=N > 1 every stage runs N times
   with seeds seed, seed+1, ... (the first in `workdir` itself, the others in `workdir/seed_<seed>`, each with its own
   report), and `workdir/report.md` adds the spread across seeds of every headline number and of the paper-vs-run
@@ -44,10 +43,7 @@ def run_lab(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str]
     res["across_seeds"] = seeds_lib.summary(results, seeds)
     res["findings"] = findings.findings(res, runs=results)  # verdicts over seeds and examples
     res["wall_time_s"] = time.perf_counter() - t0
-    with open(os.path.join(workdir, "lab.json"), "w") as f:
-      json.dump(res, f, indent=1, default=str)
-    with open(os.path.join(workdir, "report.md"), "w") as f:
-      f.write(report_markdown(res))
+    write_results(res, workdir)
     log(f"\nhhh.lab: {len(seeds)} seeds done in {res['wall_time_s'] / 60:.1f} min; report: "
         f"{os.path.join(workdir, 'report.md')}")
   return res

@@ -22,14 +22,14 @@ from hhh.eval import run as eval_run
 from hhh.lab import findings
 from hhh.lab import plots
 from hhh.lab.progress import Progress, param_count, stage_costs
-from hhh.lab.report import report_markdown
+from hhh.lab.results import LabResults, write_results
 from hhh.lab.settings import (FINETUNE_SPLIT, FINETUNE_TASK, TAX_TASK, eval_config, finetune_run_name, load_config,
                               run_config)
 from hhh.run.metric_writer import read_metrics
 from hhh.sampling import sample as sample_lib
 
 
-def run_seed(p: dict, workdir: str, log: Callable[[str], None], *, label: str = "") -> dict:
+def run_seed(p: dict, workdir: str, log: Callable[[str], None], *, label: str = "") -> LabResults:
   """Every stage of the laboratory for one seed (p: resolve()'s settings) in `workdir`."""
   t0 = time.perf_counter()
   sizes, big, pmp_size = p["sizes"], p["sizes"][-1], p["pmp_size"]
@@ -37,10 +37,10 @@ def run_seed(p: dict, workdir: str, log: Callable[[str], None], *, label: str = 
   os.makedirs(workdir, exist_ok=True)
   have_bb = bigbench_available() and (p["hhh"] or p["truthfulqa"])
   prog = Progress(stage_costs(p), os.path.join(workdir, "stage_times.json"), label=label)
-  res: dict = {"preset": p, "sizes": {s: param_count(s) for s in sizes}, "train": {}, "objectives": {},
-               "objectives_ci": {}, "hhh": {}, "truthfulqa": {}, "tax": {}, "toxicity": {}, "code": {},
-               "pmp": {"pmp": {}, "no_pmp": {}}, "pmp_ci": {"pmp": {}, "no_pmp": {}}, "calibration": {}, "ece": {},
-               "examples": {"objectives": {}, "pmp": {"pmp": {}, "no_pmp": {}}}}
+  res: LabResults = {"preset": p, "sizes": {s: param_count(s) for s in sizes}, "train": {}, "objectives": {},
+                     "objectives_ci": {}, "hhh": {}, "truthfulqa": {}, "tax": {}, "toxicity": {}, "code": {},
+                     "pmp": {"pmp": {}, "no_pmp": {}}, "pmp_ci": {"pmp": {}, "no_pmp": {}}, "calibration": {},
+                     "ece": {}, "examples": {"objectives": {}, "pmp": {"pmp": {}, "no_pmp": {}}}}
 
   def train(name, cfg, what):
     prog.start(name, what)
@@ -134,8 +134,8 @@ def run_seed(p: dict, workdir: str, log: Callable[[str], None], *, label: str = 
                     "context distillation of the HHH prompt")
 
   # Evaluation.
-  suites = ["compare", "tax", "toxicity"] + (["hhh"] if have_bb and p["hhh"] else []) + (["truthfulqa"] if have_bb and p["truthfulqa"]
-                                                                      else []) + (["code"] if p["code_problems"] else [])
+  suites = (["compare", "tax", "toxicity"] + (["hhh"] if have_bb and p["hhh"] else [])
+            + (["truthfulqa"] if have_bb and p["truthfulqa"] else []) + (["code"] if p["code_problems"] else []))
   if not have_bb:
     res["bigbench_missing"] = bigbench_howto()
     log(res["bigbench_missing"])
@@ -195,10 +195,7 @@ def run_seed(p: dict, workdir: str, log: Callable[[str], None], *, label: str = 
   res["wall_time_s"] = time.perf_counter() - t0
   figs = plots.lab_figures(res, os.path.join(workdir, "plots"))
   res["plots"] = figs
-  with open(os.path.join(workdir, "lab.json"), "w") as f:
-    json.dump(res, f, indent=1, default=str)
-  with open(os.path.join(workdir, "report.md"), "w") as f:
-    f.write(report_markdown(res))
+  write_results(res, workdir)
   prog.end("report")
   res["wall_time_s"] = time.perf_counter() - t0
   log(f"\nhhh.lab: done in {res['wall_time_s'] / 60:.1f} min; report: {os.path.join(workdir, 'report.md')}")
