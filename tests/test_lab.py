@@ -11,6 +11,8 @@ import conftest
 from hhh import lab
 from hhh.lab import report as lab_report
 from hhh.lab import plots
+from hhh.lab import progress as lab_progress
+from hhh.lab import stages as lab_stages
 
 
 def test_presets_resolve_and_overrides_win():
@@ -45,9 +47,9 @@ def test_lab_configs_load_from_any_directory(tmp_path, monkeypatch):
   for mod, arg in (("preference", "tiny"), ("pmp", "tiny,binary,lab"), ("finetune", "tiny,lab"), ("pretrain", "tiny"),
                    ("imitation", "tiny"), ("binary", "tiny"), ("distill", "tiny"), ("eval", "tiny"),
                    ("sample", "tiny")):
-    c = lab._load_config(mod, arg)
+    c = lab.load_config(mod, arg)
     assert c.size == "tiny", mod
-  assert lab._load_config("pmp", "tiny,binary,lab").objective.name == "preference"
+  assert lab.load_config("pmp", "tiny,binary,lab").objective.name == "preference"
 
 
 def test_run_config_applies_lab_overrides():
@@ -55,7 +57,7 @@ def test_run_config_applies_lab_overrides():
   c = lab.run_config("distill", "lab_m", p, steps=7, init_from="/x", lr_factor=2.0)
   assert (c.train.steps, c.train.batch_size, c.data.seq_len, c.init_from) == (7, 16, 128, "/x")
   assert c.data.shuffle is False and c.objective.prompt_max_tokens == p["prompt_tokens"]
-  base = lab._load_config("distill", "lab_m")
+  base = lab.load_config("distill", "lab_m")
   assert c.optim.lr == pytest.approx(2.0 * base.optim.lr)
 
 
@@ -67,7 +69,7 @@ def test_gpu_preset_builds_the_paper_architectures_with_the_lab_vocabulary_in_ev
     stages = [lab.run_config(m, a, p, steps=3) for m, a in (
         ("pretrain", size), ("imitation", size), ("binary", size), ("preference", size), ("distill", size),
         ("pmp", f"{size},binary,lab"), ("finetune", f"{size},lab"))]
-    stages += [lab._eval_config(size, p, checkpoint="lm", pm="pm", suites="hhh"), lab._load_config("sample", size, p)]
+    stages += [lab.eval_config(size, p, checkpoint="lm", pm="pm", suites="hhh"), lab.load_config("sample", size, p)]
     for c in stages:  # training, evaluation and sampling build one model per size: a checkpoint loads everywhere
       arch = {k: c.model[k] for k in ("n_layers", "d_model", "n_heads")}
       assert arch == hc.PAPER_SIZES[size] and c.model.vocab_size == 512 and c.model.dtype == "bfloat16"
@@ -287,7 +289,7 @@ def test_seeds_run_every_stage_per_seed_and_report_the_spread(tmp_path, monkeypa
     res["stage_times_s"] = {}
     return res
 
-  monkeypatch.setattr(lab, "_run_seed", fake_run)
+  monkeypatch.setattr(lab_stages, "run_seed", fake_run)
   c = lab.default_config()
   c.seeds, c.seed = 2, 7
   res = lab.run_lab(c, str(tmp_path), log=lambda s: None)
@@ -331,7 +333,7 @@ def test_lab_diff_tool_names_what_differs(tmp_path):
 
 def test_time_left_weights_stages_by_cost_and_skips_reused_ones(tmp_path, monkeypatch, capsys):
   clock = [0.0]
-  monkeypatch.setattr(lab.time, "perf_counter", lambda: clock[0])
+  monkeypatch.setattr(lab_progress.time, "perf_counter", lambda: clock[0])
   times = tmp_path / "stage_times.json"
   times.write_text(json.dumps({"a": 50.0}))  # stage a ran in an earlier run and took 50 s then
   prog = lab.Progress({"a": 1.0, "b": 1.0, "c": 2.0, "d": 4.0}, str(times))

@@ -44,17 +44,16 @@ def run_one(objective: str, size: str, steps: int, sequences: int, workdir: str,
   import math
   from hhh import config as hc
   from hhh import train as train_lib
+  from hhh.lab import settings as lab_settings
   from hhh.data import pipeline
   from hhh import scoring
 
   mod, mult, scorer = OBJECTIVES[objective]
   c = hc.load(f"{mod}:{size}")
-  c.unlock()
-  c.seed = seed
-  c.train.update(dict(steps=steps, batch_size=int(sequences * mult), eval_every=0, log_every=25,
-                      checkpoint_every=10 ** 9, async_checkpoints=False))
-  c.optim.warmup_steps = min(int(c.optim.warmup_steps), steps // 5)
-  c.lock()
+  with c.unlocked():
+    c.seed = seed
+    c.train.batch_size = int(sequences * mult)
+    lab_settings.short_run(c, steps=steps, log_every=25, max_warmup=steps // 5)
   t0 = time.perf_counter()
   last = train_lib.train(c, workdir)
   train_s = time.perf_counter() - t0

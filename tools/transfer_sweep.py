@@ -14,13 +14,13 @@ Pipeline (all through hhh.train.train, on the embedded laboratory, no downloads)
 Note: the lab's PMP data (pairs of all three lab families) includes hhh-family comparisons (other contexts: the
 lab splits by context), so this is a laboratory of the mechanism, not of the paper's domain shift.
 The paper finetunes at 0.01x pretraining; on a CPU-sized budget of a few hundred steps that rate barely moves the
-model, so the default --finetune_lr is 0.1x (3e-4 for the CPU sizes) for every start alike (override freely).
+model, so the default --finetune_lr is the PMP rate (configs/pmp.py: 0.1x, 3e-4 for the CPU sizes) for every start
+alike (override freely).
 Writes OUT/transfer.json and OUT/transfer.png.
 """
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import json
 import math
@@ -40,7 +40,8 @@ _NS = flags.DEFINE_list("ns", ["0", "100", "300", "1000", "all"], "numbers of fi
 _LM = flags.DEFINE_string("lm", "", "an existing LM run to start from (else one is trained)")
 _LM_STEPS = flags.DEFINE_integer("lm_steps", 200, "LM pretraining steps")
 _PMP_STEPS = flags.DEFINE_integer("pmp_steps", 200, "PMP steps (each variant)")
-_LR = flags.DEFINE_float("finetune_lr", 0.0, "finetuning learning rate (0: 0.1x the size's pretraining rate)")
+_LR = flags.DEFINE_float("finetune_lr", 0.0, "finetuning learning rate (0: the size's PMP rate, configs/pmp.py: "
+                          "PMP_LR_FACTOR x the pretraining rate)")
 _EPOCHS = flags.DEFINE_float("epochs", 3.0, "finetuning epochs over the n comparisons")
 _MIN_STEPS = flags.DEFINE_integer("min_steps", 20, "minimum finetuning steps")
 _MAX_STEPS = flags.DEFINE_integer("max_steps", 150, "maximum finetuning steps")
@@ -50,13 +51,14 @@ _EVAL = flags.DEFINE_integer("eval_batches", 16, "test batches of 16 comparisons
 _TASK = flags.DEFINE_string("task", "lab_compare_hhh", "finetuning / test task (a K=4 lab comparison task)")
 
 
-def _config(name, arg, **kv):
+def _config(name, arg, steps, **kv):
+  """configs/<name>.py:<arg> as a short run of `steps` steps (hhh.lab.settings.short_run), then `kv` (dotted keys)."""
   from hhh import config as hc
+  from hhh.lab import settings as lab_settings
   c = hc.load(f"{name}:{arg}")
-  c.unlock()
-  c.train.update(dict(eval_every=0, log_every=50, checkpoint_every=10 ** 9, async_checkpoints=False))
-  hc.override(c, kv)
-  c.lock()
+  with c.unlocked():
+    lab_settings.short_run(c, steps=steps, log_every=50)
+    hc.override(c, kv)
   return c
 
 
@@ -114,21 +116,21 @@ def _accuracy(cfg, workdir, test_rows, eval_batches):
 
 
 def main(_):
+  from hhh import config as hc
   from hhh import train as train_lib
   out, size = _OUT.value, _SIZE.value
   os.makedirs(out, exist_ok=True)
   t0 = time.perf_counter()
   lm = _LM.value or os.path.join(out, "lm")
   if not _LM.value:
-    train_lib.train(_config("pretrain", size, **{"train.steps": _LM_STEPS.value}), lm)
+    train_lib.train(_config("pretrain", size, _LM_STEPS.value), lm)
   starts = {"none": lm}
   for variant in ("ranked", "binary"):
     d = os.path.join(out, f"pmp_{variant}")
-    train_lib.train(_config("pmp", f"{size},{variant},lab", **{"train.steps": _PMP_STEPS.value, "init_from": lm}), d)
+    train_lib.train(_config("pmp", f"{size},{variant},lab", _PMP_STEPS.value, init_from=lm), d)
     starts[variant] = d
-  base = _config("finetune", f"{size},lab")
-  lr = _LR.value or 0.1 * float(importlib.import_module("configs.pretrain").get_config(size).optim.lr)
-  seq_len = int(base.data.seq_len)
+  lr = _LR.value or float(hc.load(f"pmp:{size},binary,lab").optim.lr)  # the PMP rate (configs/pmp.py)
+  seq_len = int(hc.load(f"finetune:{size},lab").data.seq_len)
   test_rows = _rows(_TASK.value, "test", 16 * _EVAL.value, 4, seq_len)
   ns = [None if n == "all" else int(n) for n in _NS.value]
   max_n = None if None in ns else max(ns)
@@ -138,13 +140,13 @@ def main(_):
     n_eff = len(train_rows["tokens"]) if n is None else n
     if n_eff == 0:
       # no finetuning: the starting model itself (a fresh score head scores every response 0: accuracy 0.5)
-      cfg = _config("finetune", f"{size},lab", **{"init_from": init, "train.steps": 1, "optim.lr": 0.0})
+      cfg = _config("finetune", f"{size},lab", 1, **{"init_from": init, "optim.lr": 0.0})
       steps = 0
     else:
       steps = int(min(_MAX_STEPS.value, max(_MIN_STEPS.value, math.ceil(_EPOCHS.value * n_eff / _BATCH.value))))
-      cfg = _config("finetune", f"{size},lab", **{"init_from": init, "train.steps": steps, "optim.lr": lr,
-                                                   "train.batch_size": _BATCH.value,
-                                                   "optim.warmup_steps": max(1, steps // 10)})
+      cfg = _config("finetune", f"{size},lab", steps, **{"init_from": init, "optim.lr": lr,
+                                                          "train.batch_size": _BATCH.value,
+                                                          "optim.warmup_steps": max(1, steps // 10)})
     wd = os.path.join(out, f"ft_{start}_{n if n is not None else 'all'}")
     rows = {k: v[:max(n_eff, 1)] for k, v in train_rows.items()}
     train_lib.train(cfg, wd, train_batches=_cycle(rows, int(cfg.train.batch_size), 0), eval_batches=lambda: iter(()))

@@ -57,6 +57,16 @@ def drop_records_after(path: str, step: int) -> int:
   return dropped
 
 
+def read_metrics(run_dir: str) -> list[dict]:
+  """Every record of a run's metrics.jsonl (`run_dir/metrics.jsonl`, as MetricWriter.write wrote them), in order;
+  [] when the run has none."""
+  path = os.path.join(run_dir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f]
+
+
 class MetricWriter:
 
   def __init__(self, workdir: str, *, enabled: bool = True, stream=None, resume_step: int | None = None):
