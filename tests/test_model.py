@@ -6,7 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hhh.models.transformer import Transformer, TransformerConfig, attention_mask, init_inputs, rotary
+from hhh.models.attention import attention_mask
+from hhh.models.layers import rotary
+from hhh.models.transformer import Transformer, TransformerConfig, init_inputs
 
 CFG = dict(vocab_size=97, d_model=32, n_layers=2, n_heads=4, max_len=64)
 
@@ -98,10 +100,10 @@ def _eqns(jaxpr, name):
 
 @pytest.mark.parametrize("score_head", [False, True])
 def test_cpu_layout_equals_the_accelerator_layout(monkeypatch, score_head):
-  """On CPU the projections are 2-D matmuls and the layer scan is unrolled (transformer.flat_matmuls); TPU and GPU
+  """On CPU the projections are 2-D matmuls and the layer scan is unrolled (layout.flat_matmuls); TPU and GPU
   trace the 3-D einsums and a rolled scan. Both give the same logits, scores and gradients, and each is really the
   layout it claims to be."""
-  from hhh.models import transformer
+  from hhh.models import layout
   cfg, model, params = make(score_head=score_head, n_kv_heads=2)
   t = tokens((2, 12))
   idx = jnp.array([11, 5])
@@ -116,9 +118,9 @@ def test_cpu_layout_equals_the_accelerator_layout(monkeypatch, score_head):
     unroll = {e.params["unroll"] for e in _eqns(jaxpr, "scan")}
     return loss(params), jax.grad(loss)(params), plain, unroll
 
-  assert transformer.flat_matmuls()  # this host is a CPU
+  assert layout.flat_matmuls()  # this host is a CPU
   l_cpu, g_cpu, dots_cpu, unroll_cpu = run()
-  monkeypatch.setattr(transformer, "flat_matmuls", lambda: False)
+  monkeypatch.setattr(layout, "flat_matmuls", lambda: False)
   l_acc, g_acc, dots_acc, unroll_acc = run()
   assert all(v.aval.ndim == 2 for e in dots_cpu for v in e.invars), "a projection is not a 2-D matmul on CPU"
   assert any(v.aval.ndim > 2 for e in dots_acc for v in e.invars)

@@ -12,8 +12,10 @@ import pytest
 from hhh import sampling
 from hhh.core import flops
 from hhh.core import sharding
-from hhh.models import transformer
-from hhh.models.transformer import Transformer, TransformerConfig, init_inputs, rotary, unembed, unrolled_params
+from hhh.models import config as model_config
+from hhh.models.kv_cache import unrolled_params
+from hhh.models.layers import rotary
+from hhh.models.transformer import Transformer, TransformerConfig, init_inputs, unembed
 from hhh.objectives import lm
 
 BASE = dict(vocab_size=64, d_model=32, n_layers=2, n_heads=4, max_len=64)
@@ -432,4 +434,4 @@ def test_option_defaults_and_resolution():
   assert cfg.n_kv_heads == 4 and cfg.rotary_dims == 8  # 0 means n_heads
   # Learned positions need no rotary dims (an odd head dimension is fine).
   assert config(positions="learned", d_model=36, n_heads=4).d_head == 9
-  assert transformer.POSITIONS == ("rotary", "learned")
+  assert model_config.POSITIONS == ("rotary", "learned")

@@ -24,7 +24,8 @@ from hhh import sampling
 from hhh.core import sharding
 from hhh.data import vocab as vocab_lib
 from hhh.core.errors import ConfigError
-from hhh.models.transformer import Transformer, TransformerConfig, init_inputs, unrolled_params
+from hhh.models.kv_cache import unrolled_params
+from hhh.models.transformer import Transformer, TransformerConfig, init_inputs
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 VOCAB = vocab_lib.get_vocabulary("byte")

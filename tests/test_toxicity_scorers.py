@@ -16,6 +16,7 @@ import pytest
 
 from hhh.core.errors import ConfigError
 from hhh.eval import toxicity_scorers as ts
+from hhh.eval.toxicity_scorers import perspective
 
 KEY = "test-key-Zq8/+x"
 PATH = "/v1alpha1/comments:analyze"
@@ -294,7 +295,7 @@ def test_perspective_rate_limit_spacing(fake, clock, key):
 
 def test_perspective_rate_limiter_does_not_sleep_when_time_passed():
   clock = FakeClock()
-  limiter = ts._RateLimiter(2.0, clock, clock.sleep)
+  limiter = perspective._RateLimiter(2.0, clock, clock.sleep)
   limiter.wait()
   clock.t += 3.0  # a slow request
   limiter.wait()

@@ -5,7 +5,7 @@ Two compiled programs per shape serve a whole generation:
   * prefill: the prompts of a batch, right-padded to a bucketed length T, go through the training forward
     (`return_cache=True`, after the shared prefix) once; their keys/values become the first T slots of a decode
     cache {"k", "v": one [rows, heads, S, head_dim] array per layer, "index": [rows]} with S = T + max_new_tokens
-    slots, whose logical axes (`transformer.CACHE_AXES`) shard it like the activations: rows over the data axes,
+    slots, whose logical axes (`kv_cache.CACHE_AXES`) shard it like the activations: rows over the data axes,
     heads over `tensor`. Row b's index starts at its own prompt length, so every row decodes at its own position.
     With n samples per prompt each prompt is prefilled once and its cache rows are copied n times.
   * decode: `jax.lax.while_loop` over steps (one program for every step, and for every chunk of steps: the step
@@ -14,7 +14,7 @@ Two compiled programs per shape serve a whole generation:
     tokens with `cache=` (hhh.models.transformer: writes k/v at each row's index, attends to slots <= index and to
     the shared prefix) for the next logits. The loop ends when every row is done or the limit is reached.
 
-Both run the model with its layers unrolled (`transformer.unrolled_params`: the scanned parameters are split per
+Both run the model with its layers unrolled (`kv_cache.unrolled_params`: the scanned parameters are split per
 layer once, when the Sampler is built), so that no step copies a layer's weights or cache out of a stacked array.
 
 The shared prefix (the HHH prompt) is prefilled ONCE per sampler with `hhh.scoring.prompt_cache` (the
@@ -57,7 +57,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from hhh.core import sharding
 from hhh.core.errors import ConfigError
-from hhh.models import transformer
+from hhh.models import kv_cache, transformer
 
 BUCKET = 64  # prompt lengths are padded to a multiple of this (bounds recompilation)
 STOP_REASONS = ("eos", "stop", "length")
@@ -174,14 +174,14 @@ def prefill(model, params, tokens, lengths, slots: int, prefix_cache=None):
   """Right-padded prompts [B, T] (row b: lengths[b] >= 1 tokens) -> (decode cache with `slots` >= T slots and
   index = lengths, next-token logits [B, V] after each row's last prompt token). The training forward (its
   attention kernel) computes the keys/values; `prefix_cache` is the shared prefix. `model` has scan_layers=False
-  (`transformer.unrolled_params`)."""
+  (`kv_cache.unrolled_params`)."""
   t = tokens.shape[1]
   out = model.apply({"params": params}, tokens, prefix_cache=prefix_cache, return_logits=False, return_hidden=True,
                     return_cache=True)
   last = jnp.take_along_axis(out["hidden"], (lengths - 1)[:, None, None], axis=1)[:, 0]  # [B, D]
   logits = transformer.unembed(params, last, model.cfg)
   pad = ((0, 0), (0, 0), (0, slots - t), (0, 0))
-  cache = {name: tuple(sharding.constrain(jnp.pad(jnp.swapaxes(c[i], 1, 2), pad), transformer.CACHE_AXES)
+  cache = {name: tuple(sharding.constrain(jnp.pad(jnp.swapaxes(c[i], 1, 2), pad), kv_cache.CACHE_AXES)
                        for i in range(c.shape[0]))  # per layer [B, H, S, D]
            for name, c in out["cache"].items()}
   cache["index"] = lengths.astype(jnp.int32)
@@ -263,7 +263,7 @@ def _named(mesh, rules, names) -> NamedSharding:
 def state_shardings(mesh, rules, n_layers: int) -> dict:
   """NamedShardings of the decode state: the cache by CACHE_AXES, every per-row array over the data axes."""
   batch = lambda *rest: _named(mesh, rules, ("activation_batch",) + rest)  # noqa: E731
-  kv = (_named(mesh, rules, transformer.CACHE_AXES),) * n_layers
+  kv = (_named(mesh, rules, kv_cache.CACHE_AXES),) * n_layers
   return {
       "cache": {"k": kv, "v": kv, "index": batch()},
       "logits": batch("activation_vocab"),
@@ -294,7 +294,7 @@ def unrolled(model, params, mesh):
   shardings = {k: jax.tree.map(lambda x: sharding_of(x, False), v) for k, v in params.items() if k != "layers"}
   for i in range(cfg.n_layers):
     shardings[f"layer_{i}"] = jax.tree.map(lambda x: sharding_of(x, True), params["layers"])
-  split = jax.jit(lambda p: transformer.unrolled_params(p, cfg.n_layers), out_shardings=shardings)
+  split = jax.jit(lambda p: kv_cache.unrolled_params(p, cfg.n_layers), out_shardings=shardings)
   with jax.set_mesh(mesh):
     return transformer.Transformer(dataclasses.replace(cfg, scan_layers=False)), split(params)
 
