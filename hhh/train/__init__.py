@@ -14,15 +14,14 @@ main (the command), optimizer, aot (ahead-of-time compilation for a TPU slice). 
 
 from __future__ import annotations
 
-from hhh.train.checks import check_config, resolve_grad_accum
-from hhh.train.data import data_iterator, global_batch
-from hhh.train.finite import NonFiniteError
+from hhh.train.checks import resolve_grad_accum
+from hhh.train.data import global_batch
 from hhh.train.held_out import held_out_metrics, pool_batch_metrics
 from hhh.train.loop import DiskFullError, train
 from hhh.train.mfu import flops_per_example
-from hhh.train.state import Setup, TrainState, build, init_state, make_aux, starting_params, starting_state
+from hhh.train.state import build, init_state, make_aux, starting_params
 from hhh.train.step import jit_eval_step, jit_train_step
 
-__all__ = ["DiskFullError", "NonFiniteError", "Setup", "TrainState", "build", "check_config", "data_iterator",
-           "flops_per_example", "global_batch", "held_out_metrics", "init_state", "jit_eval_step", "jit_train_step",
-           "make_aux", "pool_batch_metrics", "resolve_grad_accum", "starting_params", "starting_state", "train"]
+__all__ = ["DiskFullError", "build", "flops_per_example", "global_batch", "held_out_metrics", "init_state",
+           "jit_eval_step", "jit_train_step", "make_aux", "pool_batch_metrics", "resolve_grad_accum",
+           "starting_params", "train"]
