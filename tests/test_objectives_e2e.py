@@ -16,6 +16,7 @@ import pytest
 from hhh import config as hc
 from hhh import train as train_lib
 from hhh import scoring
+from hhh.run import model as run_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -33,11 +34,8 @@ def config(name, arg="tiny", **overrides):
 
 
 def trained_params(cfg, workdir):
-  # the params a run starts from, here (init_from) the run's last checkpoint
-  c = cfg.copy_and_resolve_references()
-  c.unlock()
-  c.init_from = workdir
-  return train_lib.starting_params(c)
+  # the trained run's parameters (its last checkpoint, read whole)
+  return run_model.model_from_run(cfg.model, cfg.mesh, workdir, what="run")
 
 
 def held_out_accuracy(setup, params, scorer, batches=10):

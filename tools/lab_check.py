@@ -46,6 +46,7 @@ def run_one(objective: str, size: str, steps: int, sequences: int, workdir: str,
   from hhh import train as train_lib
   from hhh.lab import settings as lab_settings
   from hhh.data import pipeline
+  from hhh.run import model as run_model
   from hhh import scoring
 
   mod, mult, scorer = OBJECTIVES[objective]
@@ -57,10 +58,7 @@ def run_one(objective: str, size: str, steps: int, sequences: int, workdir: str,
   t0 = time.perf_counter()
   last = train_lib.train(c, workdir)
   train_s = time.perf_counter() - t0
-  rc = c.copy_and_resolve_references()
-  rc.unlock()
-  rc.init_from = workdir
-  setup, params = train_lib.starting_params(rc)
+  setup, params = run_model.model_from_run(c.model, c.mesh, workdir, what="run")  # the trained run, read whole
   out = {"objective": objective, "size": size, "steps": steps, "batch_size": int(c.train.batch_size),
          "train_seconds": train_s, "final_train_loss": last.get("loss"), "scorer": scorer}
   total_pairs = total_correct = 0.0

@@ -100,11 +100,8 @@ def _cycle(rows, batch, seed):
 
 
 def _params_of(cfg, workdir):
-  from hhh import train as train_lib
-  rc = cfg.copy_and_resolve_references()
-  rc.unlock()
-  rc.init_from = workdir
-  return train_lib.starting_params(rc)
+  from hhh.run import model as run_model
+  return run_model.model_from_run(cfg.model, cfg.mesh, workdir, what="run")  # the trained run, read whole
 
 
 def _accuracy(cfg, workdir, test_rows, eval_batches):

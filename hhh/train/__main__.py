@@ -1,6 +1,6 @@
 """`python -m hhh.train`."""
 
-from hhh.train import main
+from hhh.train.main import main
 
 if __name__ == "__main__":
   main()
