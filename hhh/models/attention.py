@@ -39,6 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hhh.core.buckets import round_up as _round_up
+
 IMPLEMENTATIONS = ("auto", "xla", "blockwise", "splash", "cudnn")
 
 # `auto` on CPU: dense XLA attention while T x (P + T) <= this many query x key pairs (per row and head), blockwise
@@ -190,10 +192,6 @@ def xla_attention(q, k, v, *, segment_ids=None, prefix_k=None, prefix_v=None):
 
 
 # ----------------------------------------------------------------------------------------------- blockwise
-
-
-def _round_up(n: int, m: int) -> int:
-  return -(-n // m) * m
 
 
 def blockwise_attention(q, k, v, *, segment_ids=None, prefix_k=None, prefix_v=None,
