@@ -79,8 +79,8 @@ def prefix_ids(config, vocab) -> tuple:
   path = "" if spec.lower() == "hhh" else paths.resolve(spec)
   if path and not os.path.isfile(path):
     raise ConfigError(f"prompt: {path} does not exist (use hhh, none or the path of a prompt file)")
-  budget = int(config.prompt_max_tokens) or (int(config.model.max_len) - int(config.context_tokens)
-                                             - int(config.max_new_tokens))
+  budget = prompts.budget(config.model.max_len, int(config.context_tokens) + int(config.max_new_tokens),
+                          config.prompt_max_tokens, cap=False)
   if budget <= 0:
     raise ConfigError(f"no room for the shared prompt: model.max_len={int(config.model.max_len)} - context_tokens="
                       f"{int(config.context_tokens)} - max_new_tokens={int(config.max_new_tokens)} = {budget}; set "
