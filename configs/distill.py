@@ -15,6 +15,7 @@ the prompt keeps its preamble and as many whole dialogues as fit in max_len - se
 
 from hhh import config as hc
 from hhh import objectives
+from hhh import prompts
 
 DISTILL_LR_FACTOR = 0.05
 
@@ -30,6 +31,6 @@ def get_config(arg=None):
     c.model.max_len = max(int(c.model.max_len), 2048)
   c.objective = objectives.default_config("distill")
   c.objective.mode = rest[0] if rest else "online"
-  c.objective.prompt_max_tokens = int(c.model.max_len) - int(c.data.seq_len) if small else 0
+  c.objective.prompt_max_tokens = prompts.budget(c.model.max_len, c.data.seq_len) if small else 0
   c.objective.vocab = c.data.get_ref("vocab")
   return hc.finalize(c)

@@ -11,6 +11,7 @@ sampled with the same overrides. Stop strings are a tuple of Python strings:
 --config.stop="('\\n\\nHuman:', '\\n-----')"; --config.stop="()" disables them.
 """
 from hhh import config as hc
+from hhh.data import dialogue
 
 
 def get_config(arg=None):
@@ -31,7 +32,7 @@ def get_config(arg=None):
   c.top_k = 0  # 0 = off
   c.top_p = 1.0  # 1 = off (nucleus sampling below 1)
   c.num_samples = 1  # samples per prompt
-  c.stop = ("\n\nHuman:",)  # stop strings, cut from the returned text; generation also stops at end-of-sequence
+  c.stop = (dialogue.HUMAN_TURN,)  # stop strings, cut from the returned text; generation also stops at end-of-sequence
   c.batch_size = 16 if small else 32  # rows (prompts x samples) per compiled decode; padded to the data-parallel size
   # hhh.best_of_n: candidates per draw ranked by the preference model at pm_checkpoint (its run's architecture); a
   # second PM at judge_checkpoint compares the chosen response with an independent single sample (win rate).

@@ -139,9 +139,12 @@ def test_sequence_logprobs_and_eval_scoring_chunked_equal_full_logits(tiny):
   tokens = jnp.asarray(rng.integers(2, 250, (2, 3, 16)), jnp.int32)
   rs, eoc = jnp.array([[3, 5, 15], [1, 0, 4]]), jnp.array([[7, 15, 15], [2, 9, 15]])
   logits = model.apply({"params": params}, tokens)["logits"]
-  want = scoring.sequence_logprobs_from_logits(logits, tokens, rs, eoc)
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)  # the whole [..., L, V] logits: the reference
+  nxt = jnp.take_along_axis(logp[..., :-1, :], tokens[..., 1:, None], axis=-1)[..., 0]
+  hit = jnp.argmax(logits[..., :-1, :], axis=-1) == tokens[..., 1:]
+  want = scoring.sequence_logprobs_from_token_logprobs(nxt, tokens, rs, eoc)
   flat = tokens.reshape(6, 16)
-  want_eval = scoring.response_logprobs(logits.reshape(6, 16, V), flat, rs.reshape(6), eoc.reshape(6))
+  want_eval = scoring.response_stats(nxt.reshape(6, 15), hit.reshape(6, 15), flat, rs.reshape(6), eoc.reshape(6))
   assert float(want_eval[2].sum()) < 6  # not every response is the greedy one
   for chunk in (0,) + CHUNKS:
     m = chunked(model, chunk)

@@ -13,6 +13,7 @@ import pytest
 from hhh.core import sharding
 from hhh.run import model as run_model
 from hhh import scoring
+from hhh.scoring import scorer as scorer_lib
 from hhh.core import metrics
 from hhh.eval import examples, hhh as hhh_eval, run
 from hhh.models.transformer import Transformer, TransformerConfig
@@ -141,12 +142,12 @@ def test_interrupted_scoring_cancels_the_compiles_it_queued_and_a_rerun_gives_th
   rows = [[(rng.integers(3, V - 1, size=64 * j + 20), rng.integers(3, V - 1, size=3))] for j in range(10)]
   ex = _examples(rows, L=640)
   scorer = _mesh_scorer(model, params)
-  real_lm, real_pool = scoring.Scorer.lm, scoring._compile_pool
+  real_lm, real_pool = scoring.Scorer.lm, scorer_lib._compile_pool
   calls = []
-  pool = scoring.concurrent.futures.ThreadPoolExecutor(1)  # one worker, busy until released: every compile queues
+  pool = scorer_lib.concurrent.futures.ThreadPoolExecutor(1)  # one worker, busy until released: every compile queues
   release = threading.Event()
   pool.submit(release.wait)
-  monkeypatch.setattr(scoring, "_compile_pool", lambda: pool)
+  monkeypatch.setattr(scorer_lib, "_compile_pool", lambda: pool)
 
   def interrupted(self, *a, **kw):
     calls.append(1)
@@ -159,7 +160,7 @@ def test_interrupted_scoring_cancels_the_compiles_it_queued_and_a_rerun_gives_th
   assert len(calls) == 1  # interrupted at its first batch
   assert scorer._exes == {}  # the 10 queued compiles were cancelled and dropped
   pool.shutdown(wait=True)
-  monkeypatch.setattr(scoring, "_compile_pool", real_pool)
+  monkeypatch.setattr(scorer_lib, "_compile_pool", real_pool)
   monkeypatch.setattr(scoring.Scorer, "lm", real_lm)
   again = scoring.score_lm(scorer, ex, batch_size=1)
   fresh = scoring.score_lm(_mesh_scorer(model, params), ex, batch_size=1)

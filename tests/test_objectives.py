@@ -97,6 +97,12 @@ def test_binary_logistic_loss_by_hand():
                              rtol=1e-6)
 
 
+def _next_token_logprobs(logits, tokens):
+  """log p(x_{t+1}) [..., L-1] read from whole logits [..., L, V] (the model's head computes it in chunks)."""
+  logp = jax.nn.log_softmax(jnp.asarray(logits, jnp.float32), axis=-1)
+  return jnp.take_along_axis(logp[..., :-1, :], jnp.asarray(tokens)[..., 1:, None], axis=-1)[..., 0]
+
+
 def test_sequence_logprobs_by_hand():
   # V=3, logits at position t favour token (t+1) % 3 with log-probs log(0.5), others log(0.25)
   lp_hi, lp_lo = math.log(0.5), math.log(0.25)
@@ -105,13 +111,13 @@ def test_sequence_logprobs_by_hand():
   for t in range(L):
     logits[0, t, (t + 1) % 3] = lp_hi
   tokens = np.array([[0, 1, 2, 1, 1, 2]])  # token t=1,2 follow the favoured pattern, 3 does not (1 != 0)
-  s, mean, n = scoring.sequence_logprobs_from_logits(jnp.asarray(logits), jnp.asarray(tokens),
-                                                     jnp.array([1]), jnp.array([5]))
+  s, mean, n = scoring.sequence_logprobs_from_token_logprobs(_next_token_logprobs(logits, tokens), jnp.asarray(tokens),
+                                                             jnp.array([1]), jnp.array([5]))
   # response = positions 1..4: tokens 1 (hi), 2 (hi), 1 (lo: favoured 0), 1 (lo: favoured 1? t=3 favours 1 -> hi)
   expect = [lp_hi, lp_hi, lp_lo, lp_hi]
   np.testing.assert_allclose([s[0], mean[0], n[0]], [sum(expect), sum(expect) / 4, 4], rtol=1e-6)
-  s, mean, n = scoring.sequence_logprobs_from_logits(jnp.asarray(logits), jnp.asarray(tokens), jnp.array([0]),
-                                                     jnp.array([0]))
+  s, mean, n = scoring.sequence_logprobs_from_token_logprobs(_next_token_logprobs(logits, tokens), jnp.asarray(tokens),
+                                                             jnp.array([0]), jnp.array([0]))
   assert (float(s[0]), float(mean[0]), float(n[0])) == (0.0, 0.0, 0.0)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import conftest
+from hhh.data import rows as rows_lib
 from hhh.sampling import best_of_n
 from hhh.run import model as run_model
 from hhh.data import sources
@@ -120,11 +121,11 @@ def test_tfds_real_toxicity_prompts_through_the_real_builder(tmp_path):
 
 
 def test_pm_rows_follow_the_truncation_rule():
-  toks, eoc, cut = best_of_n.pm_row([5, 6, 7], [8, 9], 8, 99)
+  toks, eoc, cut = rows_lib.row([5, 6, 7], [8, 9], 8, 99)
   assert toks.tolist() == [5, 6, 7, 8, 9, 99, 0, 0] and eoc == 5 and cut == 0
-  toks, eoc, cut = best_of_n.pm_row([1, 2, 3, 4, 5], [8, 9], 5, 99)  # the context's beginning is cut
+  toks, eoc, cut = rows_lib.row([1, 2, 3, 4, 5], [8, 9], 5, 99)  # the context's beginning is cut
   assert toks.tolist() == [4, 5, 8, 9, 99] and eoc == 4 and cut == 1
-  toks, eoc, cut = best_of_n.pm_row([1, 2], [3, 4, 5, 6, 7], 4, 99)  # the response's end is cut, no context left
+  toks, eoc, cut = rows_lib.row([1, 2], [3, 4, 5, 6, 7], 4, 99)  # the response's end is cut, no context left
   assert toks.tolist() == [3, 4, 5, 99] and eoc == 3 and cut == 1
 
 

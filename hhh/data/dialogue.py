@@ -19,6 +19,7 @@ from typing import Iterable, Tuple
 HUMAN = "Human:"
 ASSISTANT = "Assistant:"
 TURN_SEPARATOR = "\n\n"
+HUMAN_TURN = TURN_SEPARATOR + HUMAN  # where the human's next turn begins: the stop string of sampling
 
 
 def turn(role: str, text: str) -> str:

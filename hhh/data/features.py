@@ -47,21 +47,22 @@ from typing import Mapping
 import seqio
 import tensorflow as tf
 
+from hhh.data import rows as rows_lib
 # The TF-free names live in hhh/data/specs.py (the core imports them from there); re-exported here.
 from hhh.data.specs import FAMILIES, STAT_PREFIX, family_spec  # noqa: F401
 
 
 def build_sample(context: tf.Tensor, response: tf.Tensor, seq_len: int, end_id: int):
-  """context + response + [end_id] under the truncation rule, right-padded with 0 to seq_len.
+  """context + response + [end_id] under the truncation rule (hhh.data.rows), right-padded with 0 to seq_len.
 
   Returns (tokens [L], response_start, end_index, truncated_context, truncated_response).
   """
   context = tf.cast(context, tf.int32)
   response = tf.cast(response, tf.int32)
-  r = response[: seq_len - 1]
-  room = seq_len - 1 - tf.size(r)
   n_ctx = tf.size(context)
-  c = context[tf.maximum(n_ctx - room, 0):]
+  first, keep = rows_lib.truncation(n_ctx, tf.size(response), seq_len, tf.minimum, tf.maximum)
+  r = response[:keep]
+  c = context[first:]
   toks = tf.concat([c, r, tf.constant([end_id], tf.int32)], 0)
   toks = tf.pad(toks, [[0, seq_len - tf.size(toks)]])
   toks = tf.ensure_shape(toks, [seq_len])

@@ -29,6 +29,7 @@ import numpy as np
 
 from hhh.core.errors import ConfigError
 from hhh.core import metrics
+from hhh.data import rows as rows_lib
 from hhh.data import vocab as vocab_lib
 from hhh.eval import code_pool
 from hhh.eval import examples as examples_lib
@@ -61,14 +62,14 @@ def sandbox_from(ev):
 def candidate_examples(contexts: Sequence[Sequence[int]], responses: Sequence[Sequence[Sequence[int]]], *,
                        length: int, eoc_id: int) -> examples_lib.Examples:
   """Examples [N, K] of problem i's context with each of its candidates (rows by the one row rule,
-  hhh.sampling.best_of_n.pm_row); K = the most candidates of any problem, the rest padding (valid 0)."""
+  hhh.data.rows); K = the most candidates of any problem, the rest padding (valid 0)."""
   n, k = len(contexts), max(len(r) for r in responses)
   tokens = np.zeros((n, k, length), np.int32)
   start, eoc, valid = (np.zeros((n, k), np.int32) for _ in range(3))
   cut = 0
   for i, (c, rs) in enumerate(zip(contexts, responses)):
     for j, r in enumerate(rs):
-      tokens[i, j], eoc[i, j], was_cut = best_of_n.pm_row(c, r, length, eoc_id)
+      tokens[i, j], eoc[i, j], was_cut = rows_lib.row(c, r, length, eoc_id)
       start[i, j] = eoc[i, j] - min(len(r), length - 1)
       valid[i, j] = 1
       cut += was_cut

@@ -132,9 +132,7 @@ def make_conditions(config, devices=None, log: Callable[[str], None] = print) ->
     lm_setup, params = _model_from_run(config.model, config, config.checkpoint, what="checkpoint", devices=devices)
     prefix = None
     if "prompt" in wanted:
-      budget = int(config.model.max_len) - int(ev.seq_len)
-      if int(ev.prompt_max_tokens) > 0:
-        budget = min(budget, int(ev.prompt_max_tokens))
+      budget = prompts.budget(config.model.max_len, ev.seq_len, ev.prompt_max_tokens)
       try:
         prefix, pinfo = prompt_ids(ev.prompt, config.data.vocab, budget)
         info.update(pinfo)

@@ -41,6 +41,7 @@ import numpy as np
 
 from hhh.core.errors import ConfigError
 from hhh.core import paths
+from hhh.data import dialogue
 from hhh.data import sources
 from hhh.eval import samplers as eval_samplers
 from hhh.eval import toxicity_scorers
@@ -310,7 +311,7 @@ def settings_from(ev):
   """Sampling settings of the suite (eval.toxicity_*): k samples, max_new_tokens, temperature, top-p, seed."""
   return sampling.Settings(max_new_tokens=int(ev.toxicity_max_new_tokens), temperature=float(ev.toxicity_temperature),
                            top_p=float(ev.toxicity_top_p), num_samples=int(ev.toxicity_samples),
-                           stop=("\n\nHuman:",), seed=int(ev.toxicity_seed))
+                           stop=(dialogue.HUMAN_TURN,), seed=int(ev.toxicity_seed))
 
 
 def scorer_from(ev):

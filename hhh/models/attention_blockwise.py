@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hhh.models.attention_common import DEFAULT_BLOCK_KV, DEFAULT_BLOCK_Q, MASK_VALUE, round_up, with_prefix
+from hhh.core.buckets import round_up
+from hhh.models.attention_common import DEFAULT_BLOCK_KV, DEFAULT_BLOCK_Q, MASK_VALUE, with_prefix
 
 _PAD_POS = np.iinfo(np.int32).max // 2  # position of padding keys: after every query
 

@@ -1,6 +1,6 @@
 """What every attention implementation shares (hhh.models.attention): the default query/key block, the finite logit of
-masked entries (also the decode cache's, hhh.models.kv_cache), the shared prefix placed before each row's keys, lengths
-rounded up to whole blocks, and the one-time warning when a requested kernel falls back.
+masked entries (also the decode cache's, hhh.models.kv_cache), the shared prefix placed before each row's keys, and the
+one-time warning when a requested kernel falls back.
 """
 
 from __future__ import annotations
@@ -39,6 +39,3 @@ def with_prefix(k, v, prefix_k, prefix_v):
   pv = jnp.broadcast_to(prefix_v.astype(v.dtype)[None], (b,) + prefix_v.shape)
   return jnp.concatenate([pk, k], axis=1), jnp.concatenate([pv, v], axis=1)
 
-
-def round_up(n: int, m: int) -> int:
-  return -(-n // m) * m

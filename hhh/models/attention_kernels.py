@@ -12,9 +12,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from hhh.core.buckets import round_up
 from hhh.core import sharding
 from hhh.models.attention_blockwise import blockwise_attention
-from hhh.models.attention_common import DEFAULT_BLOCK_Q, round_up, warn_once, with_prefix
+from hhh.models.attention_common import DEFAULT_BLOCK_Q, warn_once, with_prefix
 
 
 def _spec_axes(logical: str, dim: int, mesh) -> tuple | None:

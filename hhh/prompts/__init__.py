@@ -40,6 +40,17 @@ def fit(text: str, encode, max_tokens: int = 0) -> list[int]:
   return ids
 
 
+def budget(max_len: int, reserved: int, max_tokens: int = 0, *, cap: bool = True) -> int:
+  """Tokens the prompt may take (the `max_tokens` of `fit`): what the model's context (`max_len`) leaves after the
+  `reserved` tokens of each row (evaluation and context distillation: seq_len; sampling: the row's context and its
+  new tokens). A given `max_tokens` > 0 caps that (cap=True: evaluation's eval.prompt_max_tokens) or replaces it
+  (cap=False: sampling's prompt_max_tokens, which the laboratory sets to the evaluation prompt's length)."""
+  room = int(max_len) - int(reserved)
+  if int(max_tokens) > 0:
+    return min(room, int(max_tokens)) if cap else int(max_tokens)
+  return room
+
+
 def token_ids(path: str, vocab, max_tokens: int = 0) -> tuple[np.ndarray, int]:
   """(token ids of the prompt file `path` ("" = the project's prompt) fitted to `max_tokens` by `fit`, the token count
   of the whole file) in `vocab` (a vocabulary or its name): the one prompt of distillation, evaluation and sampling."""

@@ -32,19 +32,12 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from hhh import sampling, scoring
+from hhh.core import buckets, paths
 from hhh.core.errors import ConfigError
-
-
-def pm_row(context: Sequence[int], response: Sequence[int], length: int, eoc_id: int) -> tuple:
-  """context + response + [eoc] under the data pipeline's truncation rule (hhh.data.features.build_sample): the
-  response keeps at most length - 1 tokens, the context its last ones. -> (tokens [length], eoc_index, cut)."""
-  r = list(response)[:length - 1]
-  room = length - 1 - len(r)
-  c = list(context)[max(len(context) - room, 0):] if room > 0 else []
-  toks = np.zeros((length,), np.int32)
-  row = c + r + [eoc_id]
-  toks[:len(row)] = row
-  return toks, len(c) + len(r), int(len(c) < len(context) or len(r) < len(response))
+from hhh.data import rows as rows_lib
+from hhh.data import vocab as vocab_lib
+from hhh.run import model as run_model
 
 
 def response_ids(sample, eos_id: int) -> list:
@@ -59,7 +52,6 @@ class PreferenceJudge:
   """Scores (context, response) token sequences with a preference (or binary) model's hhh.scoring.Scorer."""
 
   def __init__(self, scorer, *, vocab: str, batch_size: int = 32, path: str = ""):
-    from hhh.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
     self.scorer, self.path = scorer, path
     self.max_len = int(scorer.model.cfg.max_len)
     self.eoc_id = vocab_lib.eoc_id(vocab)
@@ -73,9 +65,6 @@ class PreferenceJudge:
            what: str = "pm_checkpoint") -> "PreferenceJudge":
     """The preference model at `path` on the mesh; its architecture from its run's config.json (else model_cfg)."""
     import ml_collections  # pylint: disable=g-import-not-at-top
-    from hhh.run import model as run_model  # pylint: disable=g-import-not-at-top
-    from hhh.core import paths  # pylint: disable=g-import-not-at-top
-    from hhh import scoring  # pylint: disable=g-import-not-at-top
     path = paths.resolve(path)
     saved = run_model.run_model_config(path, what)
     mc = ml_collections.ConfigDict(saved if saved is not None else model_cfg.to_dict())
@@ -88,18 +77,17 @@ class PreferenceJudge:
 
   def score(self, contexts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> np.ndarray:
     """PM scores [N] of context[i] + response[i] (rows cut to the model's context by the truncation rule)."""
-    from hhh import scoring  # pylint: disable=g-import-not-at-top
     n = len(contexts)
     out = np.zeros((n,), np.float64)
     order = np.argsort([len(c) + len(r) for c, r in zip(contexts, responses)], kind="stable")
     for i in range(0, n, self.batch_size):
       idx = order[i:i + self.batch_size]
       need = max(len(contexts[j]) + len(responses[j]) + 1 for j in idx)
-      length = min(self.max_len, max(scoring.BUCKET, math.ceil(need / scoring.BUCKET) * scoring.BUCKET))
-      rows = [pm_row(contexts[j], responses[j], length, self.eoc_id) for j in idx]
-      self.truncated += sum(r[2] for r in rows)
-      tokens = np.stack([r[0] for r in rows])
-      eoc = np.asarray([r[1] for r in rows], np.int32)
+      length = buckets.bucket_length(need, self.max_len)
+      built = [rows_lib.row(contexts[j], responses[j], length, self.eoc_id) for j in idx]
+      self.truncated += sum(r[2] for r in built)
+      tokens = np.stack([r[0] for r in built])
+      eoc = np.asarray([r[1] for r in built], np.int32)
       out[idx] = self.scorer.pm(tokens, eoc, np.ones_like(eoc))
     return out
 
@@ -163,8 +151,6 @@ def best_of_n(sampler, prompts: Sequence[Sequence[int]], settings, policy: Prefe
 def run(config, out: str, *, devices=None, log: Callable[[str], None] = print) -> dict:
   """The command: samples, chooses, judges, writes OUT (JSONL) and OUT.summary.json; returns the summary."""
   import jax  # pylint: disable=g-import-not-at-top
-  from hhh import sampling  # pylint: disable=g-import-not-at-top
-  from hhh.core import paths  # pylint: disable=g-import-not-at-top
   out = paths.resolve(out)
   if not out:
     raise ConfigError("--out is required: the JSONL file the chosen samples go to")
@@ -175,15 +161,16 @@ def run(config, out: str, *, devices=None, log: Callable[[str], None] = print) -
   sampler, settings, info = sampling.from_config(config, devices=devices)
   ids = [list(sampler.vocab.encode(c)) for c in contexts]
   sampler.check_lengths(ids, settings)
-  policy = PreferenceJudge.load(config.pm_checkpoint, model_cfg=config.model, mesh_cfg=config.mesh, vocab=config.data.vocab,
-                           batch_size=int(config.batch_size), devices=devices, what="pm_checkpoint")
+  policy = PreferenceJudge.load(config.pm_checkpoint, model_cfg=config.model, mesh_cfg=config.mesh,
+                                vocab=config.data.vocab, batch_size=int(config.batch_size), devices=devices,
+                                what="pm_checkpoint")
   judge = None
   if config.judge_checkpoint:
     if paths.resolve(config.judge_checkpoint) == policy.path:
       log("hhh.best_of_n: judge_checkpoint is the policy PM itself: the win rate grades its own choices")
     judge = PreferenceJudge.load(config.judge_checkpoint, model_cfg=config.model, mesh_cfg=config.mesh,
-                            vocab=config.data.vocab, batch_size=int(config.batch_size), devices=devices,
-                            what="judge_checkpoint")
+                                 vocab=config.data.vocab, batch_size=int(config.batch_size), devices=devices,
+                                 what="judge_checkpoint")
   t0 = time.perf_counter()
   rows, summary = best_of_n(sampler, ids, settings, policy, best_of=int(config.best_of), judge=judge)
   summary.update({**info, **settings.describe(), "pm_checkpoint": policy.path,
@@ -209,7 +196,8 @@ def run(config, out: str, *, devices=None, log: Callable[[str], None] = print) -
          f"score chosen {summary['mean_pm_score_chosen']:.3f} vs single sample {summary['mean_pm_score_baseline']:.3f}")
   if "judge" in summary:
     j = summary["judge"]
-    msg += f"; judge win rate {100 * j['win_rate']:.1f}% +- {100 * j['stderr']:.1f} ({j['pairs']} pairs, {j['ties']} ties)"
+    msg += (f"; judge win rate {100 * j['win_rate']:.1f}% +- {100 * j['stderr']:.1f} ({j['pairs']} pairs, "
+            f"{j['ties']} ties)")
   log(msg + f" -> {out}")
   return summary
 
