@@ -26,8 +26,8 @@ def main():
   flags.mark_flags_as_required(["run", "out"])
 
   def run(_):
-    from hhh.hf import convert as hf_convert  # pylint: disable=g-import-not-at-top
-    hf_convert.export_checkpoint(run_dir.value, out.value)
+    from hhh.hf import exporter  # pylint: disable=g-import-not-at-top
+    exporter.export_checkpoint(run_dir.value, out.value)
 
   cli.run(run)
 

@@ -36,10 +36,9 @@ def main():
   flags.mark_flags_as_required(["hf", "out"])
 
   def run(_):
-    from hhh.hf import convert as hf_convert  # pylint: disable=g-import-not-at-top
-    hf_convert.release_freed_memory()
-    hf_convert.import_checkpoint(hf.value, out.value, vocab_size=vocab_size.value,
-                                 overwrite=overwrite.value)
+    from hhh.hf import importer  # pylint: disable=g-import-not-at-top
+    importer.release_freed_memory()
+    importer.import_checkpoint(hf.value, out.value, vocab_size=vocab_size.value, overwrite=overwrite.value)
 
   cli.run(run)
 
