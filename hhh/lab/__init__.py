@@ -627,10 +627,9 @@ def report_markdown(res: dict) -> str:
 
 
 def main(argv=None):
-  from absl import flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
-  from hhh import cli  # pylint: disable=g-import-not-at-top
+  from hhh import cli  # pylint: disable=g-import-not-at-top  (the commands' layer, above this one)
 
   import sys  # pylint: disable=g-import-not-at-top
   try:
@@ -643,14 +642,8 @@ def main(argv=None):
   except (AttributeError, KeyError) as e:
     key, _, hint = str(e).replace("\\n", " ").replace("\\", "").replace("'", "").partition(" ")
     sys.exit(f"error: unknown lab setting --config.{key}. {hint} (the settings: configs/lab.py)")
-  flags.DEFINE_string("workdir", None, "Where runs/, eval/, plots/, lab.json and report.md go (rerun = resume).")
-  flags.mark_flags_as_required(["workdir"])
-
-  def run(_):
-    logging.getLogger("absl").setLevel(logging.WARNING)
-    run_lab(config_flag.value, flags.FLAGS.workdir)
-
-  cli.run(run, argv=argv)
+  cli.config_command(argv, run_lab, config_flag=config_flag, required=["workdir"], strings=[
+      ("workdir", None, "Where runs/, eval/, plots/, lab.json and report.md go (rerun = resume).")])
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import dataclasses
 import errno
 import itertools
 import json
-import logging
 import math
 import os
 import sys
@@ -579,23 +578,14 @@ def _train_locked(config, workdir, setup, checkpointer, primary, *, train_batche
 
 
 def main(argv=None):
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  from hhh import cli  # pylint: disable=g-import-not-at-top  (the commands' layer, above this one)
 
-  from hhh import cli  # pylint: disable=g-import-not-at-top
-
-  config_flag = config_flags.DEFINE_config_file(
-      "config", None, "Config file and model size, e.g. configs/pretrain.py:tiny. Any field can be overridden: "
-      "--config.train.steps=100 --config.optim.lr=1e-3 (unknown keys are errors).", lock_config=True)
-  flags.DEFINE_string("workdir", None, "Run directory: config.json, metrics, TensorBoard events, checkpoints. "
-                      "An existing workdir is resumed from its latest checkpoint.")
-  flags.mark_flags_as_required(["config", "workdir"])
-
-  def run(_):
-    logging.getLogger("absl").setLevel(logging.WARNING)
-    train(config_flag.value, flags.FLAGS.workdir)
-
-  cli.run(run, argv=argv, config_example="configs/pretrain.py:tiny")
+  cli.config_command(
+      argv, train, config_help="Config file and model size, e.g. configs/pretrain.py:tiny. Any field can be "
+      "overridden: --config.train.steps=100 --config.optim.lr=1e-3 (unknown keys are errors).",
+      strings=[("workdir", None, "Run directory: config.json, metrics, TensorBoard events, checkpoints. An existing "
+                "workdir is resumed from its latest checkpoint.")],
+      required=["config", "workdir"], config_example="configs/pretrain.py:tiny")
 
 
 if __name__ == "__main__":
