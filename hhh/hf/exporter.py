@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 
 from hhh import config as hc
+from hhh.config.record import RUN_CONFIG, read_run_config
 from hhh.core import paths
 from hhh.core.errors import ConfigError
 from hhh.data import vocab as vocab_lib
@@ -27,13 +28,12 @@ from hhh.run import model as run_model
 
 
 def read_run(run_dir: str) -> dict:
-  """The config.json of an hhh run (written by training or by import)."""
-  path = os.path.join(paths.resolve(run_dir), "config.json")
-  if not os.path.isfile(path):
+  """The config.json of an hhh run (written by training or by import), or a ConfigError saying export needs it."""
+  run_dir = paths.resolve(run_dir)
+  if not os.path.isfile(os.path.join(run_dir, RUN_CONFIG)):
     raise ConfigError(f"{run_dir} has no config.json: export needs the run directory (its `model` section says the "
                       f"architecture)")
-  with open(path) as f:
-    return json.load(f)
+  return read_run_config(run_dir)
 
 
 def export_checkpoint(run_dir: str, out_dir: str, *, log: Callable[[str], None] = print) -> dict:
@@ -95,7 +95,8 @@ def export_checkpoint(run_dir: str, out_dir: str, *, log: Callable[[str], None] 
     pad = vocab_lib.pad_id(vocab_name)
   except Exception:  # pylint: disable=broad-except  (the vocabulary may not be available here: keep the source's)
     pad = None
-  cfg = architectures.hf_config(arch, m, source.get("config"), score_head=score_head, vocab_size=vocab, pad_token_id=pad)
+  cfg = architectures.hf_config(arch, m, source.get("config"), score_head=score_head, vocab_size=vocab,
+                                pad_token_id=pad)
   if score_bias:
     cfg["hhh_score_bias"] = score_bias  # RMSNorm models cannot absorb it: HF scores = hhh scores - this constant
   with open(os.path.join(out_dir, "config.json"), "w") as f:
