@@ -1,6 +1,10 @@
 """`python -m hhh.sample`: the command of hhh.sampling.sample (where its code and flags live)."""
 
-from hhh.sampling.sample import main
+from hhh.cli.quiet import quiet
+
+quiet()  # start-up quieting, before jax and TensorFlow are imported
+
+from hhh.sampling.sample import main  # noqa: E402
 
 if __name__ == "__main__":
   main()

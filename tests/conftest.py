@@ -182,6 +182,7 @@ def run_in_process(args: list, cwd) -> Ran:
   assert args[0] == "-m" and args[1].startswith("hhh."), args
   module = importlib.import_module(args[1])  # a package's command is its __main__'s
   main = getattr(module, "main", None) or importlib.import_module(f"{args[1]}.__main__").main
+  main = getattr(main, "main", main)  # a package's main.py module: its main()
   before, was_parsed = set(flags.FLAGS), flags.FLAGS.is_parsed()
   out, err, code, here, argv = io.StringIO(), io.StringIO(), 0, os.getcwd(), sys.argv
   try:

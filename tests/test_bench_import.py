@@ -23,7 +23,7 @@ def test_bench_import_on_a_small_checkpoint_from_a_relative_dir(tmp_path, monkey
   pytest.importorskip("safetensors")
   from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
   from hhh import config as hc  # pylint: disable=g-import-not-at-top
-  from hhh.hf import convert as hf_convert  # pylint: disable=g-import-not-at-top
+  from hhh.hf import importer  # pylint: disable=g-import-not-at-top
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
   out = subprocess.run([sys.executable, str(REPO / "tools" / "bench_import.py"), "--layers=2", "--d_model=64",
                         "--heads=4", "--vocab=128", "--shards=2", "--dir=bench", "--keep", "--json=result.json"],
@@ -57,7 +57,7 @@ def test_bench_import_on_a_small_checkpoint_from_a_relative_dir(tmp_path, monkey
     return real(*args, **kwargs)
 
   monkeypatch.setattr(ckpt_lib, "Checkpointer", spy)
-  summary = hf_convert.import_checkpoint(str(hf_dir), str(tmp_path / "again"), log=lambda s: None)
+  summary = importer.import_checkpoint(str(hf_dir), str(tmp_path / "again"), log=lambda s: None)
   monkeypatch.undo()
   assert summary["largest_parameter_bytes"] == 2 * 64 * 256 * 4
   assert seen["max_write_bytes"] == 2 * 64 * 256 * 4 + 2**20

@@ -124,7 +124,8 @@ def test_help_stops_at_double_dash():
 
 _AUTOGRAPH_SCRIPT = """
 import os, sys, glob, tempfile
-import hhh
+from hhh.cli.quiet import quiet
+quiet()  # what every entry point does before its heavy imports
 import tensorflow as tf
 
 def f(x):
@@ -171,10 +172,11 @@ def test_training_run_is_quiet_and_leaves_no_temp_files(cli_runs):
 
 _TPU_PROBE_SCRIPT = """
 import sys
-import hhh.cli
-hhh.cli._no_tpu_here = lambda: False  # a /dev/vfio or /dev/accel node (VMs, CI containers) without any TPU
+import hhh.cli.quiet
+hhh.cli.quiet._no_tpu_here = lambda: False  # a /dev/vfio or /dev/accel node (VMs, CI containers) without any TPU
 if sys.argv[1] == "unfiltered":
-  hhh.cli.TPU_STARTUP_NOISE[:] = []
+  hhh.cli.quiet.TPU_STARTUP_NOISE[:] = []
+hhh.cli.quiet.quiet()  # what every entry point does before its heavy imports
 import jax
 print(jax.devices()[0].platform)
 """
@@ -198,7 +200,7 @@ def test_libtpu_tried_on_a_machine_without_tpu_fails_quietly(tmp_path):
 
 def test_a_closed_stdout_ends_a_command_quietly_with_the_sigpipe_status(tmp_path, monkeypatch):
   """`python -m hhh.sample ... | head -1`: the reader leaves, the command stops with status 141 and no traceback."""
-  from hhh import cli
+  from hhh.cli import command
   out = open(tmp_path / "stdout", "w")  # pylint: disable=consider-using-with
   monkeypatch.setattr(sys, "stdout", out)
 
@@ -206,7 +208,7 @@ def test_a_closed_stdout_ends_a_command_quietly_with_the_sigpipe_status(tmp_path
     raise BrokenPipeError(32, "Broken pipe")
 
   with pytest.raises(SystemExit) as e:
-    cli._user_errors_without_traceback(main, "python -m hhh.sample")([])  # pylint: disable=protected-access
+    command._user_errors_without_traceback(main, "python -m hhh.sample")([])  # pylint: disable=protected-access
   assert e.value.code == 141
   out.write("x" * 10)
   out.close()  # stdout now points at /dev/null: the interpreter's last flush cannot fail again

@@ -1,4 +1,4 @@
-"""Hugging Face interop (hhh.hf.convert, tools/hf_import.py, tools/hf_export.py): random-init HF models of each
+"""Hugging Face interop (hhh.hf, tools/hf_import.py, tools/hf_export.py): random-init HF models of each
 architecture built here with transformers (no downloads) -> import -> the same logits as transformers on padded
 batches; export -> identical tensors; sharded import; a preference step on an imported model and the exported
 classifier's score in PyTorch; per-choice log-probs as PyTorch computes them."""
@@ -22,7 +22,8 @@ safetensors_numpy = pytest.importorskip("safetensors.numpy")
 from hhh.run import checkpoint as ckpt_lib  # noqa: E402
 from hhh.run import model as run_model
 from hhh import config as hc  # noqa: E402
-from hhh.hf import convert as hf_convert  # noqa: E402
+from hhh.core.errors import ConfigError  # noqa: E402
+from hhh.hf import architectures, exporter, importer  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 VOCAB = 300  # covers the byte vocabulary (260 ids with the end-of-context token)
@@ -81,7 +82,7 @@ def _hhh_logits(run_dir, tokens, mesh_cfg=None, devices=None):
 def imported(request, tmp_path_factory):
   root = tmp_path_factory.mktemp(request.param)
   model = _make_hf(request.param, root / "hf")
-  summary = hf_convert.import_checkpoint(str(root / "hf"), str(root / "run"), log=lambda s: None)
+  summary = importer.import_checkpoint(str(root / "hf"), str(root / "run"), log=lambda s: None)
   return request.param, model, root, summary
 
 
@@ -100,7 +101,7 @@ def test_imported_logits_equal_transformers_on_padded_batches(imported):
 
 def test_export_round_trip_is_exact(imported, tmp_path):
   arch, model, root, _ = imported
-  hf_convert.export_checkpoint(str(root / "run"), str(tmp_path / "out"), log=lambda s: None)
+  exporter.export_checkpoint(str(root / "run"), str(tmp_path / "out"), log=lambda s: None)
   original = safetensors_numpy.load_file(str(root / "hf" / "model.safetensors"))
   exported = safetensors_numpy.load_file(str(tmp_path / "out" / "model.safetensors"))
   skip = (".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq", ".attention.bias", ".attention.masked_bias")
@@ -118,7 +119,7 @@ def test_sharded_import_gives_the_same_logits(imported, tmp_path):
   mesh = hc.base_config("tiny").mesh
   with mesh.unlocked() if mesh.is_locked else _Null():
     mesh.shape = ml_collections.ConfigDict(dict(data=2, fsdp=2, tensor=2))
-  hf_convert.import_checkpoint(str(root / "hf"), str(tmp_path / "run"), mesh_cfg=mesh, log=lambda s: None)
+  importer.import_checkpoint(str(root / "hf"), str(tmp_path / "run"), mesh_cfg=mesh, log=lambda s: None)
   tokens, _ = _batch()
   tokens = np.concatenate([tokens, tokens[:1]])  # 4 rows: divisible by data x fsdp
   one = _hhh_logits(root / "run", tokens.astype(np.int32))
@@ -137,14 +138,14 @@ class _Null:
 def test_unsupported_checkpoints_fail_naming_the_problem(tmp_path):
   (tmp_path / "bad").mkdir()
   (tmp_path / "bad" / "config.json").write_text(json.dumps({"architectures": ["MistralForCausalLM"]}))
-  with pytest.raises(hf_convert.ConfigError, match="unsupported Hugging Face architecture"):
-    hf_convert.import_checkpoint(str(tmp_path / "bad"), str(tmp_path / "run"), log=lambda s: None)
-  with pytest.raises(hf_convert.ConfigError, match="no config.json"):
-    hf_convert.import_checkpoint(str(tmp_path), str(tmp_path / "run"), log=lambda s: None)
+  with pytest.raises(ConfigError, match="unsupported Hugging Face architecture"):
+    importer.import_checkpoint(str(tmp_path / "bad"), str(tmp_path / "run"), log=lambda s: None)
+  with pytest.raises(ConfigError, match="no config.json"):
+    importer.import_checkpoint(str(tmp_path), str(tmp_path / "run"), log=lambda s: None)
   cfg = _hf_config("llama").to_dict()
   cfg["rope_scaling"] = {"rope_type": "linear", "factor": 2.0}
-  with pytest.raises(hf_convert.ConfigError, match="rope scaling"):
-    hf_convert.model_config({**cfg, "architectures": ["LlamaForCausalLM"]})
+  with pytest.raises(ConfigError, match="rope scaling"):
+    architectures.model_config({**cfg, "architectures": ["LlamaForCausalLM"]})
 
 
 def test_per_choice_logprobs_match_pytorch_with_the_bigbench_convention(tmp_path):
@@ -153,7 +154,7 @@ def test_per_choice_logprobs_match_pytorch_with_the_bigbench_convention(tmp_path
   from hhh import scoring
   from hhh.eval import examples
   model = _make_hf("gpt_neox", tmp_path / "hf", seed=3)
-  hf_convert.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "run"), log=lambda s: None)
+  importer.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "run"), log=lambda s: None)
   try:
     ex = examples.load("hhh_alignment_bigbench_mc", split="test", seq_len=256, k=2, vocab="byte", max_examples=6)
   except Exception as e:  # pylint: disable=broad-except
@@ -249,7 +250,7 @@ def test_exported_classifier_absorbs_the_score_bias_or_records_it(arch, tmp_path
   """A ranking loss never moves the score head's bias, a binary one does: LayerNorm models fold it into the final
   norm's bias (scores equal), RMSNorm models record it as hhh_score_bias (scores differ by exactly that constant)."""
   _make_hf(arch, tmp_path / "hf", seed=7)
-  hf_convert.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "run"), log=lambda s: None)
+  importer.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "run"), log=lambda s: None)
   m = hc.model_config(str(tmp_path / "run"))
   m.score_head = True
   ms = run_model.build_model(m, hc.base_config("tiny").mesh)
@@ -261,7 +262,7 @@ def test_exported_classifier_absorbs_the_score_bias_or_records_it(arch, tmp_path
   c.wait()
   c.close()
   (tmp_path / "pm" / "config.json").write_text((tmp_path / "run" / "config.json").read_text())
-  summary = hf_convert.export_checkpoint(str(tmp_path / "pm"), str(tmp_path / "out"), log=lambda s: None)
+  summary = exporter.export_checkpoint(str(tmp_path / "pm"), str(tmp_path / "out"), log=lambda s: None)
   cls = transformers.AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "out")).eval()
   rows = np.asarray([[5, 9, 17, 33, 259, 0, 0], [7, 8, 259, 0, 0, 0, 0]], np.int32)
   eoc = np.asarray([4, 2], np.int32)
@@ -297,16 +298,16 @@ def test_an_import_never_overwrites_a_training_run_and_overwrite_replaces_only_a
   for overwrite, message in ((False, r"run is not empty \(checkpoints, config.json, metrics.jsonl\): choose a new "
                                      r"directory, or pass --overwrite"),
                              (True, r"run is not an earlier hf_import \(metrics.jsonl\): --overwrite replaces only")):
-    with pytest.raises(hf_convert.ConfigError, match=message):
-      hf_convert.import_checkpoint(str(tmp_path / "hf"), str(run), overwrite=overwrite, log=lambda s: None)
+    with pytest.raises(ConfigError, match=message):
+      importer.import_checkpoint(str(tmp_path / "hf"), str(run), overwrite=overwrite, log=lambda s: None)
     assert sorted((str(p.relative_to(run)), p.read_bytes() if p.is_file() else b"") for p in run.rglob("*")) == before
   # An earlier import is replaced with --overwrite (and refused without it); the result loads.
-  hf_convert.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "imp"), log=lambda s: None)
-  with pytest.raises(hf_convert.ConfigError, match="imp is not empty"):
-    hf_convert.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "imp"), log=lambda s: None)
+  importer.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "imp"), log=lambda s: None)
+  with pytest.raises(ConfigError, match="imp is not empty"):
+    importer.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "imp"), log=lambda s: None)
   _make_hf("gpt_neox", tmp_path / "hf2", seed=3)
-  hf_convert.import_checkpoint(str(tmp_path / "hf2"), str(tmp_path / "imp"), overwrite=True, log=lambda s: None)
-  hf_convert.import_checkpoint(str(tmp_path / "hf2"), str(tmp_path / "fresh"), log=lambda s: None)
+  importer.import_checkpoint(str(tmp_path / "hf2"), str(tmp_path / "imp"), overwrite=True, log=lambda s: None)
+  importer.import_checkpoint(str(tmp_path / "hf2"), str(tmp_path / "fresh"), log=lambda s: None)
   np.testing.assert_array_equal(jax.device_get(_load_lm(tmp_path / "imp"))["embedding"],
                                 jax.device_get(_load_lm(tmp_path / "fresh"))["embedding"])
   assert json.loads((tmp_path / "imp" / "config.json").read_text())["hf"]["source"] == str(tmp_path / "hf2")
@@ -323,11 +324,11 @@ def test_gpt2_with_its_own_lm_head_imports_and_exports_exactly(tmp_path):
       p.add_(0.05 * torch.randn_like(p))
   model.save_pretrained(tmp_path / "hf", safe_serialization=True)
   assert "lm_head.weight" in safetensors_numpy.load_file(str(tmp_path / "hf" / "model.safetensors"))
-  hf_convert.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "run"), log=lambda s: None)
+  importer.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "run"), log=lambda s: None)
   tokens, mask = _batch()
   got = _hhh_logits(tmp_path / "run", tokens.astype(np.int32))
   assert np.abs(got[mask.astype(bool)] - _hf_logits(model, tokens, mask)[mask.astype(bool)]).max() <= 1e-4
-  hf_convert.export_checkpoint(str(tmp_path / "run"), str(tmp_path / "out"), log=lambda s: None)
+  exporter.export_checkpoint(str(tmp_path / "run"), str(tmp_path / "out"), log=lambda s: None)
   exported = safetensors_numpy.load_file(str(tmp_path / "out" / "model.safetensors"))
   np.testing.assert_array_equal(exported["lm_head.weight"], model.lm_head.weight.detach().numpy())
 
@@ -337,12 +338,12 @@ def test_a_damaged_hf_directory_is_one_error_naming_the_file(tmp_path):
   st = tmp_path / "hf" / "model.safetensors"
   whole = st.read_bytes()
   st.write_bytes(whole[:len(whole) // 2])  # cut short: the header is whole, the data is not
-  with pytest.raises(hf_convert.ConfigError, match=r"is the file complete\?|is it complete\?"):
-    hf_convert.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "run1"), log=lambda s: None)
+  with pytest.raises(ConfigError, match=r"is the file complete\?|is it complete\?"):
+    importer.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "run1"), log=lambda s: None)
   st.write_bytes((10 ** 12).to_bytes(8, "little") + b"{}")  # a header length far beyond the file
-  with pytest.raises(hf_convert.ConfigError, match=r"model.safetensors is not a readable safetensors file"):
-    hf_convert.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "run2"), log=lambda s: None)
+  with pytest.raises(ConfigError, match=r"model.safetensors is not a readable safetensors file"):
+    importer.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "run2"), log=lambda s: None)
   (tmp_path / "hf" / "config.json").write_text('{"architectures": ["GPTNeoXForCausalLM"],')
-  with pytest.raises(hf_convert.ConfigError, match=r"config.json is not valid JSON \("):
-    hf_convert.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "run3"), log=lambda s: None)
+  with pytest.raises(ConfigError, match=r"config.json is not valid JSON \("):
+    importer.import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "run3"), log=lambda s: None)
   assert not any((tmp_path / f"run{i}").exists() for i in (1, 2, 3))  # nothing written on a failed import

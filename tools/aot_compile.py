@@ -26,6 +26,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The TPU devices come from the topology description (compile-only); the host computations (eval_shape) run on CPU.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+from hhh.cli.quiet import quiet  # noqa: E402
+
+quiet()  # start-up quieting, before jax and TensorFlow are imported
+
 from absl import flags  # noqa: E402
 from hhh import cli  # noqa: E402
 from ml_collections import config_flags  # noqa: E402

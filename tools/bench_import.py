@@ -22,6 +22,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from hhh.cli.quiet import quiet  # noqa: E402
+
+quiet()  # start-up quieting, before jax and TensorFlow are imported
+
 from absl import flags  # noqa: E402
 from hhh import cli  # noqa: E402
 

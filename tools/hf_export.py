@@ -16,6 +16,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from hhh.cli.quiet import quiet  # noqa: E402
+
+quiet()  # start-up quieting, before jax and TensorFlow are imported
+
 from absl import flags  # noqa: E402
 from hhh import cli  # noqa: E402
 
@@ -26,8 +30,8 @@ def main():
   flags.mark_flags_as_required(["run", "out"])
 
   def run(_):
-    from hhh.hf import convert as hf_convert  # pylint: disable=g-import-not-at-top
-    hf_convert.export_checkpoint(run_dir.value, out.value)
+    from hhh.hf import exporter  # pylint: disable=g-import-not-at-top
+    exporter.export_checkpoint(run_dir.value, out.value)
 
   cli.run(run)
 

@@ -12,8 +12,9 @@ HF config) and the tokenizer files. Every command then takes it, with the archit
   python -m hhh.sample --config=configs/sample.py:RUN_DIR --config.checkpoint=RUN_DIR --config.data.vocab=hf:RUN_DIR
 
 Conversion streams one parameter at a time from safetensors and the write is bounded (a 1B-parameter model, 4.05 GB in
-f32: ~34 s and 6.4-7.1 GB peak, 1.6-1.7x the model, on a 2-core CPU; `python tools/bench_import.py`, docs/interop.md). --vocab_size pads the embedding with zero rows (an hf: vocabulary's end-of-context token is the id after
-the tokenizer's; Pythia's embedding already has spare rows, GPT-2's and Llama's do not).
+f32: ~34 s and 6.4-7.1 GB peak, 1.6-1.7x the model, on a 2-core CPU; `python tools/bench_import.py`,
+docs/interop.md). --vocab_size pads the embedding with zero rows (an hf: vocabulary's end-of-context token is the id
+after the tokenizer's; Pythia's embedding already has spare rows, GPT-2's and Llama's do not).
 """
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from hhh.cli.quiet import quiet  # noqa: E402
+
+quiet()  # start-up quieting, before jax and TensorFlow are imported
 
 from absl import flags  # noqa: E402
 from hhh import cli  # noqa: E402
@@ -36,10 +41,9 @@ def main():
   flags.mark_flags_as_required(["hf", "out"])
 
   def run(_):
-    from hhh.hf import convert as hf_convert  # pylint: disable=g-import-not-at-top
-    hf_convert.release_freed_memory()
-    hf_convert.import_checkpoint(hf.value, out.value, vocab_size=vocab_size.value,
-                                 overwrite=overwrite.value)
+    from hhh.hf import importer  # pylint: disable=g-import-not-at-top
+    importer.release_freed_memory()
+    importer.import_checkpoint(hf.value, out.value, vocab_size=vocab_size.value, overwrite=overwrite.value)
 
   cli.run(run)
 

@@ -20,6 +20,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from hhh.cli.quiet import quiet  # noqa: E402
+
+quiet()  # start-up quieting, before jax and TensorFlow are imported
+
 from absl import flags  # noqa: E402
 from hhh import cli  # noqa: E402
 from ml_collections import config_flags  # noqa: E402

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import ml_collections
 
+from hhh.config.record import read_run_config
 from hhh.core import sharding
 from hhh.core.errors import ConfigError
 from hhh.core.paths import CONFIGS_DIR
@@ -63,8 +64,7 @@ def run_dir_of(size: str) -> str:
 
 
 def _run_record(run_dir: str) -> dict:
-  with open(os.path.join(run_dir, "config.json")) as f:
-    rec = json.load(f)
+  rec = read_run_config(run_dir)
   if not isinstance(rec.get("model"), dict):
     raise ValueError(f"{run_dir}/config.json has no `model` section")
   return rec

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
 import os
 import time
@@ -290,20 +289,10 @@ def write_outputs(res: dict, workdir: str, step: int = 0) -> None:
 
 
 def main(argv=None):
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  from hhh import cli  # pylint: disable=g-import-not-at-top  (the commands' layer, above this one)
 
-  from hhh import cli  # pylint: disable=g-import-not-at-top
-
-  config_flag = config_flags.DEFINE_config_file(
-      "config", None, "configs/eval.py:SIZE; set --config.checkpoint=PATH (and optionally distilled_checkpoint, "
-      "pm_checkpoint).", lock_config=True)
-  flags.DEFINE_string("workdir", None, "Where eval.json, eval.md and TensorBoard events go.")
-  flags.mark_flags_as_required(["config", "workdir"])
-
-  def run(_):
-    logging.getLogger("absl").setLevel(logging.WARNING)
-    res = evaluate(config_flag.value, flags.FLAGS.workdir)
-    print(markdown(res))
-
-  cli.run(run, argv=argv, config_example="configs/eval.py:tiny")
+  cli.config_command(
+      argv, lambda config, workdir: print(markdown(evaluate(config, workdir))),
+      config_help="configs/eval.py:SIZE; set --config.checkpoint=PATH (and optionally distilled_checkpoint, "
+      "pm_checkpoint).", strings=[("workdir", None, "Where eval.json, eval.md and TensorBoard events go.")],
+      required=["config", "workdir"], config_example="configs/eval.py:tiny")

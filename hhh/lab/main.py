@@ -4,10 +4,8 @@ bad preset or setting is a one-line usage error, not a traceback.
 """
 from __future__ import annotations
 
-import logging
 import sys
 
-from absl import flags
 from ml_collections import config_flags
 
 from hhh import cli
@@ -26,12 +24,6 @@ def main(argv=None):
   except (AttributeError, KeyError) as e:
     key, _, hint = str(e).replace("\\n", " ").replace("\\", "").replace("'", "").partition(" ")
     sys.exit(f"error: unknown lab setting --config.{key}. {hint} (the settings: configs/lab.py)")
-  flags.DEFINE_string("workdir", None, "Where runs/, eval/, plots/, lab.json and report.md go (rerun = resume).")
-  flags.mark_flags_as_required(["workdir"])
-
-  def run(_):
-    logging.getLogger("absl").setLevel(logging.WARNING)
-    run_lab(config_flag.value, flags.FLAGS.workdir)
-
-  cli.run(run, argv=argv)
+  cli.config_command(argv, run_lab, config_flag=config_flag, required=["workdir"], strings=[
+      ("workdir", None, "Where runs/, eval/, plots/, lab.json and report.md go (rerun = resume).")])
 

@@ -18,6 +18,7 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
+from hhh.config.record import RUN_CONFIG, read_run_config
 from hhh.run import checksums
 from hhh.core import paths
 from hhh.run.checkpoint import (STATE, CheckpointNotFoundError, CorruptCheckpointError, _quiet_late_reads_of_failed_restores,
@@ -68,10 +69,9 @@ def run_model_config(path: str, what: str = "checkpoint") -> Optional[dict]:
   when there is none (e.g. a bare step folder)."""
   p = _state_item_dir(path, what)
   for d in [p, *list(p.parents)[:3]]:
-    f = d / "config.json"
-    if f.is_file():
+    if (d / RUN_CONFIG).is_file():
       try:
-        model = json.loads(f.read_text()).get("model")
+        model = read_run_config(d).get("model")
       except (json.JSONDecodeError, OSError):
         return None
       return model if isinstance(model, dict) else None

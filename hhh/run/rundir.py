@@ -18,6 +18,7 @@ import tempfile
 
 import ml_collections
 
+from hhh.config.record import read_run_config
 from hhh.core import paths
 from hhh.core.errors import ConfigError, UserError
 
@@ -152,11 +153,10 @@ def check_resumable(config: ml_collections.ConfigDict, workdir: str, *, resume_s
   first = os.path.join(workdir, "config.json")
   if resume_step is None or not os.path.exists(first):
     return None
-  with open(first) as f:
-    try:
-      old = json.load(f)
-    except json.JSONDecodeError:
-      return None
+  try:
+    old = read_run_config(workdir)
+  except json.JSONDecodeError:
+    return None
   diff = config_differences(old, config_dict(config))
   fatal = {k: v for k, v in diff.items() if any(k == s or k.startswith(s) for s in STATE_KEYS)}
   if fatal:

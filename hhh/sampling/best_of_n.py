@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
 import os
 import time
@@ -203,24 +202,14 @@ def run(config, out: str, *, devices=None, log: Callable[[str], None] = print) -
 
 
 def main(argv=None):
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  from hhh import cli  # pylint: disable=g-import-not-at-top  (the commands' layer, above this one)
 
-  from hhh import cli  # pylint: disable=g-import-not-at-top
-
-  config_flag = config_flags.DEFINE_config_file(
-      "config", None, "configs/sample.py:SIZE; set --config.checkpoint=LM_RUN, --config.pm_checkpoint=PM_RUN, "
-      "--config.prompts=FILE_OR_TEXT and --config.best_of=N (optionally --config.judge_checkpoint).", lock_config=True)
-  flags.DEFINE_string("out", None, "JSONL file for the chosen samples (one line per prompt and draw: chosen, every "
-                      "candidate with its PM score, the baseline, the judge's scores); the summary goes to "
-                      "OUT.summary.json.")
-  flags.mark_flags_as_required(["config", "out"])
-
-  def _run(_):
-    logging.getLogger("absl").setLevel(logging.WARNING)
-    run(config_flag.value, flags.FLAGS.out)
-
-  cli.run(_run, argv=argv, config_example="configs/sample.py:tiny")
+  cli.config_command(
+      argv, run, config_help="configs/sample.py:SIZE; set --config.checkpoint=LM_RUN, --config.pm_checkpoint=PM_RUN, "
+      "--config.prompts=FILE_OR_TEXT and --config.best_of=N (optionally --config.judge_checkpoint).",
+      strings=[("out", None, "JSONL file for the chosen samples (one line per prompt and draw: chosen, every "
+                "candidate with its PM score, the baseline, the judge's scores); the summary goes to "
+                "OUT.summary.json.")], required=["config", "out"], config_example="configs/sample.py:tiny")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Commands (a line starting with /):
 from __future__ import annotations
 
 import dataclasses
-import logging
 import sys
 from typing import TextIO
 
@@ -151,21 +150,12 @@ def run_chat(config, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, *, 
 
 
 def main(argv=None):
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  from hhh import cli  # pylint: disable=g-import-not-at-top  (the commands' layer, above this one)
 
-  from hhh import cli  # pylint: disable=g-import-not-at-top
-
-  config_flag = config_flags.DEFINE_config_file(
-      "config", None, "configs/sample.py:SIZE; set --config.checkpoint=RUN (and --config.prompt=none for a "
-      "context-distilled model).", lock_config=True)
-  flags.mark_flags_as_required(["config"])
-
-  def run(_):
-    logging.getLogger("absl").setLevel(logging.WARNING)
-    sys.exit(run_chat(config_flag.value))
-
-  cli.run(run, argv=argv, config_example="configs/sample.py:tiny")
+  cli.config_command(
+      argv, lambda config: sys.exit(run_chat(config)), config_help="configs/sample.py:SIZE; set "
+      "--config.checkpoint=RUN (and --config.prompt=none for a context-distilled model).",
+      config_example="configs/sample.py:tiny")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ progress lines to stderr.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import time
@@ -75,24 +74,14 @@ def sample_to_file(config, out: str | None, *, devices=None, log: Callable[[str]
 
 
 def main(argv=None):
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  from hhh import cli  # pylint: disable=g-import-not-at-top  (the commands' layer, above this one)
 
-  from hhh import cli  # pylint: disable=g-import-not-at-top
-
-  config_flag = config_flags.DEFINE_config_file(
-      "config", None, "configs/sample.py:SIZE; set --config.checkpoint=RUN and --config.prompts=FILE_OR_TEXT.",
-      lock_config=True)
-  flags.DEFINE_string("out", "-", "JSONL file for the samples (one line per sample: prompt, sample, per-token "
-                      "log-probs, settings); relative to the current directory. - (the default): stdout, with the "
-                      "progress lines on stderr.")
-  flags.mark_flags_as_required(["config"])
-
-  def run(_):
-    logging.getLogger("absl").setLevel(logging.WARNING)
-    sample_to_file(config_flag.value, flags.FLAGS.out)
-
-  cli.run(run, argv=argv, config_example="configs/sample.py:tiny")
+  cli.config_command(
+      argv, sample_to_file,
+      config_help="configs/sample.py:SIZE; set --config.checkpoint=RUN and --config.prompts=FILE_OR_TEXT.",
+      strings=[("out", "-", "JSONL file for the samples (one line per sample: prompt, sample, per-token log-probs, "
+                "settings); relative to the current directory. - (the default): stdout, with the progress lines on "
+                "stderr.")], config_example="configs/sample.py:tiny")
 
 
 if __name__ == "__main__":
