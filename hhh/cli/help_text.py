@@ -24,7 +24,16 @@ HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
 HELPFULL_ARGS = ("--helpfull", "-helpfull")
 
 
+# The module whose main() defines a command's flags -> the name users type after `python -m`.
+COMMANDS = {"hhh.train.main": "hhh.train", "hhh.eval.run": "hhh.eval", "hhh.lab.main": "hhh.lab",
+            "hhh.sampling.sample": "hhh.sample", "hhh.sampling.chat": "hhh.chat",
+            "hhh.sampling.best_of_n": "hhh.best_of_n"}
+
+
 def command_name(module: str) -> str:
+  """How the user started the command defined in `module` (`python -m hhh.train`, `python tools/x.py`)."""
+  if module in COMMANDS:
+    return "python -m " + COMMANDS[module]
   if module == "__main__":
     spec = getattr(sys.modules["__main__"], "__spec__", None)
     if spec is not None and spec.name:
