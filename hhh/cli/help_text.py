@@ -25,15 +25,15 @@ HELPFULL_ARGS = ("--helpfull", "-helpfull")
 
 
 # The module whose main() defines a command's flags -> the name users type after `python -m`.
-COMMANDS = {"hhh.train.main": "hhh.train", "hhh.eval.run": "hhh.eval", "hhh.lab.main": "hhh.lab",
+COMMAND_NAMES = {"hhh.train.main": "hhh.train", "hhh.eval.run": "hhh.eval", "hhh.lab.main": "hhh.lab",
             "hhh.sampling.sample": "hhh.sample", "hhh.sampling.chat": "hhh.chat",
             "hhh.sampling.best_of_n": "hhh.best_of_n"}
 
 
 def command_name(module: str) -> str:
   """How the user started the command defined in `module` (`python -m hhh.train`, `python tools/x.py`)."""
-  if module in COMMANDS:
-    return "python -m " + COMMANDS[module]
+  if module in COMMAND_NAMES:
+    return "python -m " + COMMAND_NAMES[module]
   if module == "__main__":
     spec = getattr(sys.modules["__main__"], "__spec__", None)
     if spec is not None and spec.name:

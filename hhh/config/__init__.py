@@ -16,9 +16,10 @@ from typing import Any, Sequence
 import ml_collections
 
 from hhh.config.record import read_run_config
-from hhh.core import sharding
 from hhh.core.errors import ConfigError
+from hhh.core import paths
 from hhh.core.paths import CONFIGS_DIR
+from hhh.core import sharding
 from hhh.models.transformer import TransformerConfig
 
 # The seven sizes of the paper (non-embedding parameters ~ 12 * n_layers * d_model^2), vocab 2^16, context 8192,
@@ -58,7 +59,6 @@ def run_dir_of(size: str) -> str:
   holding an hhh run's config.json (a training run, or an import by tools/hf_import.py) gives its architecture."""
   if size in SIZES:
     return ""
-  from hhh.core import paths  # pylint: disable=g-import-not-at-top
   path = paths.resolve(size)
   return path if os.path.isfile(os.path.join(path, "config.json")) else ""
 

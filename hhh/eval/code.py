@@ -30,6 +30,7 @@ import numpy as np
 from hhh.core.errors import ConfigError
 from hhh.core import metrics
 from hhh.data import rows as rows_lib
+from hhh.data import sources
 from hhh.data import vocab as vocab_lib
 from hhh.eval import code_pool
 from hhh.eval import examples as examples_lib
@@ -220,7 +221,7 @@ def run_sample(ctx, problems, sb, ks, vocab, eoc_id) -> tuple:
 
 
 def run(ctx) -> dict | None:
-  from hhh.data import humaneval, sources  # pylint: disable=g-import-not-at-top
+  from hhh.data import humaneval  # pylint: disable=g-import-not-at-top  (TensorFlow)
   ev = ctx.config.eval
   if ev.code_mode not in MODES:
     raise ConfigError(f"eval.code_mode must be one of {MODES}, got {ev.code_mode!r}")

@@ -38,13 +38,15 @@ import jax
 import ml_collections
 import numpy as np
 
-from hhh.run import checkpoint as ckpt_lib
-from hhh.run import model as run_model
-from hhh.run import metric_writer
-from hhh.core import paths
-from hhh import prompts, scoring
+from hhh import cli
 from hhh.core.errors import ConfigError
+from hhh.core import paths
+from hhh.data import vocab as vocab_lib
 from hhh.eval import code as code_eval, compare, examples, hhh as hhh_eval, tax as tax_eval, toxicity, truthfulqa
+from hhh import prompts, scoring
+from hhh.run import checkpoint as ckpt_lib
+from hhh.run import metric_writer
+from hhh.run import model as run_model
 
 LM_CONDITIONS = ("plain", "prompt", "distilled")
 # The evaluation suites, in report order. Each is one module with NAME, run(ctx) -> its results (None: no data),
@@ -171,7 +173,6 @@ def _suites(config) -> list:
 def evaluate(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
              log: Callable[[str], None] = print) -> dict:
   """Runs the configured suites for every condition; writes eval.json, eval.md and TensorBoard scalars."""
-  from hhh.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
   t0 = time.perf_counter()
   workdir = paths.resolve(workdir)
   paths.resolve_config(config)
@@ -289,7 +290,6 @@ def write_outputs(res: dict, workdir: str, step: int = 0) -> None:
 
 
 def main(argv=None):
-  from hhh import cli  # pylint: disable=g-import-not-at-top  (the commands' layer, above this one)
 
   cli.config_command(
       argv, lambda config, workdir: print(markdown(evaluate(config, workdir))),

@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402  pylint: disable=unused-import
+from hhh.eval import tax as tax_eval
 
 
 def _save(fig, path):
@@ -93,7 +94,6 @@ def tax(res: dict, path: str):
   sizes = res["sizes"]
   has_lp = any("word_logprob" in c for t in res["tax"].values() for c in t["conditions"].values())
   panels = []
-  from hhh.eval import tax as tax_eval  # pylint: disable=g-import-not-at-top
   if tax_eval.most_correct(res["tax"]) >= tax_eval.MIN_CORRECT or not has_lp:
     panels.append(("accuracy", 100.0, "last-word accuracy (%)"))
   if has_lp:

@@ -3,8 +3,11 @@
 seeds (hhh.lab.seeds) and the stage times. Input: hhh.lab.run_lab's results (the same dict as DIR/lab.json)."""
 from __future__ import annotations
 
-from hhh import sandbox
 from hhh.eval import intervals
+from hhh.eval import tax as tax_eval
+from hhh.lab import findings
+from hhh.lab import seeds as seeds_lib
+from hhh import sandbox
 
 def _pct(v):
   return "-" if v is None else f"{100 * float(v):.1f}"
@@ -40,8 +43,6 @@ def _chance_sentence(items: dict, what: str) -> str:
 
 
 def report_markdown(res: dict) -> str:
-  from hhh.lab import findings  # pylint: disable=g-import-not-at-top
-  from hhh.eval import tax as tax_eval  # pylint: disable=g-import-not-at-top
   p = res["preset"]
   L = [f"# hhh laboratory report (preset {p['preset']})", "",
        f"Total wall time: {res['wall_time_s'] / 60:.1f} min"
@@ -64,7 +65,6 @@ def report_markdown(res: dict) -> str:
               "(`--config.seeds=N` decides each verdict over N seeds)."), ""]
   L += findings.table(res.get("findings") or findings.findings(res)) + [""]
   if res.get("across_seeds"):
-    from hhh.lab import seeds as seeds_lib  # pylint: disable=g-import-not-at-top
     L += seeds_lib.table(res["across_seeds"])
   L += ["## Training runs", "",
         "| run | steps | final loss (mean of the last quarter of logged steps) | held-out loss | held-out accuracy "

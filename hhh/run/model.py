@@ -19,10 +19,13 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from hhh.config.record import RUN_CONFIG, read_run_config
-from hhh.run import checksums
+from hhh.core.errors import ConfigError
 from hhh.core import paths
-from hhh.run.checkpoint import (STATE, CheckpointNotFoundError, CorruptCheckpointError, _quiet_late_reads_of_failed_restores,
-                            _short, flatten, unflatten)
+from hhh.core import sharding
+from hhh.models.transformer import Transformer, TransformerConfig, init_inputs
+from hhh.run import checksums
+from hhh.run.checkpoint import (STATE, CheckpointNotFoundError, CorruptCheckpointError,
+                                _quiet_late_reads_of_failed_restores, _short, flatten, unflatten)
 
 
 def _has_state(p: epath.Path) -> bool:
@@ -172,8 +175,6 @@ class ModelSetup:
 def build_model(model_cfg, mesh_cfg, devices=None) -> ModelSetup:
   """The model, the mesh and the parameters' shardings (as in training, without optimiser state)."""
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  from hhh.core import sharding  # pylint: disable=g-import-not-at-top
-  from hhh.models.transformer import Transformer, TransformerConfig, init_inputs  # pylint: disable=g-import-not-at-top
   mc = TransformerConfig.from_config(model_cfg)
   model = Transformer(mc)
   mesh = sharding.make_mesh(mesh_cfg, devices)
@@ -193,9 +194,6 @@ def load_model_params(ms: ModelSetup, path: str, *, what: str, score_head_hint: 
   `path` in every error (e.g. "checkpoint").
   """
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  from hhh.core import sharding  # pylint: disable=g-import-not-at-top
-  from hhh.core.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  from hhh.models.transformer import init_inputs  # pylint: disable=g-import-not-at-top
   if ms.model.cfg.score_head is False and any(n.startswith("score_head/") for n in saved_param_names(path, what)):
     raise ConfigError(f"{what} {path} is a preference or binary model (it has a score head): used as a language "
                       f"model it would use an LM head its training did not keep." +

@@ -31,12 +31,13 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from hhh import sampling, scoring
+from hhh import cli
 from hhh.core import buckets, paths
 from hhh.core.errors import ConfigError
 from hhh.data import rows as rows_lib
 from hhh.data import vocab as vocab_lib
 from hhh.run import model as run_model
+from hhh import sampling, scoring
 
 
 def response_ids(sample, eos_id: int) -> list:
@@ -202,7 +203,6 @@ def run(config, out: str, *, devices=None, log: Callable[[str], None] = print) -
 
 
 def main(argv=None):
-  from hhh import cli  # pylint: disable=g-import-not-at-top  (the commands' layer, above this one)
 
   cli.config_command(
       argv, run, config_help="configs/sample.py:SIZE; set --config.checkpoint=LM_RUN, --config.pm_checkpoint=PM_RUN, "

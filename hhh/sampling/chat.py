@@ -21,8 +21,10 @@ import dataclasses
 import sys
 from typing import TextIO
 
-from hhh import sampling
+from hhh import cli
 from hhh.core.errors import ConfigError
+from hhh.data import dialogue
+from hhh import sampling
 
 COMMANDS = "/settings [key=value ...], /reset, /quit"
 CHANGEABLE = {"temperature": float, "top_k": int, "top_p": float, "max_new_tokens": int, "seed": int}
@@ -42,7 +44,6 @@ class Chat:
     self.out.flush()
 
   def context(self, message: str, turns=None) -> str:
-    from hhh.data import dialogue  # pylint: disable=g-import-not-at-top
     turns = self.turns if turns is None else turns
     return "".join(dialogue.query(h) + a for h, a in turns) + dialogue.query(message)
 
@@ -150,7 +151,6 @@ def run_chat(config, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, *, 
 
 
 def main(argv=None):
-  from hhh import cli  # pylint: disable=g-import-not-at-top  (the commands' layer, above this one)
 
   cli.config_command(
       argv, lambda config: sys.exit(run_chat(config)), config_help="configs/sample.py:SIZE; set "

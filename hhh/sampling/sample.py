@@ -25,9 +25,10 @@ import sys
 import time
 from typing import Callable
 
+from hhh import cli
+from hhh.core.errors import ConfigError
 from hhh.core import paths
 from hhh import sampling
-from hhh.core.errors import ConfigError
 
 
 def sample_to_file(config, out: str | None, *, devices=None, log: Callable[[str], None] = print) -> list:
@@ -74,7 +75,6 @@ def sample_to_file(config, out: str | None, *, devices=None, log: Callable[[str]
 
 
 def main(argv=None):
-  from hhh import cli  # pylint: disable=g-import-not-at-top  (the commands' layer, above this one)
 
   cli.config_command(
       argv, sample_to_file,

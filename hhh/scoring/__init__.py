@@ -29,5 +29,5 @@ from __future__ import annotations
 from hhh.scoring.logprobs import (comparison_accuracy, comparison_scores, eoc_scores, lm_forward,  # noqa: F401
                                   next_token_logprobs, prompt_cache, response_stats, sequence_logprobs,
                                   sequence_logprobs_from_token_logprobs)
-from hhh.scoring.scorer import Scorer, bucket_length, compile_workers  # noqa: F401
+from hhh.scoring.scorer import Scorer, batch_length, compile_workers  # noqa: F401
 from hhh.scoring.sets import score_lm, score_pm, unconditional_batch  # noqa: F401

@@ -19,7 +19,7 @@ from hhh.scoring import device
 from hhh.scoring.logprobs import eoc_scores, lm_forward, prompt_cache
 
 
-def bucket_length(eoc_index: np.ndarray, valid: np.ndarray, seq_len: int, bucket: int = buckets.BUCKET) -> int:
+def batch_length(eoc_index: np.ndarray, valid: np.ndarray, seq_len: int, bucket: int = buckets.BUCKET) -> int:
   """Smallest multiple of `bucket` (capped at seq_len) that holds every valid row up to its end-of-context token."""
   ends = np.asarray(eoc_index)[np.asarray(valid) > 0]
   need = int(ends.max()) + 1 if ends.size else 1
@@ -63,7 +63,7 @@ class Scorer:
 
   def trimmed_length(self, eoc_index, valid, seq_len: int) -> int:
     """The bucketed length a batch of rows is trimmed to (and, with a prompt, capped so prompt + rows fit)."""
-    length = bucket_length(eoc_index, valid, seq_len)
+    length = batch_length(eoc_index, valid, seq_len)
     if self.prefix_cache is not None:
       length = min(length, self.model.cfg.max_len - self.prefix_len)
     return length

@@ -22,6 +22,8 @@ import numpy as np
 
 from hhh.core import flops as flops_lib
 from hhh.core import sharding
+from hhh.data.specs import family_spec
+from hhh import train
 
 GiB = 1024**3
 
@@ -139,7 +141,6 @@ def _with_sharding(abstract, shardings):
 
 def batch_like(setup, family: str) -> dict:
   """The objective's real global batch as ShapeDtypeStructs sharded like the trainer's `global_batch`."""
-  from hhh.data.specs import family_spec  # pylint: disable=g-import-not-at-top
   cfg = setup.config
   spec = family_spec(family, int(cfg.train.batch_size), int(cfg.data.seq_len), k=int(cfg.data.num_responses))
   return {k: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding.batch_sharding(setup.mesh, len(shape)))
@@ -172,7 +173,6 @@ def compile_train_step(config, devices: Sequence[Any], *, mfu: float = 0.4, topo
   """Compiles `hhh.train.jit_train_step` for `config` on `devices`; an out-of-memory compile is a Report with
   fits=False (and the compiler's message in `error`), any other failure raises."""
   import time  # pylint: disable=g-import-not-at-top
-  from hhh import train  # pylint: disable=g-import-not-at-top
 
   setup = train.build(config, devices)
   mesh = setup.mesh
@@ -253,7 +253,6 @@ def check_report(r: Report, *, max_replicated_fraction: float = 0.01, min_params
 
 def replicated_fraction_for(config, devices) -> float:
   """Fraction of parameter bytes every device holds in full, from abstract shapes only (eval_shape, no compile)."""
-  from hhh import train  # pylint: disable=g-import-not-at-top
   setup = train.build(config, devices)
   return sharding.replicated_fraction(setup.abstract_state.params, setup.state_shardings.params)
 
