@@ -178,3 +178,14 @@ def test_no_import_cycles():
     if m not in state:
       visit(m, [m])
   assert not cycles, cycles
+
+
+def test_docs_name_no_machine_absolute_paths():
+  """Paths in the README and docs/ are relative (runs/..., ../shared/...); /tmp/libtpu_lockfile is libtpu's own."""
+  found = []
+  for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+      for m in re.finditer(r"(?<![\w.~])/(work|home|tmp|root|Users|mnt|opt/hhh)/[\w./-]+", line):
+        if m.group(0) != "/tmp/libtpu_lockfile":
+          found.append(f"{path.name}:{i}: {m.group(0)}")
+  assert not found, found
