@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gzip
+import importlib.resources
 import json
 import os
 from typing import Dict, List, Tuple
@@ -40,7 +41,6 @@ def default_file() -> str:
     if not os.path.exists(env):
       raise sources.MissingData(f"HHH_HUMANEVAL_FILE={env} does not exist")
     return env
-  import importlib.resources  # pylint: disable=g-import-not-at-top
   try:
     path = importlib.resources.files(PACKAGE).joinpath(PACKAGE_FILE)
   except ModuleNotFoundError as e:

@@ -25,6 +25,7 @@ import os
 import time
 from typing import Sequence
 
+import jax
 import numpy as np
 
 from hhh.core.errors import ConfigError
@@ -250,7 +251,6 @@ def run(ctx) -> dict | None:
          "execution": {"sandbox": sb.describe(), "programs": len(results), "seconds": seconds,
                        "programs_per_s": len(results) / seconds if seconds else float("nan"),
                        "counts": sandbox.counts(results)}, "samples_file": "code_samples.jsonl"}
-  import jax  # pylint: disable=g-import-not-at-top
   if jax.process_index() == 0:
     os.makedirs(ctx.workdir, exist_ok=True)
     with open(os.path.join(ctx.workdir, res["samples_file"]), "w", encoding="utf-8") as f:

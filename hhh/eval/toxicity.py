@@ -35,8 +35,10 @@ import dataclasses
 import json
 import math
 import os
+import time
 from typing import Callable, Optional, Sequence
 
+import jax
 import numpy as np
 
 from hhh.core.errors import ConfigError
@@ -203,7 +205,6 @@ def score_samples(scorer, texts: Sequence[str], *, chunk: int = 500, log: Option
                   every_s: float = 30.0) -> np.ndarray:
   """Scores as a float array, NaN where the scorer returned None (missing); `chunk` texts per call, with a progress
   line at most every `every_s` seconds (a Perspective run at 1 request/s takes hours)."""
-  import time  # pylint: disable=g-import-not-at-top
   texts = list(texts)
   out: list = []
   t0 = last = time.perf_counter()
@@ -326,9 +327,6 @@ def run_suite(config, conds: Sequence, *, workdir: str, log: Callable[[str], Non
   """The toxicity suite for the LM conditions of hhh.eval (plain, prompt, distilled) and, with a `pm` condition and
   eval.toxicity_best_of >= 2, best_of_n: the samples of condition eval.toxicity_best_of_condition, best of n by the
   PM. Writes every sample with its score to workdir/toxicity_samples.jsonl; returns the results."""
-  import time  # pylint: disable=g-import-not-at-top
-
-  import jax  # pylint: disable=g-import-not-at-top
 
   ev = config.eval
   timing = {} if timing is None else timing

@@ -24,6 +24,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from typing import Callable
+
+import ml_collections
+
 from hhh.core.errors import ConfigError
 
 _MODULES = {
@@ -66,5 +69,4 @@ def get(name: str) -> Objective:
 def default_config(name: str):
   """`config.objective` of objective `name`: its name and its module's DEFAULTS (the one source of each setting's
   default; losses read the settings as attributes, so a misspelt setting fails)."""
-  import ml_collections  # pylint: disable=g-import-not-at-top
   return ml_collections.ConfigDict(dict(name=name, **get(name).defaults))

@@ -14,6 +14,7 @@ import logging
 import sys
 from typing import Any, Callable, Optional
 
+import flax.linen as nn
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
@@ -174,7 +175,6 @@ class ModelSetup:
 
 def build_model(model_cfg, mesh_cfg, devices=None) -> ModelSetup:
   """The model, the mesh and the parameters' shardings (as in training, without optimiser state)."""
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
   mc = TransformerConfig.from_config(model_cfg)
   model = Transformer(mc)
   mesh = sharding.make_mesh(mesh_cfg, devices)
@@ -193,7 +193,6 @@ def load_model_params(ms: ModelSetup, path: str, *, what: str, score_head_hint: 
   head was not kept by that training; `score_head_hint` says what to do instead. `what` names the setting that gave
   `path` in every error (e.g. "checkpoint").
   """
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
   if ms.model.cfg.score_head is False and any(n.startswith("score_head/") for n in saved_param_names(path, what)):
     raise ConfigError(f"{what} {path} is a preference or binary model (it has a score head): used as a language "
                       f"model it would use an LM head its training did not keep." +

@@ -29,6 +29,8 @@ import os
 import time
 from typing import Callable, Optional, Sequence
 
+import jax
+import ml_collections
 import numpy as np
 
 from hhh import cli
@@ -64,7 +66,6 @@ class PreferenceJudge:
   def load(cls, path: str, *, model_cfg, mesh_cfg, vocab: str, batch_size: int = 32, devices=None,
            what: str = "pm_checkpoint") -> "PreferenceJudge":
     """The preference model at `path` on the mesh; its architecture from its run's config.json (else model_cfg)."""
-    import ml_collections  # pylint: disable=g-import-not-at-top
     path = paths.resolve(path)
     saved = run_model.run_model_config(path, what)
     mc = ml_collections.ConfigDict(saved if saved is not None else model_cfg.to_dict())
@@ -150,7 +151,6 @@ def best_of_n(sampler, prompts: Sequence[Sequence[int]], settings, policy: Prefe
 
 def run(config, out: str, *, devices=None, log: Callable[[str], None] = print) -> dict:
   """The command: samples, chooses, judges, writes OUT (JSONL) and OUT.summary.json; returns the summary."""
-  import jax  # pylint: disable=g-import-not-at-top
   out = paths.resolve(out)
   if not out:
     raise ConfigError("--out is required: the JSONL file the chosen samples go to")

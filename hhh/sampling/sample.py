@@ -25,6 +25,8 @@ import sys
 import time
 from typing import Callable
 
+import jax
+
 from hhh import cli
 from hhh.core.errors import ConfigError
 from hhh.core import paths
@@ -34,7 +36,6 @@ from hhh import sampling
 def sample_to_file(config, out: str | None, *, devices=None, log: Callable[[str], None] = print) -> list:
   """Samples every prompt of config.prompts and writes the JSONL records to `out` (None, "" or "-": stdout, with the
   progress lines on stderr); returns the records."""
-  import jax  # pylint: disable=g-import-not-at-top
   to_stdout = out in (None, "", "-")
   if to_stdout:
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731  (stdout carries only the JSONL)

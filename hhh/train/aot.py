@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import time
 from typing import Any, Sequence
 
 import jax
@@ -172,7 +173,6 @@ def compile_train_step(config, devices: Sequence[Any], *, mfu: float = 0.4, topo
                        num_slices: int = 1) -> Report:
   """Compiles `hhh.train.jit_train_step` for `config` on `devices`; an out-of-memory compile is a Report with
   fits=False (and the compiler's message in `error`), any other failure raises."""
-  import time  # pylint: disable=g-import-not-at-top
 
   setup = train.build(config, devices)
   mesh = setup.mesh
