@@ -532,7 +532,7 @@ def test_local_errors(fake, args, message):
 
 
 def test_local_two_processes_form_one_jax_system(fake, tmp_path):
-  code = ("from hhh import distributed as d; i = d.maybe_initialize(); "
+  code = ("from hhh.core import distributed as d; i = d.maybe_initialize(); "
           "print('INFO', i.process_index, i.process_count, i.local_device_count, i.device_count, "
           "i.initialized, d.is_primary())")
   port = str(20000 + os.getpid() % 20000)
