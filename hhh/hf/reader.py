@@ -3,12 +3,12 @@ shards of model.safetensors.index.json), and the names of the tokenizer files th
 A cut, foreign or malformed file is one ConfigError naming it."""
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
 from hhh.core.errors import ConfigError
+from hhh.core.jsonfile import first_line, read_json_object
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
                    "tokenizer.model", "generation_config.json")
@@ -22,7 +22,7 @@ class SafetensorsReader:
     index = os.path.join(directory, "model.safetensors.index.json")
     single = os.path.join(directory, "model.safetensors")
     if os.path.isfile(index):
-      weight_map = read_json(index).get("weight_map")
+      weight_map = read_json_object(index).get("weight_map")
       if not isinstance(weight_map, dict):
         raise ConfigError(f"{index}: no \"weight_map\" object (is it a safetensors index?)")
       files = sorted(set(weight_map.values()))
@@ -36,7 +36,7 @@ class SafetensorsReader:
       try:
         return safe_open(path, framework="numpy")
       except Exception as e:  # pylint: disable=broad-except  (safetensors' error for a cut or foreign file)
-        raise ConfigError(f"{path} is not a readable safetensors file ({_first_line(e)}): is it complete?") from None
+        raise ConfigError(f"{path} is not a readable safetensors file ({first_line(e)}): is it complete?") from None
 
     self._open = open_file
     if weight_map is None:
@@ -56,27 +56,12 @@ class SafetensorsReader:
       try:
         return h.get_tensor(name)
       except Exception as e:  # pylint: disable=broad-except  (data cut short after a whole header)
-        raise ConfigError(f"{self.weight_map[name]}: tensor {name} cannot be read ({_first_line(e)}): is the file "
+        raise ConfigError(f"{self.weight_map[name]}: tensor {name} cannot be read ({first_line(e)}): is the file "
                           f"complete?") from None
-
-
-def _first_line(e: BaseException) -> str:
-  return (str(e).strip().splitlines() or [type(e).__name__])[0]
-
-
-def read_json(path: str) -> dict:
-  try:
-    with open(path, encoding="utf-8") as f:
-      out = json.load(f)
-  except (ValueError, UnicodeDecodeError) as e:
-    raise ConfigError(f"{path} is not valid JSON ({_first_line(e)})") from None
-  if not isinstance(out, dict):
-    raise ConfigError(f"{path} is not a JSON object")
-  return out
 
 
 def read_hf_config(directory: str) -> dict:
   path = os.path.join(directory, "config.json")
   if not os.path.isfile(path):
     raise ConfigError(f"{directory} is not a Hugging Face model directory: no config.json")
-  return read_json(path)
+  return read_json_object(path)

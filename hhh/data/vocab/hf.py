@@ -44,6 +44,7 @@ from typing import Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
+from hhh.core.jsonfile import read_json_object
 from hhh.data.vocab.ids import NUM_EXTRA_IDS
 
 HF_PREFIX = "hf:"
@@ -87,16 +88,7 @@ def _hf_special_token_names(config_dir: str) -> dict:
 
   def read(name):
     p = os.path.join(config_dir, name)
-    if not os.path.isfile(p):
-      return None
-    try:
-      with open(p, encoding="utf-8") as f:
-        d = json.load(f)
-    except (OSError, ValueError) as e:
-      raise ValueError(f"cannot read {p}: {e}") from e
-    if not isinstance(d, dict):
-      raise ValueError(f"{p}: expected a JSON object")
-    return d
+    return read_json_object(p) if os.path.isfile(p) else None
 
   cfg = read("tokenizer_config.json") or {}
   out = {k: _token_text(cfg.get(k)) for k in keys}
