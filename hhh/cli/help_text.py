@@ -26,8 +26,8 @@ HELPFULL_ARGS = ("--helpfull", "-helpfull")
 
 # The module whose main() defines a command's flags -> the name users type after `python -m`.
 COMMAND_NAMES = {"hhh.train.main": "hhh.train", "hhh.eval.run": "hhh.eval", "hhh.lab.main": "hhh.lab",
-            "hhh.sampling.sample": "hhh.sample", "hhh.sampling.chat": "hhh.chat",
-            "hhh.sampling.best_of_n": "hhh.best_of_n"}
+                 "hhh.sampling.sample": "hhh.sample", "hhh.sampling.chat": "hhh.chat",
+                 "hhh.sampling.best_of_n": "hhh.best_of_n"}
 
 
 def command_name(module: str) -> str:
@@ -39,11 +39,6 @@ def command_name(module: str) -> str:
     if spec is not None and spec.name:
       return "python -m " + spec.name.removesuffix(".__main__")
     return "python " + (sys.argv[0] if sys.argv else "?")
-  if module.startswith("hhh."):
-    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    if main_spec is not None and main_spec.name:
-      return "python -m " + main_spec.name.removesuffix(".__main__")
-    return "python -m " + module
   return "python " + (sys.argv[0] if sys.argv else module)
 
 
